@@ -1,0 +1,5 @@
+import sys
+
+from flowood.cli.app import main
+
+sys.exit(main())

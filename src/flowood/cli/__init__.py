@@ -1,0 +1,1 @@
+"""The ``flowood`` command line (a thin layer over the library)."""

@@ -1,0 +1,17 @@
+"""Errors that reach users as one clear message (the CLI prints them without a traceback)."""
+
+
+class FlowoodError(Exception):
+    """Base class: a user-facing problem with an actionable message."""
+
+
+class ConfigError(FlowoodError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class DatasetError(FlowoodError):
+    """A dataset is unknown, missing, corrupt or has the wrong shape."""
+
+
+class CheckpointError(FlowoodError):
+    """A checkpoint or run directory cannot be read."""

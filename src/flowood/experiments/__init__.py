@@ -1,0 +1,1 @@
+"""Experiment layer: presets and end-to-end recipes built on the library subpackages."""

@@ -1,0 +1,21 @@
+"""Invertible transforms and named flow architectures."""
+
+from flowood.flows.base import FlowSequential, InvertibleModule, standard_normal_log_prob
+from flowood.flows.coupling import AffineCoupling, CouplingInternals
+from flowood.flows.invconv import InvConv1x1, InvConv1x1LU
+from flowood.flows.masks import MASK_TYPES, build_mask
+from flowood.flows.model import NormalizingFlow, image_preprocess
+from flowood.flows.models import available_flows, build_flow, flow_options
+from flowood.flows.multiscale import FactorOut, Unsqueeze, split_latent_scales
+from flowood.flows.normalization import ActNorm
+from flowood.flows.preprocess import Dequantize, LogitTransform, bits_per_dim
+from flowood.flows.reshape import Squeeze, squeeze2d, unsqueeze2d
+from flowood.flows.stnets import ST_NETS, build_st_net
+
+__all__ = [
+    "MASK_TYPES", "ST_NETS", "ActNorm", "AffineCoupling", "CouplingInternals", "Dequantize", "FactorOut",
+    "FlowSequential", "InvConv1x1", "InvConv1x1LU", "InvertibleModule", "LogitTransform", "NormalizingFlow",
+    "Squeeze", "Unsqueeze", "available_flows", "bits_per_dim", "build_flow", "build_mask", "build_st_net",
+    "flow_options", "image_preprocess", "split_latent_scales", "squeeze2d", "standard_normal_log_prob",
+    "unsqueeze2d",
+]

@@ -1,0 +1,48 @@
+"""Volume-preserving reshapes: squeeze (space-to-depth) and its inverse."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from flowood.flows.base import InvertibleModule, zero_logdet
+
+
+def squeeze2d(x: Tensor, factor: int = 2) -> Tensor:
+    """Space-to-depth: ``(B, C, H, W) -> (B, C·f², H/f, W/f)``.
+
+    Output channel ``c·f² + i·f + j`` holds pixel ``(i, j)`` of each ``f×f`` block of input channel
+    ``c``, the ordering used by RealNVP/Glow so that a channel-wise split mixes spatial positions.
+    """
+    b, c, h, w = x.shape
+    if h % factor or w % factor:
+        raise ValueError(
+            f"squeeze by {factor} needs height and width divisible by {factor}, got {h}×{w}; "
+            "use an input size that is a multiple of 2**num_scales"
+        )
+    x = x.reshape(b, c, h // factor, factor, w // factor, factor)
+    x = x.permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, c * factor * factor, h // factor, w // factor)
+
+
+def unsqueeze2d(x: Tensor, factor: int = 2) -> Tensor:
+    """Depth-to-space, the exact inverse of :func:`squeeze2d`."""
+    b, c, h, w = x.shape
+    if c % (factor * factor):
+        raise ValueError(f"unsqueeze by {factor} needs channels divisible by {factor**2}, got {c}")
+    x = x.reshape(b, c // (factor * factor), factor, factor, h, w)
+    x = x.permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, c // (factor * factor), h * factor, w * factor)
+
+
+class Squeeze(InvertibleModule):
+    """Invertible space-to-depth; log-determinant 0."""
+
+    def __init__(self, factor: int = 2) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return squeeze2d(x, self.factor), zero_logdet(x)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return unsqueeze2d(y, self.factor)
