@@ -34,8 +34,14 @@ def presets(
     for r in rows:
         m = r["model"]
         t = r["train"]
-        table.add_row(r["name"], m["name"], f"{r['parameters'] / 1e6:.1f}M", r["data"]["dataset"],
-                      f"{t['optimizer']} lr={t['lr']:g}", str(t["epochs"]))
+        table.add_row(
+            r["name"],
+            m["name"],
+            f"{r['parameters'] / 1e6:.1f}M",
+            r["data"]["dataset"],
+            f"{t['optimizer']} lr={t['lr']:g}",
+            str(t["epochs"]),
+        )
     Console().print(table)
 
 

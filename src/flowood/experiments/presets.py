@@ -16,46 +16,88 @@ from flowood.flows import build_flow
 
 PRESETS: dict[str, dict[str, Any]] = {
     "realnvp-fashionmnist": {
-        "description": "Paper: RealNVP on FashionMNIST (2 scales, 6 blocks, 64 channels, Adam 5e-5, batch 32, 81 epochs)",
+        "description": "Paper: RealNVP on FashionMNIST (2 scales, 6 blocks, 64 channels, Adam 5e-5, batch 32, "
+        "81 epochs)",
         "paper": True,
         "model": {"name": "realnvp", "num_scales": 2, "num_blocks": 6, "mid_channels": 64, "st_net": "resnet"},
         "data": {"dataset": "fashionmnist", "ood": ["mnist", "notmnist"]},
-        "train": {"optimizer": "adam", "lr": 5e-5, "weight_decay": 0.0, "batch_size": 32, "epochs": 81,
-                  "grad_clip": 100.0},
+        "train": {
+            "optimizer": "adam",
+            "lr": 5e-5,
+            "weight_decay": 0.0,
+            "batch_size": 32,
+            "epochs": 81,
+            "grad_clip": 100.0,
+        },
     },
     "realnvp-celeba": {
         "description": "Paper: RealNVP on CelebA/CIFAR-10/SVHN (3 scales, 8 blocks, 64 channels, lr 1e-4, wd 5e-5, "
-                       "101 epochs)",
+        "101 epochs)",
         "paper": True,
         "model": {"name": "realnvp", "num_scales": 3, "num_blocks": 8, "mid_channels": 64, "st_net": "resnet"},
         "data": {"dataset": "celeba", "ood": ["svhn", "cifar10"]},
-        "train": {"optimizer": "adam", "lr": 1e-4, "weight_decay": 5e-5, "batch_size": 32, "epochs": 101,
-                  "grad_clip": 100.0},
+        "train": {
+            "optimizer": "adam",
+            "lr": 1e-4,
+            "weight_decay": 5e-5,
+            "batch_size": 32,
+            "epochs": 101,
+            "grad_clip": 100.0,
+        },
     },
     "glow-fashionmnist": {
         "description": "Paper: Glow on FashionMNIST (2 scales x 16 steps, 200 channels, 3 blocks, RMSprop 5e-5, "
-                       "151 epochs)",
+        "151 epochs)",
         "paper": True,
-        "model": {"name": "glow", "num_scales": 2, "num_steps": 16, "mid_channels": 200, "num_blocks": 3,
-                  "st_net": "highway"},
+        "model": {
+            "name": "glow",
+            "num_scales": 2,
+            "num_steps": 16,
+            "mid_channels": 200,
+            "num_blocks": 3,
+            "st_net": "highway",
+        },
         "data": {"dataset": "fashionmnist", "ood": ["mnist", "notmnist"]},
-        "train": {"optimizer": "rmsprop", "lr": 5e-5, "weight_decay": 0.0, "batch_size": 32, "epochs": 151,
-                  "grad_clip": 100.0},
+        "train": {
+            "optimizer": "rmsprop",
+            "lr": 5e-5,
+            "weight_decay": 0.0,
+            "batch_size": 32,
+            "epochs": 151,
+            "grad_clip": 100.0,
+        },
     },
     "glow-celeba": {
         "description": "Paper: Glow on CelebA/CIFAR-10/SVHN (3 scales x 8 steps, 400 channels, 3 blocks, RMSprop 1e-5, "
-                       "161 epochs)",
+        "161 epochs)",
         "paper": True,
-        "model": {"name": "glow", "num_scales": 3, "num_steps": 8, "mid_channels": 400, "num_blocks": 3,
-                  "st_net": "highway"},
+        "model": {
+            "name": "glow",
+            "num_scales": 3,
+            "num_steps": 8,
+            "mid_channels": 400,
+            "num_blocks": 3,
+            "st_net": "highway",
+        },
         "data": {"dataset": "celeba", "ood": ["svhn", "cifar10"]},
-        "train": {"optimizer": "rmsprop", "lr": 1e-5, "weight_decay": 0.0, "batch_size": 32, "epochs": 161,
-                  "grad_clip": 100.0},
+        "train": {
+            "optimizer": "rmsprop",
+            "lr": 1e-5,
+            "weight_decay": 0.0,
+            "batch_size": 32,
+            "epochs": 161,
+            "grad_clip": 100.0,
+        },
     },
 }
 
-IMAGE_SHAPES = {"fashionmnist": (1, 28, 28), "mnist": (1, 28, 28), "celeba": (3, 32, 32), "cifar10": (3, 32, 32),
-                "svhn": (3, 32, 32)}
+IMAGE_SHAPES = {
+    "fashionmnist": (1, 28, 28),
+    "mnist": (1, 28, 28),
+    "celeba": (3, 32, 32),
+    "cifar10": (3, 32, 32),
+    "svhn": (3, 32, 32),
+}
 
 
 def get_preset(name: str) -> dict[str, Any]:

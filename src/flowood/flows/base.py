@@ -43,9 +43,7 @@ class FlowSequential(InvertibleModule):
         super().__init__()
         for module in modules:
             if not isinstance(module, InvertibleModule):
-                raise TypeError(
-                    f"FlowSequential takes InvertibleModule instances, got {type(module).__name__}"
-                )
+                raise TypeError(f"FlowSequential takes InvertibleModule instances, got {type(module).__name__}")
         self.layers = nn.ModuleList(modules)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -87,7 +87,9 @@ class NormalizingFlow(nn.Module):
         return self.inverse(z * temperature)
 
     @torch.no_grad()
-    def sample_images(self, num_samples: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+    def sample_images(
+        self, num_samples: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Samples mapped back to images in ``[0, 1]`` (image flows only)."""
         x = self.sample(num_samples, temperature, generator)
         if self.preprocess is None:

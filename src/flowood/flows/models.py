@@ -66,7 +66,9 @@ def _st_factory(in_ch: int, out_ch: int, **kwargs: Any):
     return build_st_net(kwargs.pop("st_net"), in_ch, out_ch, **kwargs)
 
 
-def _realnvp_scale(scale: int, num_scales: int, shape: tuple[int, int, int], mid: int, keeps: list[int], **st: Any) -> InvertibleModule:
+def _realnvp_scale(
+    scale: int, num_scales: int, shape: tuple[int, int, int], mid: int, keeps: list[int], **st: Any
+) -> InvertibleModule:
     c, h, w = shape
     layers: list[InvertibleModule] = [
         _coupling("checkerboard", shape, parity=p, mid_channels=mid, **st) for p in (0, 1, 0)
@@ -109,13 +111,24 @@ def build_realnvp(
         raise ValueError(f"realnvp with num_scales={num_scales} needs H and W divisible by {f}, got {shape[1:]}")
     _check_st_net(st_net, bottleneck_dim)
     keeps: list[int] = []
-    body = _realnvp_scale(0, num_scales, shape, mid_channels, keeps, st_net=st_net, num_blocks=num_blocks,
-                          use_batch_norm=use_batch_norm, bottleneck_dim=bottleneck_dim, init_zeros=init_zeros)
+    body = _realnvp_scale(
+        0,
+        num_scales,
+        shape,
+        mid_channels,
+        keeps,
+        st_net=st_net,
+        num_blocks=num_blocks,
+        use_batch_norm=use_batch_norm,
+        bottleneck_dim=bottleneck_dim,
+        init_zeros=init_zeros,
+    )
     return body, keeps
 
 
-def _glow_scale(scale: int, num_scales: int, shape: tuple[int, int, int], keeps: list[int], num_steps: int,
-                lu: bool, **st: Any) -> InvertibleModule:
+def _glow_scale(
+    scale: int, num_scales: int, shape: tuple[int, int, int], keeps: list[int], num_steps: int, lu: bool, **st: Any
+) -> InvertibleModule:
     c, h, w = shape
     squeezed = (4 * c, h // 2, w // 2)
     layers: list[InvertibleModule] = [Squeeze()]
@@ -153,9 +166,20 @@ def build_glow(
         raise ValueError(f"glow with num_scales={num_scales} needs H and W divisible by {f}, got {shape[1:]}")
     _check_st_net(st_net, bottleneck_dim)
     keeps: list[int] = []
-    body = _glow_scale(0, num_scales, shape, keeps, num_steps, lu_decomposed, st_net=st_net, mid_channels=mid_channels,
-                       num_blocks=num_blocks, use_batch_norm=use_batch_norm, bottleneck_dim=bottleneck_dim,
-                       init_zeros=init_zeros)
+    body = _glow_scale(
+        0,
+        num_scales,
+        shape,
+        keeps,
+        num_steps,
+        lu_decomposed,
+        st_net=st_net,
+        mid_channels=mid_channels,
+        num_blocks=num_blocks,
+        use_batch_norm=use_batch_norm,
+        bottleneck_dim=bottleneck_dim,
+        init_zeros=init_zeros,
+    )
     return body, keeps
 
 
@@ -174,8 +198,14 @@ def build_cycle_mask(
     (k+1) mod 4 from quadrant k mod 4, which prevents consecutive layers from co-adapting."""
     shape = _image_shape(input_shape, "realnvp-cycle-mask")
     _check_st_net(st_net, bottleneck_dim)
-    st = dict(st_net=st_net, mid_channels=mid_channels, num_blocks=num_blocks, use_batch_norm=use_batch_norm,
-              bottleneck_dim=bottleneck_dim, init_zeros=init_zeros)
+    st = dict(
+        st_net=st_net,
+        mid_channels=mid_channels,
+        num_blocks=num_blocks,
+        use_batch_norm=use_batch_norm,
+        bottleneck_dim=bottleneck_dim,
+        init_zeros=init_zeros,
+    )
     return FlowSequential(*(_coupling("quadrant", shape, quadrant=k % 4, **st) for k in range(8))), []
 
 
@@ -199,9 +229,18 @@ def build_horizontal_mask(
 ) -> tuple[InvertibleModule, list[int]]:
     """RealNVP with horizontal half-image masks: each coupling transforms the top (or bottom) half
     from the other half; parity alternates."""
-    return _half_mask_flow("horizontal", input_shape, "realnvp-horizontal-mask", num_couplings, st_net=st_net,
-                           mid_channels=mid_channels, num_blocks=num_blocks, use_batch_norm=use_batch_norm,
-                           bottleneck_dim=bottleneck_dim, init_zeros=init_zeros)
+    return _half_mask_flow(
+        "horizontal",
+        input_shape,
+        "realnvp-horizontal-mask",
+        num_couplings,
+        st_net=st_net,
+        mid_channels=mid_channels,
+        num_blocks=num_blocks,
+        use_batch_norm=use_batch_norm,
+        bottleneck_dim=bottleneck_dim,
+        init_zeros=init_zeros,
+    )
 
 
 def build_vertical_mask(
@@ -217,9 +256,18 @@ def build_vertical_mask(
     logit_alpha: float = 0.9,
 ) -> tuple[InvertibleModule, list[int]]:
     """RealNVP with vertical half-image masks (left/right halves), parity alternating."""
-    return _half_mask_flow("vertical", input_shape, "realnvp-vertical-mask", num_couplings, st_net=st_net,
-                           mid_channels=mid_channels, num_blocks=num_blocks, use_batch_norm=use_batch_norm,
-                           bottleneck_dim=bottleneck_dim, init_zeros=init_zeros)
+    return _half_mask_flow(
+        "vertical",
+        input_shape,
+        "realnvp-vertical-mask",
+        num_couplings,
+        st_net=st_net,
+        mid_channels=mid_channels,
+        num_blocks=num_blocks,
+        use_batch_norm=use_batch_norm,
+        bottleneck_dim=bottleneck_dim,
+        init_zeros=init_zeros,
+    )
 
 
 def build_tabular(
@@ -241,12 +289,21 @@ def build_tabular(
     for k in range(num_couplings):
         if actnorm:
             layers.append(ActNorm(shape[0]))
-        layers.append(AffineCoupling(
-            "tabular", shape,
-            partial(_st_factory, st_net="mlp", mid_channels=hidden_dim, num_blocks=num_layers,
-                    init_zeros=init_zeros, dropout=dropout),
-            parity=k % 2,
-        ))
+        layers.append(
+            AffineCoupling(
+                "tabular",
+                shape,
+                partial(
+                    _st_factory,
+                    st_net="mlp",
+                    mid_channels=hidden_dim,
+                    num_blocks=num_layers,
+                    init_zeros=init_zeros,
+                    dropout=dropout,
+                ),
+                parity=k % 2,
+            )
+        )
     return FlowSequential(*layers), []
 
 

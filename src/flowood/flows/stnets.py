@@ -103,7 +103,7 @@ class ResNetST(nn.Module):
         x = self.in_conv(x)
         if self.use_skips:
             acc = self.in_skip(x)
-            for block, skip in zip(self.blocks, self.skips):
+            for block, skip in zip(self.blocks, self.skips, strict=False):
                 x = block(x)
                 acc = acc + skip(x)
             x = acc
@@ -121,7 +121,9 @@ class ResNetST(nn.Module):
 class ConvNetST(nn.Module):
     """Plain stack: 3×3 conv → ReLU, ``num_blocks`` × (3×3 conv → ReLU), 3×3 output conv."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, num_blocks: int, *, init_zeros: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, mid_channels: int, out_channels: int, num_blocks: int, *, init_zeros: bool = True
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [wn_conv2d(in_channels, mid_channels, 3), nn.ReLU()]
         for _ in range(num_blocks):
@@ -151,7 +153,9 @@ class HighwayST(nn.Module):
     """Gated convolution stack (the original code's Glow st-network): 3×3 in, ``num_blocks``
     highway layers, zero-initialised 1×1 out."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, num_blocks: int, *, init_zeros: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, mid_channels: int, out_channels: int, num_blocks: int, *, init_zeros: bool = True
+    ) -> None:
         super().__init__()
         self.in_conv = nn.Conv2d(in_channels, mid_channels, 3, padding=1)
         nn.init.normal_(self.in_conv.weight, std=0.05)
@@ -169,7 +173,16 @@ class HighwayST(nn.Module):
 class MLPST(nn.Module):
     """Fully connected st-network for vectors: ``D → hidden`` then ``num_layers`` hidden layers, ReLU."""
 
-    def __init__(self, in_features: int, hidden_dim: int, out_features: int, num_layers: int, *, init_zeros: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        hidden_dim: int,
+        out_features: int,
+        num_layers: int,
+        *,
+        init_zeros: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Linear(in_features, hidden_dim), nn.ReLU()]
         if dropout > 0:
@@ -203,14 +216,29 @@ def build_st_net(
 ) -> nn.Module:
     """Build an st-network by name (see module docstring); ``mid_channels`` is the hidden width."""
     if kind == "resnet":
-        return ResNetST(in_channels, mid_channels, out_channels, num_blocks, double_after_norm=double_after_norm,
-                        use_batch_norm=use_batch_norm, init_zeros=init_zeros)
+        return ResNetST(
+            in_channels,
+            mid_channels,
+            out_channels,
+            num_blocks,
+            double_after_norm=double_after_norm,
+            use_batch_norm=use_batch_norm,
+            init_zeros=init_zeros,
+        )
     if kind == "bottleneck":
         if bottleneck_dim is None or bottleneck_dim < 1:
             raise ValueError("st_net='bottleneck' needs a positive bottleneck_dim (the paper uses e.g. 50 or 100)")
-        return ResNetST(in_channels, mid_channels, out_channels, num_blocks, double_after_norm=double_after_norm,
-                        use_batch_norm=use_batch_norm, init_zeros=init_zeros, bottleneck_dim=bottleneck_dim,
-                        spatial_shape=spatial_shape)
+        return ResNetST(
+            in_channels,
+            mid_channels,
+            out_channels,
+            num_blocks,
+            double_after_norm=double_after_norm,
+            use_batch_norm=use_batch_norm,
+            init_zeros=init_zeros,
+            bottleneck_dim=bottleneck_dim,
+            spatial_shape=spatial_shape,
+        )
     if kind == "convnet":
         return ConvNetST(in_channels, mid_channels, out_channels, num_blocks, init_zeros=init_zeros)
     if kind == "highway":
