@@ -32,9 +32,18 @@ def _root(
 
 def _register() -> None:
     # Each command module exposes register(app); importing them here keeps `flowood --help` complete.
-    from flowood.cli import presets_cmd
+    from flowood.cli import (
+        datasets_cmd,
+        demo_cmd,
+        embed_cmd,
+        evaluate_cmd,
+        presets_cmd,
+        report_cmd,
+        train_cmd,
+        visualize_cmd,
+    )
 
-    for module in (presets_cmd,):
+    for module in (presets_cmd, datasets_cmd, train_cmd, evaluate_cmd, demo_cmd, embed_cmd, visualize_cmd, report_cmd):
         module.register(app)
 
 
@@ -46,23 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     from flowood.errors import FlowoodError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # Standalone mode: Typer reports usage errors itself and exits through SystemExit.
+        app(args=argv, prog_name="flowood")
     except FlowoodError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         return 2
-    except (typer.Exit, SystemExit) as err:
-        code = getattr(err, "exit_code", getattr(err, "code", 0))
-        return int(code or 0)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return err.exit_code
-        raise
+    except SystemExit as err:
+        return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
     return 0
 
 

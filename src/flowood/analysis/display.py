@@ -1,0 +1,158 @@
+"""Turning flow tensors of any layout into image panels.
+
+Flow internals live on squeezed grids: a coupling at scale ``k`` sees ``(C·4^k, H/2^k, W/2^k)`` and the per-scale
+latent pieces have ``2C``-ish channels at reduced resolution. To show them next to the input we undo squeezes
+(depth-to-space) while the channel count allows it, and tile whatever channels remain into a mosaic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from torch import Tensor
+
+from flowood.flows.reshape import unsqueeze2d
+
+BACKGROUND = "#FFFFFF"
+"""Colour of gaps between mosaic tiles."""
+HIDDEN_COLOUR = "#F08A8A"
+"""Entries hidden from a coupling's st-network (masked-input panel)."""
+UNCHANGED_COLOUR = "#A6A6A6"
+"""Entries a coupling leaves unchanged (s and t panels, where s = t = 0 by construction)."""
+
+
+def to_image_grid(t: Tensor, image_channels: int) -> Tensor:
+    """Undo 2×2 squeezes while the channel count is a multiple of ``4·image_channels``.
+
+    Args:
+        t: ``(C, H, W)`` tensor on some (possibly squeezed) grid.
+        image_channels: channels of the flow's input image (1 or 3).
+
+    Returns:
+        ``(C', H', W')`` with ``C' = C / 4^k`` and ``H' = H·2^k`` for the largest feasible ``k``; a coupling
+        input of shape ``(4C, H/2, W/2)`` comes back as ``(C, H, W)``.
+    """
+    t = t.detach().to("cpu", torch.float32)
+    while t.shape[0] > image_channels and t.shape[0] % (4 * image_channels) == 0:
+        t = unsqueeze2d(t.unsqueeze(0))[0]
+    return t
+
+
+def mosaic(t: Tensor | np.ndarray, group: int = 1, gap: int = 1) -> np.ndarray:
+    """Tile ``(C, H, W)`` channels (in groups of ``group``) into a near-square grid.
+
+    Returns:
+        ``(H2, W2)`` for ``group == 1`` or ``(H2, W2, group)``; gaps between tiles are NaN so that they render
+        in the colormap's "bad" colour instead of a value.
+    """
+    a = t.detach().cpu().numpy() if isinstance(t, Tensor) else np.asarray(t)
+    a = a.astype(np.float64, copy=False)
+    c, h, w = a.shape
+    if c % group:
+        raise ValueError(f"cannot group {c} channels by {group}")
+    n = c // group
+    if n == 1:
+        tile = a if group > 1 else a[0]
+        return np.moveaxis(tile, 0, -1) if group > 1 else tile
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    out = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, group), np.nan)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        y0, x0 = r * (h + gap), col * (w + gap)
+        out[y0 : y0 + h, x0 : x0 + w] = np.moveaxis(a[i * group : (i + 1) * group], 0, -1)
+    return out[..., 0] if group == 1 else out
+
+
+def normalise(a: np.ndarray, signed: bool = False, lo_pct: float = 1.0, hi_pct: float = 99.0) -> np.ndarray:
+    """Map values into ``[0, 1]`` robustly (percentile clipping, NaN/inf ignored and kept as NaN).
+
+    ``signed=True`` keeps 0 at 0.5 (for s and t, whose sign matters); constant inputs map to 0.5.
+    """
+    a = np.where(np.isfinite(a), a, np.nan)
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return np.full_like(a, np.nan)
+    if signed:
+        m = float(np.percentile(np.abs(finite), hi_pct))
+        return np.clip(0.5 + 0.5 * a / m, 0.0, 1.0) if m > 0 else np.where(np.isnan(a), np.nan, 0.5)
+    lo, hi = np.percentile(finite, [lo_pct, hi_pct])
+    if hi <= lo:
+        return np.where(np.isnan(a), np.nan, 0.5)
+    return np.clip((a - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _layout(t: Tensor, image_channels: int, signed: bool) -> np.ndarray:
+    """Unsqueeze + tile without normalising: ``(H', W')`` or ``(H', W', 3)``."""
+    g = to_image_grid(t, image_channels)
+    if signed and image_channels == 3 and g.shape[0] % 3 == 0:
+        g = g.reshape(g.shape[0] // 3, 3, *g.shape[1:]).mean(dim=1)
+    group = 3 if (image_channels == 3 and g.shape[0] % 3 == 0 and not signed) else 1
+    return mosaic(g, group=group)
+
+
+def panel_image(t: Tensor, image_channels: int, *, signed: bool = False, hidden: Tensor | None = None) -> np.ndarray:
+    """A displayable array in ``[0, 1]`` for one sample's tensor ``(C, H, W)``: ``(H', W')`` or ``(H', W', 3)``.
+
+    RGB is used only when the (unsqueezed) tensor has exactly 3 channels per tile and values are unsigned;
+    signed maps (s, t) of colour images show the channel mean so that the diverging colormap stays readable.
+    Entries where ``hidden`` (boolean, like ``t``) is True become NaN and are left out of the normalisation.
+    """
+    img = _layout(t, image_channels, signed)
+    if hidden is not None:
+        h = np.nan_to_num(_layout(hidden.to(torch.float32), image_channels, signed))
+        if h.ndim == 3:
+            h = h.max(axis=-1)
+        if h.shape == img.shape[:2]:
+            img = img.copy()
+            img[h > 0.5] = np.nan
+    return normalise(img, signed=signed)
+
+
+def show_panel(
+    ax: Axes,
+    t: Tensor,
+    image_channels: int,
+    *,
+    signed: bool = False,
+    hidden: Tensor | None = None,
+    bad_colour: str = BACKGROUND,
+) -> None:
+    """Draw one sample's tensor on ``ax`` (ticks hidden).
+
+    Args:
+        t: ``(C, H, W)`` values.
+        signed: use the diverging ``RdBu_r`` colormap centred on 0 (for s and t); grey otherwise.
+        hidden: optional boolean ``(C, H, W)``; True entries are not drawn as values but in ``bad_colour``
+            (e.g. the positions a coupling's st-network does not see).
+        bad_colour: colour of hidden entries and of the gaps between mosaic tiles.
+    """
+    img = panel_image(t, image_channels, signed=signed, hidden=hidden)
+    if img.ndim == 3:
+        # RGB: imshow ignores the colormap, so paint NaN (gaps, hidden entries) explicitly.
+        bad = np.isnan(img).any(axis=-1)
+        rgb = np.clip(np.nan_to_num(img), 0.0, 1.0)
+        rgb[bad] = _hex_to_rgb(bad_colour)
+        ax.imshow(rgb, interpolation="nearest")
+    else:
+        cmap = matplotlib_cmap("RdBu_r" if signed else "gray", bad_colour)
+        ax.imshow(np.ma.masked_invalid(img), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def matplotlib_cmap(name: str, bad_colour: str = BACKGROUND):
+    """A copy of a named colormap whose "bad" (NaN) colour is ``bad_colour``."""
+    import matplotlib
+
+    return matplotlib.colormaps[name].with_extremes(bad=bad_colour)
+
+
+def _hex_to_rgb(colour: str) -> tuple[float, float, float]:
+    c = colour.lstrip("#")
+    return int(c[0:2], 16) / 255.0, int(c[2:4], 16) / 255.0, int(c[4:6], 16) / 255.0

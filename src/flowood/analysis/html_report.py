@@ -1,0 +1,483 @@
+"""One self-contained HTML page per run: config, training curves, evaluation table, measurements, figures.
+
+The page has no scripts, fonts, stylesheets or images from anywhere else: PNGs are embedded as base64 ``data:``
+URIs and the CSS is inline, so it opens offline, from an e-mail attachment or a cluster's scratch disk. Layout:
+a max-width column, images that shrink with the window and tables that scroll sideways on narrow screens.
+
+This module reads the run directory's files directly (it must not import the training/experiment layers):
+``config.yaml``, ``metrics.csv``, ``report.json``, ``figures/*.png``, ``figures/coupling_stats.json``,
+``histogram.png`` and ``samples/*.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _dt
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from flowood.analysis.style import BPD_LABEL, dataset_color, figure_style, new_figure
+
+MAX_SAMPLE_FIGURES = 12
+"""At most this many ``samples/epoch_*.png`` are embedded (first, last and evenly spaced ones in between)."""
+
+# Short explanations shown under figures whose file names flowood's visualize step uses.
+FIGURE_NOTES: dict[str, str] = {
+    "latents": "Paper claim 2: the latent z = f(x) reshaped onto the image grid (and per scale) still looks like "
+    "the input, for in-distribution and OOD images alike.",
+    "coupling": "Paper claim 3: a coupling layer's st-network sees the masked input and predicts s and t; −t "
+    "resembles the hidden pixels (a smart interpolation), whatever the dataset.",
+    "samples": "Samples at temperatures 1.0, 0.7, 0.5 (base standard deviation scaled by T).",
+    "histogram": "Paper claim 1 / Figure 1: bits/dim per dataset; OOD data with lower bits/dim than the "
+    "in-distribution test set means the likelihood ranks it as more in-distribution.",
+}
+
+
+@dataclass
+class ReportParts:
+    """Everything a report shows; build it from a run directory with :func:`collect_report_parts` or by hand.
+
+    Attributes:
+        title: page title.
+        config: the run's configuration (shown as YAML), or None.
+        metrics: rows of ``metrics.csv`` (values parsed to float where numeric).
+        report: ``report.json`` contents (evaluation), or None.
+        coupling_stats: rows of ``figures/coupling_stats.json`` (claim-3 measurement), or None.
+        figures: ``(caption, png path or bytes)`` in display order.
+        notes: extra lines shown under the title (e.g. what is missing and how to produce it).
+    """
+
+    title: str = "flowood run report"
+    config: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    coupling_stats: list[dict[str, Any]] | None = None
+    figures: list[tuple[str, Path | bytes]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------- reading files
+
+
+def _num(v: str) -> Any:
+    """CSV cell → float when numeric (including nan/inf), else the stripped string; empty → None."""
+    v = v.strip()
+    if v == "":
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.csv`` with numeric cells parsed to float (empty cells → None)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [{k: _num(v or "") for k, v in row.items() if k is not None} for row in csv.DictReader(fh)]
+
+
+def _sample_subset(paths: list[Path], limit: int) -> list[Path]:
+    if len(paths) <= limit:
+        return paths
+    idx = np.unique(np.linspace(0, len(paths) - 1, limit).round().astype(int))
+    return [paths[i] for i in idx]
+
+
+# The story of the paper: likelihoods (claim 1), latents (claim 2), coupling layers (claim 3), then samples.
+_FIGURE_ORDER = ("histogram", "latent", "coupling", "sample")
+
+
+def _figure_order(path: Path) -> tuple[int, str]:
+    stem = path.stem.lower()
+    rank = next((i for i, key in enumerate(_FIGURE_ORDER) if stem.startswith(key)), len(_FIGURE_ORDER))
+    return rank, stem
+
+
+def collect_report_parts(run_dir: str | Path) -> ReportParts:
+    """Read whatever a run directory holds; missing pieces become notes, never errors.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a directory.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory {run} does not exist")
+    parts = ReportParts(title=f"flowood run report: {run.resolve().name}")
+    cfg_path = run / "config.yaml"
+    if cfg_path.is_file():
+        loaded = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        parts.config = loaded if isinstance(loaded, dict) else {"config": loaded}
+    else:
+        parts.notes.append("No config.yaml in the run directory.")
+    if (run / "metrics.csv").is_file():
+        parts.metrics = read_metrics_csv(run / "metrics.csv")
+    else:
+        parts.notes.append("No metrics.csv: training curves unavailable.")
+    if (run / "report.json").is_file():
+        parts.report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    else:
+        parts.notes.append("No report.json: run `flowood evaluate RUN_DIR` for the evaluation table.")
+    stats_path = run / "figures" / "coupling_stats.json"
+    if stats_path.is_file():
+        loaded = json.loads(stats_path.read_text(encoding="utf-8"))
+        parts.coupling_stats = loaded.get("rows", []) if isinstance(loaded, dict) else list(loaded)
+    figs = sorted((run / "figures").glob("*.png"), key=_figure_order) if (run / "figures").is_dir() else []
+    if not figs:
+        parts.notes.append("No figures/: run `flowood visualize RUN_DIR` for latent, coupling and sample figures.")
+    for p in figs:
+        parts.figures.append((p.stem.replace("_", " "), p))
+    if (run / "histogram.png").is_file():
+        parts.figures.append(("histogram (from evaluation)", run / "histogram.png"))
+    samples = sorted((run / "samples").glob("*.png")) if (run / "samples").is_dir() else []
+    shown = _sample_subset(samples, MAX_SAMPLE_FIGURES)
+    if len(shown) < len(samples):
+        parts.notes.append(f"{len(shown)} of {len(samples)} training-sample grids shown (evenly spaced).")
+    for p in shown:
+        parts.figures.append((f"training samples: {p.stem.replace('_', ' ')}", p))
+    return parts
+
+
+# ------------------------------------------------------------------------------------------------ training curves
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, float) and math.isfinite(v)
+
+
+def training_curves_png(metrics: list[dict[str, Any]]) -> bytes | None:
+    """PNG bytes of train/test bits/dim vs epoch (and the learning rate), or None without usable rows.
+
+    When ``metrics.csv`` logs several rows per epoch (step-level logging), the x-axis is the step instead, so
+    the curve is not drawn as vertical zig-zags.
+    """
+    rows = [r for r in metrics if _finite(r.get("epoch")) or _finite(r.get("step"))]
+    if not rows:
+        return None
+    epochs = [r.get("epoch") for r in rows]
+    use_epoch = all(_finite(e) for e in epochs) and len(set(epochs)) == len(epochs)
+    xkey, xlabel = ("epoch", "epoch") if use_epoch else ("step", "training step")
+    series = {}
+    for key in ("train_bpd", "test_bpd"):
+        pts = [(r[xkey], r[key]) for r in rows if _finite(r.get(xkey)) and _finite(r.get(key))]
+        if pts:
+            series[key] = np.array(pts)
+    lr = np.array([(r[xkey], r["lr"]) for r in rows if _finite(r.get(xkey)) and _finite(r.get("lr"))])
+    if not series:
+        return None
+    with figure_style():
+        fig = new_figure(9.0, 3.6)
+        ax = fig.add_subplot(1, 2 if lr.size else 1, 1)
+        colours = {"train_bpd": "#0072B2", "test_bpd": "#D55E00"}
+        for key, pts in series.items():
+            ax.plot(
+                pts[:, 0],
+                pts[:, 1],
+                marker="o" if len(pts) < 40 else None,
+                markersize=3,
+                color=colours[key],
+                label=key.replace("_bpd", ""),
+            )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(BPD_LABEL)
+        ax.set_title("bits/dim during training")
+        ax.legend(frameon=False)
+        if lr.size:
+            ax2 = fig.add_subplot(1, 2, 2)
+            ax2.plot(lr[:, 0], lr[:, 1], color="#555555")
+            ax2.set_xlabel(xlabel)
+            ax2.set_ylabel("learning rate")
+            if (lr[:, 1] > 0).all():
+                ax2.set_yscale("log")
+            ax2.set_title("learning rate")
+        fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.16, wspace=0.3)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------------- rendering
+
+_CSS = """
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f6f7f9; color: #1d232a;
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif;
+  font-size: 16px; line-height: 1.5; }
+.container { max-width: 1200px; margin: 0 auto; padding: 1.25rem 1rem 3rem; }
+header h1 { font-size: 1.6rem; margin: 0 0 0.25rem; word-break: break-word; }
+header .meta { color: #5b6570; font-size: 0.9rem; }
+nav { margin: 0.75rem 0 1rem; font-size: 0.95rem; }
+nav a { color: #0b5cad; margin-right: 1rem; text-decoration: none; white-space: nowrap; }
+section { background: #fff; border: 1px solid #e1e4e8; border-radius: 8px; padding: 1rem 1.25rem;
+  margin: 1rem 0; }
+h2 { font-size: 1.25rem; margin: 0 0 0.75rem; }
+.note { color: #5b6570; font-size: 0.92rem; margin: 0.25rem 0; }
+.warn { color: #9a3412; }
+.table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: 0.5rem 0; }
+table { border-collapse: collapse; font-size: 0.92rem; min-width: 100%; }
+th, td { padding: 0.35rem 0.6rem; border-bottom: 1px solid #eceff2; text-align: right; white-space: nowrap; }
+th { background: #f1f3f5; font-weight: 600; white-space: normal; vertical-align: bottom; }
+td.name, th.name { text-align: left; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; margin-right: 0.4em;
+  vertical-align: baseline; }
+.bad { color: #b42318; font-weight: 600; }
+.good { color: #067647; font-weight: 600; }
+pre { background: #f6f8fa; border: 1px solid #e1e4e8; border-radius: 6px; padding: 0.75rem; overflow-x: auto;
+  font-size: 0.85rem; line-height: 1.4; max-height: 28rem; }
+figure { margin: 1rem 0 1.5rem; }
+figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; border: 1px solid #eceff2; }
+figcaption { font-size: 0.9rem; color: #3d4650; margin-top: 0.4rem; }
+figcaption b { color: #1d232a; }
+"""
+
+
+def _data_uri(png: Path | bytes) -> str:
+    data = png.read_bytes() if isinstance(png, Path) else png
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _swatch(name: str) -> str:
+    return f'<span class="swatch" style="background:{dataset_color(name)}"></span>{html.escape(name)}'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f'<th class="name">{h}</th>' if i == 0 else f"<th>{h}</th>" for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f'<td class="name">{c}</td>' if i == 0 else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )
+    return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _auroc_cell(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+        return _fmt(v)
+    cls = "bad" if float(v) < 0.5 else ("good" if float(v) >= 0.9 else "")
+    return f'<span class="{cls}">{float(v):.3f}</span>' if cls else f"{float(v):.3f}"
+
+
+def _evaluation_section(report: dict[str, Any] | None) -> str:
+    if not report:
+        return '<p class="note">No evaluation yet (report.json missing).</p>'
+    rows: list[list[str]] = []
+    ind = report.get("in_distribution") or {}
+    bpd = ind.get("bits_per_dim") or {}
+    ind_name = str(ind.get("dataset", "in-distribution"))
+    rows.append(
+        [
+            _swatch(ind_name) + " (in-dist.)",
+            _fmt(bpd.get("mean")),
+            _fmt(bpd.get("median")),
+            _fmt(bpd.get("n")),
+            _fmt(bpd.get("nonfinite")),
+            "–",
+            "–",
+            "–",
+            "–",
+        ]
+    )
+    for name, entry in (report.get("ood") or {}).items():
+        b = entry.get("bits_per_dim") or {}
+        m = ((entry.get("metrics") or {}).get("log_likelihood")) or {}
+        rows.append(
+            [
+                _swatch(str(name)),
+                _fmt(b.get("mean")),
+                _fmt(b.get("median")),
+                _fmt(b.get("n")),
+                _fmt(b.get("nonfinite")),
+                _auroc_cell(m.get("auroc")),
+                _fmt(m.get("aupr_in")),
+                _fmt(m.get("aupr_out")),
+                _fmt(m.get("fpr95")),
+            ]
+        )
+    header = [
+        "dataset",
+        "bits/dim mean",
+        "bits/dim median",
+        "n",
+        "non-finite",
+        "AUROC",
+        "AUPR-in",
+        "AUPR-out",
+        "FPR@95%TPR",
+    ]
+    note = (
+        '<p class="note">Score: log-likelihood, in-distribution test set as positives. AUROC below 0.5 '
+        "(red) means the OOD data gets <i>higher</i> likelihood than the in-distribution data (paper claim 1).</p>"
+    )
+    return _table(header, rows) + note
+
+
+def _coupling_section(stats: list[dict[str, Any]] | None) -> str:
+    if not stats:
+        return ""
+    header = [
+        "dataset",
+        "layer",
+        "mask",
+        "layer input",
+        "r(−t, x)",
+        "± std",
+        "std(x+t)/std(x)",
+        "mean |s|",
+        "mean |t|",
+        "images",
+    ]
+    rows = []
+    for r in sorted(stats, key=lambda r: (r.get("layer", 0), str(r.get("dataset")))):
+        shape = "×".join(str(s) for s in r.get("layer_input_shape") or [])
+        rows.append(
+            [
+                _swatch(str(r.get("dataset"))),
+                _fmt(r.get("layer")),
+                f"{html.escape(str(r.get('mask_type')))} p{_fmt(r.get('parity'))}",
+                shape,
+                _fmt(r.get("corr_neg_t_x")),
+                _fmt(r.get("corr_neg_t_x_std")),
+                _fmt(r.get("residual_std_ratio")),
+                _fmt(r.get("mean_abs_s")),
+                _fmt(r.get("mean_abs_t")),
+                _fmt(r.get("n_images")),
+            ]
+        )
+    note = (
+        '<p class="note">Pearson correlation between −t (the shift the st-network predicts) and the '
+        "entries the layer transforms, per image, averaged. Values near 1 for in-distribution <i>and</i> OOD "
+        "data mean the layer interpolates hidden pixels from their neighbours for any structured image "
+        "(paper claim 3). std(x+t)/std(x) &lt; 1: the shift removes predictable signal.</p>"
+    )
+    return '<section id="couplings"><h2>Coupling-layer measurement</h2>' + _table(header, rows) + note + "</section>"
+
+
+def _figure_note(caption: str) -> str:
+    low = caption.lower()
+    for key, text in FIGURE_NOTES.items():
+        if key in low:
+            return " " + html.escape(text)
+    return ""
+
+
+def _summary(config: dict[str, Any] | None) -> str:
+    if not config:
+        return ""
+    model = config.get("model") or {}
+    data = config.get("data") or {}
+    train = config.get("train") or {}
+    bits = []
+    if isinstance(model, dict) and model.get("name"):
+        bits.append(f"model <b>{html.escape(str(model['name']))}</b>")
+    if isinstance(data, dict) and data.get("dataset"):
+        bits.append(f"trained on {_swatch(str(data['dataset']))}")
+    if isinstance(data, dict) and data.get("ood"):
+        ood = data["ood"] if isinstance(data["ood"], list) else [data["ood"]]
+        bits.append("OOD: " + ", ".join(_swatch(str(o)) for o in ood))
+    if isinstance(train, dict) and train.get("epochs") is not None:
+        bits.append(f"{html.escape(str(train['epochs']))} epochs")
+    return '<p class="meta">' + " · ".join(bits) + "</p>" if bits else ""
+
+
+def render_html(parts: ReportParts) -> str:
+    """The report page as one HTML string (no external references)."""
+    when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    out: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(parts.title)}</title>",
+        f'<style>{_CSS}</style></head><body><div class="container">',
+        f"<header><h1>{html.escape(parts.title)}</h1>{_summary(parts.config)}"
+        f'<p class="meta">generated {when} by flowood</p></header>',
+    ]
+    toc = [("evaluation", "Evaluation"), ("training", "Training"), ("config", "Config")]
+    if parts.coupling_stats:
+        toc.insert(1, ("couplings", "Couplings"))
+    if parts.figures:
+        toc.append(("figures", "Figures"))
+    out.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in toc) + "</nav>")
+    for note in parts.notes:
+        out.append(f'<p class="note warn">{html.escape(note)}</p>')
+
+    out.append('<section id="evaluation"><h2>Evaluation</h2>' + _evaluation_section(parts.report) + "</section>")
+    out.append(_coupling_section(parts.coupling_stats))
+
+    out.append('<section id="training"><h2>Training curves</h2>')
+    png = training_curves_png(parts.metrics) if parts.metrics else None
+    if png is not None:
+        last = parts.metrics[-1]
+        extra = []
+        for key in ("nonfinite_steps", "seconds"):
+            total = sum(r[key] for r in parts.metrics if _finite(r.get(key)))
+            if any(_finite(r.get(key)) for r in parts.metrics):
+                extra.append(f"{key.replace('_', ' ')}: {_fmt(total, 1) if key == 'seconds' else int(total)} total")
+        out.append(
+            f'<figure><img alt="training curves" src="{_data_uri(png)}"><figcaption>Train and test bits/dim '
+            f"from metrics.csv ({len(parts.metrics)} rows; last: train {_fmt(last.get('train_bpd'))}, test "
+            f"{_fmt(last.get('test_bpd'))} bits/dim; {'; '.join(extra)}).</figcaption></figure>"
+        )
+    else:
+        out.append('<p class="note">No training metrics.</p>')
+    out.append("</section>")
+
+    out.append('<section id="config"><h2>Config</h2>')
+    if parts.config is not None:
+        text = yaml.safe_dump(parts.config, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        out.append(f"<pre>{html.escape(text)}</pre>")
+    else:
+        out.append('<p class="note">No config.</p>')
+    out.append("</section>")
+
+    if parts.figures:
+        out.append('<section id="figures"><h2>Figures</h2>')
+        for caption, png_src in parts.figures:
+            out.append(
+                f'<figure><img alt="{html.escape(caption)}" src="{_data_uri(png_src)}">'
+                f"<figcaption><b>{html.escape(caption)}.</b>{_figure_note(caption)}</figcaption></figure>"
+            )
+        out.append("</section>")
+    out.append("</div></body></html>")
+    return "\n".join(out)
+
+
+def write_html_report(source: str | Path | ReportParts, out_path: str | Path | None = None) -> Path:
+    """Write a self-contained report page and return its path.
+
+    Args:
+        source: a run directory (read with :func:`collect_report_parts`) or ready :class:`ReportParts`.
+        out_path: where to write; default ``RUN_DIR/report.html`` (required when ``source`` is ReportParts).
+    """
+    if isinstance(source, ReportParts):
+        if out_path is None:
+            raise ValueError("write_html_report(parts) needs out_path")
+        parts = source
+    else:
+        parts = collect_report_parts(source)
+        out_path = out_path if out_path is not None else Path(source) / "report.html"
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(parts), encoding="utf-8")
+    return out

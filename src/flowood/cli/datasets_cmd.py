@@ -1,0 +1,39 @@
+"""``flowood datasets``: every dataset with shape, splits, classes, where it is looked for and availability."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def datasets(
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    data_root: Path | None = typer.Option(None, "--data-root", help="Directory searched first for dataset files."),
+) -> None:
+    """List datasets: kind, per-sample shape, splits, classes, where looked, available now."""
+    from flowood.data import list_datasets
+
+    infos = list_datasets(root=data_root)
+    if as_json:
+        typer.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="flowood datasets")
+    table.add_column("name", no_wrap=True)
+    for col in ("kind", "shape", "splits", "classes", "available", "where looked / description"):
+        table.add_column(col, overflow="fold")
+    for i in infos:
+        shape = "x".join(str(s) for s in i.shape) if i.shape else "-"
+        where = "\n".join(i.locations[:3]) + (f"\n(+{len(i.locations) - 3} more)" if len(i.locations) > 3 else "")
+        avail = "[green]yes[/green]" if i.available_now else "[red]no[/red]"
+        table.add_row(i.name, i.kind, shape, ", ".join(i.splits), str(i.num_classes or "-"), avail,
+                      f"{i.description}\n[dim]{where}[/dim]")
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("datasets")(datasets)

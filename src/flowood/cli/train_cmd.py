@@ -1,0 +1,64 @@
+"""``flowood train``: train a flow from a preset or a YAML config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flowood.errors import ConfigError
+
+
+def train_command(
+    preset: str | None = typer.Option(None, "--preset", "-p", help="Preset name (see `flowood presets`)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key=value, e.g. train.lr=1e-4 (repeat)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory to create."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory exactly."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Shortcut for --set train.epochs=N."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train a normalizing flow; writes config, metrics.csv, TensorBoard logs, checkpoints and samples."""
+    from flowood.experiments.presets import get_preset
+    from flowood.train.config import apply_overrides, config_from_dict, load_config
+    from flowood.train.trainer import resume as resume_run
+    from flowood.train.trainer import train
+
+    if resume is not None:
+        if preset or config or overrides:
+            raise ConfigError(
+                "--resume continues a run with its saved config; do not combine it with "
+                "--preset/--config/--set (use --epochs to extend it)"
+            )
+        result = resume_run(resume, quiet=quiet, epochs=epochs)
+    else:
+        if out is None:
+            raise ConfigError("--out DIR is required for a new run")
+        if preset and config:
+            raise ConfigError("give either --preset or --config, not both")
+        if preset:
+            raw = get_preset(preset)
+        elif config:
+            raw = load_config(config)
+        else:
+            raise ConfigError("give --preset NAME (see `flowood presets`) or --config FILE.yaml")
+        extra = list(overrides)
+        if epochs is not None:
+            extra.append(f"train.epochs={epochs}")
+        if device is not None:
+            extra.append(f"device={device}")
+        try:
+            cfg = config_from_dict(apply_overrides(raw, extra))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        result = train(cfg, out, quiet=quiet)
+    typer.echo(
+        f"done: {result.epochs_completed} epochs, {result.steps} steps, train {result.train_bpd:.4f} bits/dim, "
+        f"test {result.test_bpd:.4f} bits/dim, {result.nonfinite_steps} non-finite steps, "
+        f"{result.seconds:.0f}s -> {result.run_dir}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

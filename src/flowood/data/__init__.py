@@ -1,0 +1,20 @@
+"""Datasets for flowood: the paper's image and tabular datasets, an embedded offline bundle, and user data.
+
+>>> from flowood.data import load_dataset
+>>> ds = load_dataset("fashionmnist-mini", "test")          # embedded, offline
+>>> ds.data.shape, ds.data.dtype                             # (torch.Size([2000, 1, 28, 28]), torch.uint8)
+>>> x, y = ds[0]                                             # x float32 (1, 28, 28) in [0, 1], y int
+
+Registered names: ``mnist``, ``fashionmnist``, ``cifar10``, ``svhn``, ``celeba``, ``notmnist``, ``imagenet32``,
+``imagenet64``, ``glyphs`` (rendered stand-in for notMNIST), ``fashionmnist-mini``, ``mnist-mini`` (embedded),
+``miniboone``, ``hepmass``, ``gas``, ``power`` (MAF preprocessing), ``embeddings``; user data as
+``folder:/path``, ``npz:/path.npz``, ``table:/path.csv?label=col``. See :mod:`flowood.data.locate` for the
+look-up order, :mod:`flowood.data.tabular` for the tabular protocols and :mod:`flowood.data.user` for user data.
+"""
+
+from flowood.data.base import ArrayDataset, DatasetInfo
+from flowood.data.locate import cache_dir
+from flowood.data.registry import available_names, dataset_info, list_datasets, load_dataset
+
+__all__ = ["ArrayDataset", "DatasetInfo", "available_names", "cache_dir", "dataset_info", "list_datasets",
+           "load_dataset"]

@@ -1,0 +1,260 @@
+"""User data: an image folder, an ``.npz`` of images, a CSV/NPZ table, and ``embeddings`` npz files.
+
+Name scheme accepted by :func:`flowood.data.load_dataset`:
+
+* ``folder:/path`` - torchvision ImageFolder layout ``/path/<class>/<image>`` (classes sorted by name -> 0..K-1).
+  If ``/path`` has per-split sub-folders (``train/``, ``val/``, ``test/``) each in that layout, they are the splits.
+* ``npz:/path.npz`` - images under key ``images`` or ``x`` (uint8, ``(N, H, W)``, NHWC ``(N, H, W, C)`` or NCHW
+  ``(N, C, H, W)``, C in {1, 3}); optional labels under ``labels`` or ``y``. Keys suffixed ``_<split>``
+  (``x_train``, ``y_test``...) give native splits; a directory holding ``<split>.npz`` files does too.
+* ``table:/path.csv?label=col`` - a CSV with a header row, numeric columns; ``label=`` names the label column
+  (or pass ``label="col"`` as keyword). ``table:/path.npz`` reads ``x``/``data``/``features`` (N, D) and optional
+  ``y``/``labels``. A directory holding ``<split>.csv`` / ``<split>.npz`` gives native splits.
+* ``embeddings`` with ``path=`` (or ``root=``) an ``.npz`` with arrays ``embeddings (N, D)`` and ``labels (N,)``,
+  as the paper's code saved them; ``embeddings:/path.npz`` is the same. A directory holding ``<split>.npz``
+  (or ``embeddings_<split>.npz``) gives native splits.
+
+A plain existing path is also accepted as a name: directories are read as ``folder:``, ``.npz`` files as
+``npz:`` when they hold images, else as tables, ``.csv`` as ``table:``.
+
+**Splits of a single source.** A single file or folder without split structure has the native split ``all``
+(everything); ``train`` / ``val`` / ``test`` are a seeded 80 / 10 / 10 % partition of it (``seed`` option).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from flowood.data.base import ArrayDataset
+from flowood.errors import DatasetError
+
+SPLIT_NAMES = ("train", "val", "test")
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def _open_npz(path: Path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise DatasetError(f"cannot read {path}: {err} (corrupt or truncated npz)") from err
+
+
+def _get(z, path: Path, keys: tuple[str, ...], split: str | None) -> np.ndarray | None:
+    try:
+        for k in keys:
+            key = f"{k}_{split}" if split else k
+            if key in z.files:
+                return np.asarray(z[key])
+    except Exception as err:
+        raise DatasetError(f"cannot read {path}: {err} (corrupt or truncated npz)") from err
+    return None
+
+
+def _split_file(folder: Path, split: str, patterns: tuple[str, ...]) -> Path | None:
+    for p in patterns:
+        cand = folder / p.format(split=split)
+        if cand.is_file():
+            return cand
+    return None
+
+
+def native_splits(path: Path, kind: str) -> tuple[str, ...]:
+    """Native splits of a user source (``("all",)`` for a single source without split structure)."""
+    if path.is_dir():
+        if kind == "folder":
+            subs = tuple(s for s in SPLIT_NAMES if (path / s).is_dir())
+        else:
+            pats = {"npz": ("{split}.npz",), "table": ("{split}.csv", "{split}.npz"),
+                    "embeddings": ("{split}.npz", "embeddings_{split}.npz", "{split}_embeddings.npz")}[kind]
+            subs = tuple(s for s in SPLIT_NAMES if _split_file(path, s, pats))
+        return subs or ("all",)
+    if path.suffix == ".npz" and kind in ("npz", "table"):
+        z = _open_npz(path)
+        with z:
+            subs = tuple(s for s in SPLIT_NAMES if any(f"{k}_{s}" in z.files for k in
+                                                       ("images", "x", "data", "features", "embeddings")))
+        return subs or ("all",)
+    if path.suffix == ".npz" and kind == "embeddings":
+        # `flowood embed` files hold `<split>_embeddings` per split.
+        z = _open_npz(path)
+        with z:
+            subs = tuple(s for s in SPLIT_NAMES if f"{s}_embeddings" in z.files)
+        return subs or ("all",)
+    return ("all",)
+
+
+# -------------------------------------------------------------------------------------------------- images npz
+
+
+def images_to_nchw(arr: np.ndarray, path: Path) -> np.ndarray:
+    """uint8 (N, H, W) / NHWC / NCHW -> NCHW; errors name the file."""
+    if arr.dtype != np.uint8:
+        raise DatasetError(f"{path}: images must be uint8 (0..255), got {arr.dtype}")
+    if arr.ndim == 3:
+        return arr[:, None]
+    if arr.ndim != 4:
+        raise DatasetError(f"{path}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {arr.shape}")
+    if arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3):
+        return arr
+    if arr.shape[-1] in (1, 3):
+        return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
+    raise DatasetError(f"{path}: cannot tell the channel axis of shape {arr.shape} (channels must be 1 or 3)")
+
+
+def load_images_npz(name: str, split: str, path: Path) -> ArrayDataset:
+    file = path
+    key_split: str | None = None if split == "all" else split
+    if path.is_dir():
+        file = path / f"{split}.npz"
+        key_split = None
+        if not file.is_file():
+            raise DatasetError(f"{name}: no {file}")
+    z = _open_npz(file)
+    with z:
+        x = _get(z, file, ("images", "x"), key_split)
+        if x is None:
+            raise DatasetError(f"{file}: no image array (keys {z.files}; expected 'images' or 'x'"
+                               f"{f' suffixed _{key_split}' if key_split else ''})")
+        y = _get(z, file, ("labels", "y"), key_split)
+    data = images_to_nchw(x, file)
+    if y is not None and y.reshape(-1).shape[0] != data.shape[0]:
+        raise DatasetError(f"{file}: {data.shape[0]} images but {y.reshape(-1).shape[0]} labels")
+    return ArrayDataset(data, y, kind="image", name=name, split=split, source=str(file))
+
+
+# ------------------------------------------------------------------------------------------------ image folder
+
+
+def load_image_folder(
+    name: str, split: str, path: Path, *, size: int | None = None, channels: int | None = None, strict: bool = True
+) -> ArrayDataset:
+    """ImageFolder layout -> uint8 (N, C, H, W). ``size`` resizes each image to size x size on load."""
+    from PIL import Image
+
+    folder = path if split == "all" else path / split
+    if not folder.is_dir():
+        raise DatasetError(f"{name}: no folder {folder}")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if not classes:
+        raise DatasetError(f"{folder}: expected one sub-folder per class (ImageFolder layout), found none")
+    arrays: list[np.ndarray] = []
+    labels: list[int] = []
+    mode: str | None = None
+    for ci, cname in enumerate(classes):
+        for p in sorted((folder / cname).iterdir()):
+            if p.suffix.lower() not in IMAGE_EXTS:
+                continue
+            try:
+                with Image.open(p) as im:
+                    im.load()
+                    if mode is None:
+                        mode = "L" if (channels == 1 or (channels is None and im.mode in ("L", "1", "I;16"))) else "RGB"
+                    im2 = im.convert(mode)
+                    if size is not None:
+                        im2 = im2.resize((size, size), Image.Resampling.BILINEAR)
+                    a = np.asarray(im2, dtype=np.uint8)
+            except Exception as err:
+                if strict:
+                    raise DatasetError(f"cannot read {p}: {err} (corrupt or truncated image)") from err
+                continue
+            a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+            if arrays and a.shape != arrays[0].shape:
+                raise DatasetError(
+                    f"{p}: size {a.shape[2]}x{a.shape[1]} differs from {arrays[0].shape[2]}x{arrays[0].shape[1]} "
+                    "of earlier images; pass size=... to resize on load"
+                )
+            arrays.append(a)
+            labels.append(ci)
+    if not arrays:
+        raise DatasetError(f"{folder}: no images found (extensions {', '.join(sorted(IMAGE_EXTS))})")
+    return ArrayDataset(np.stack(arrays), np.array(labels), kind="image", name=name, split=split, source=str(folder),
+                        class_names=classes)
+
+
+# ------------------------------------------------------------------------------------------------------ tables
+
+
+def _read_csv(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read {path}: {err}") from err
+    if len(rows) < 2:
+        raise DatasetError(f"{path}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    body = [r for r in rows[1:] if r]
+    li: int | None = None
+    if label is not None:
+        if label in header:
+            li = header.index(label)
+        elif label.lstrip("-").isdigit():
+            li = int(label) % len(header)
+        else:
+            raise DatasetError(f"{path}: no label column {label!r}; columns are {header}")
+    try:
+        table = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
+    except ValueError as err:
+        bad = next((i for i, r in enumerate(body, 2) if len(r) != len(header)), None)
+        where = f" (line {bad} has a different number of fields)" if bad else ""
+        raise DatasetError(f"{path}: non-numeric or ragged data{where}: {err}") from err
+    if table.ndim != 2 or table.shape[1] != len(header):
+        raise DatasetError(f"{path}: every row must have {len(header)} fields")
+    if li is None:
+        return table, None
+    y = table[:, li]
+    if not np.all(y == np.round(y)):
+        raise DatasetError(f"{path}: label column {header[li]!r} must hold integers")
+    return np.delete(table, li, axis=1), y.astype(np.int64)
+
+
+def load_table(name: str, split: str, path: Path, *, label: str | None = None) -> ArrayDataset:
+    file = path
+    key_split: str | None = None if split == "all" else split
+    if path.is_dir():
+        file = _split_file(path, split, ("{split}.csv", "{split}.npz")) or path / f"{split}.csv"
+        key_split = None
+    if file.suffix == ".npz":
+        z = _open_npz(file)
+        with z:
+            x = _get(z, file, ("x", "data", "features"), key_split)
+            y = _get(z, file, ("y", "labels"), key_split)
+            if x is None:
+                raise DatasetError(f"{file}: no table array (keys {z.files}; expected 'x', 'data' or 'features')")
+    elif file.is_file():
+        x, y = _read_csv(file, label)
+    else:
+        raise DatasetError(f"{name}: no {file}")
+    if x.ndim != 2:
+        raise DatasetError(f"{file}: a table must be 2-D (N, D), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DatasetError(f"{file}: table values must be numeric, got {x.dtype}")
+    if y is not None and y.reshape(-1).shape[0] != x.shape[0]:
+        raise DatasetError(f"{file}: {x.shape[0]} rows but {y.reshape(-1).shape[0]} labels")
+    return ArrayDataset(x.astype(np.float32), y, kind="vector", name=name, split=split, source=str(file))
+
+
+def load_embeddings_file(name: str, split: str, path: Path) -> ArrayDataset:
+    """An npz with ``embeddings (N, D)`` and ``labels (N,)`` -> vector dataset.
+
+    Files written by ``flowood embed`` hold one pair per split, ``<split>_embeddings`` and
+    ``<split>_labels``; those are used when present, else the top-level pair.
+    """
+    file = path
+    if path.is_dir():
+        file = _split_file(path, split, ("{split}.npz", "embeddings_{split}.npz", "{split}_embeddings.npz")) or (
+            path / f"{split}.npz")
+    if not file.is_file():
+        raise DatasetError(f"{name}: no {file}")
+    z = _open_npz(file)
+    with z:
+        x = _get(z, file, (f"{split}_embeddings", "embeddings"), None)
+        y = _get(z, file, (f"{split}_labels", "labels"), None)
+        if x is None or y is None:
+            raise DatasetError(f"{file}: expected arrays 'embeddings' and 'labels', found {z.files}")
+    if x.ndim != 2 or y.reshape(-1).shape[0] != x.shape[0]:
+        raise DatasetError(f"{file}: expected embeddings (N, D) and labels (N,), got {x.shape} and {y.shape}")
+    return ArrayDataset(x.astype(np.float32), y.reshape(-1), kind="vector", name=name, split=split, source=str(file))

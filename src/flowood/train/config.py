@@ -1,0 +1,264 @@
+"""Typed, validated run configuration (YAML in, YAML out).
+
+A run configuration has four parts: ``model`` (arguments of :func:`flowood.build_flow`), ``data``,
+``train`` and top-level ``seed`` / ``device``. Unknown keys and wrongly typed values are rejected with
+a message naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowood.errors import ConfigError
+from flowood.flows.models import available_flows, flow_options
+
+
+@dataclass
+class ModelConfig:
+    """The flow architecture: ``name`` and its options (see ``flowood.flow_options(name)``)."""
+
+    name: str = "realnvp"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """What to train on and what to evaluate against.
+
+    Attributes:
+        dataset: in-distribution dataset name (``flowood datasets`` lists them).
+        ood: OOD dataset names evaluated by ``flowood evaluate`` by default.
+        root: data root searched first.
+        limit: use at most this many training samples (deterministic subset).
+        test_limit: at most this many test samples for per-epoch evaluation and scoring.
+        classes: keep only these labels (one-class protocols).
+        standardize: vector data only, standardise with training-split statistics.
+        negative_dataset: OOD training set for negative training (paper appendix B), or ``None``.
+        negative_threshold: OOD log-likelihood (nats) above which OOD samples are pushed down.
+    """
+
+    dataset: str = "fashionmnist-mini"
+    ood: list[str] = field(default_factory=list)
+    root: str | None = None
+    limit: int | None = None
+    test_limit: int | None = None
+    classes: list[int] | None = None
+    ood_classes: list[int] | None = None
+    standardize: bool = True
+    negative_dataset: str | None = None
+    negative_threshold: float = -30000.0
+    negative_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (defaults follow the original RealNVP FashionMNIST command)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    optimizer: str = "adam"
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    grad_clip: float | None = 100.0
+    warmup_steps: int = 0
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+    ema_decay: float | None = None
+    nonfinite: str = "skip"
+    max_nonfinite: int = 50
+    rollback_lr_factor: float = 0.5
+    checkpoint_every: int = 0
+    sample_every: int = 1
+    num_samples: int = 64
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to reproduce a run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        model = d.pop("model")
+        d["model"] = {"name": model["name"], **model["options"]}
+        return d
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop")
+NONFINITE_POLICIES = ("skip", "rollback", "raise")
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(key, value, arg)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section '{section}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; valid: {', '.join(sorted(names))}"
+        )
+    return cls(**{k: _check_type(f"{section}.{k}", v, hints[k]) for k, v in values.items()})
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict (e.g. parsed YAML or a preset) into a :class:`RunConfig`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a run config must be a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
+    for ignored in ("description", "paper", "name", "parameters"):
+        raw.pop(ignored, None)
+    unknown = sorted(set(raw) - {"model", "data", "train", "seed", "device"})
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; valid: model, data, train, seed, device")
+    model_raw = dict(raw.get("model") or {})
+    name = model_raw.pop("name", "realnvp")
+    if name not in available_flows():
+        raise ConfigError(f"model.name: unknown flow {name!r}; available: {', '.join(available_flows())}")
+    allowed = flow_options(name)
+    bad = sorted(set(model_raw) - set(allowed))
+    if bad:
+        raise ConfigError(f"model.{bad[0]}: not an option of {name}; options: {', '.join(allowed)}")
+    cfg = RunConfig(
+        model=ModelConfig(name=name, options=model_raw),
+        data=_build(DataConfig, "data", raw.get("data") or {}),
+        train=_build(TrainConfig, "train", raw.get("train") or {}),
+        seed=_check_type("seed", raw.get("seed", 0), int),
+        device=_check_type("device", raw.get("device", "auto"), str),
+    )
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that types alone cannot express."""
+    t = cfg.train
+    if t.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer: {t.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    if t.nonfinite not in NONFINITE_POLICIES:
+        raise ConfigError(f"train.nonfinite: {t.nonfinite!r} is not one of {', '.join(NONFINITE_POLICIES)}")
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
+    if not t.lr > 0:
+        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+    if t.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay must be >= 0, got {t.weight_decay}")
+    if t.ema_decay is not None and not 0 < t.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay must be in (0, 1), got {t.ema_decay}")
+    if len(t.betas) != 2:
+        raise ConfigError(f"train.betas must have two values, got {t.betas}")
+    if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=1e-4"`` → ``(["train", "lr"], 0.0001)``; values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: cannot parse value {value!r}: {err}") from None
+    # YAML reads 5e-5 as a string; accept the usual float spellings.
+    if isinstance(parsed, str):
+        with contextlib.suppress(ValueError):
+            parsed = float(parsed) if any(c in parsed for c in "eE.") else parsed
+    return path, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides to a nested dict (returns a new dict)."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text}: {part} is not a section")
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict, with errors that name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: invalid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return raw

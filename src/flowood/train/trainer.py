@@ -1,0 +1,479 @@
+"""The training loop: exact likelihood training of a flow, robust to divergence, exactly resumable.
+
+Loss: mean negative log-likelihood in bits per dimension (discrete 8-bit likelihood for images,
+continuous density for vectors). Non-finite losses or gradients are detected with a single
+device→host transfer per step (the gradient norm that clipping computes anyway), never per layer,
+and handled as ``train.nonfinite`` says: ``skip`` the update, ``rollback`` to the last good state
+with a lower learning rate, or ``raise``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from flowood.errors import ConfigError, FlowoodError
+from flowood.flows import NormalizingFlow, build_flow
+from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from flowood.train.config import RunConfig, config_from_dict, load_config
+from flowood.train.data import Standardizer, TensorBatches, load_split, pick_split
+from flowood.train.optim import build_ema, build_optimizer, lr_factor_fn
+
+METRIC_FIELDS = ["epoch", "step", "train_bpd", "test_bpd", "ood_train_bpd", "lr", "nonfinite_steps", "seconds"]
+LN2 = math.log(2.0)
+
+
+class TrainingDivergedError(FlowoodError):
+    """Too many consecutive non-finite steps."""
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished (or stopped) run."""
+
+    run_dir: Path
+    epochs_completed: int
+    steps: int
+    train_bpd: float
+    test_bpd: float
+    nonfinite_steps: int
+    seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; a clear error if CUDA is asked for but missing."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def nll_bpd(flow: NormalizingFlow, batch: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample ``(log-likelihood nats, bits/dim)`` of a batch (images in [0,1] or vectors)."""
+    ll = flow.log_likelihood_8bit(batch) if flow.preprocess is not None else flow.log_prob(batch)
+    return ll, -ll / (flow.num_dims * LN2)
+
+
+def compute_loss(flow: NormalizingFlow, batch: Tensor, ood_batch: Tensor | None, cfg: RunConfig) -> tuple[Tensor, dict]:
+    """Training objective in bits/dim and the quantities to log.
+
+    With an OOD batch (negative training, paper appendix B):
+    ``loss = 0.5 · (mean NLL_in − w · mean NLL_ood)``, the OOD mean taken over samples whose
+    log-likelihood is still above ``data.negative_threshold`` (nats).
+    """
+    _, bpd = nll_bpd(flow, batch)
+    loss_in = bpd.mean()
+    if ood_batch is None:
+        return loss_in, {"train_bpd": loss_in.detach()}
+    ll_ood, bpd_ood = nll_bpd(flow, ood_batch)
+    active = (ll_ood.detach() > cfg.data.negative_threshold).to(bpd_ood.dtype)
+    ood_term = (bpd_ood * active).sum() / active.sum().clamp_min(1.0)
+    loss = 0.5 * (loss_in - cfg.data.negative_weight * ood_term)
+    return loss, {"train_bpd": loss_in.detach(), "ood_train_bpd": bpd_ood.detach().mean()}
+
+
+class _MetricsLog:
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        if not resume or not path.exists():
+            with path.open("w", newline="") as fh:
+                csv.DictWriter(fh, METRIC_FIELDS).writeheader()
+
+    def truncate_after(self, epoch: int) -> None:
+        """On resume, drop rows written after the checkpoint we resume from."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= epoch]
+        with self.path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as fh:
+            csv.DictWriter(fh, METRIC_FIELDS).writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_run_flow(cfg: RunConfig, input_shape: tuple[int, ...]) -> NormalizingFlow:
+    """The configured flow for data of ``input_shape``, with config errors as :class:`ConfigError`."""
+    try:
+        return build_flow(cfg.model.name, input_shape, **cfg.model.options)
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
+
+
+@torch.no_grad()
+def evaluate_bpd(flow: NormalizingFlow, batches: TensorBatches, batch_size: int, generator: torch.Generator) -> float:
+    """Mean bits/dim over a dataset in eval mode (finite values only; NaN if none)."""
+    was_training = flow.training
+    flow.eval()
+    _set_dequant_generator(flow, generator)
+    total, count = 0.0, 0
+    for batch in batches.sequential(batch_size):
+        _, bpd = nll_bpd(flow, batch)
+        finite = torch.isfinite(bpd)
+        total += float(bpd[finite].sum())
+        count += int(finite.sum())
+    _set_dequant_generator(flow, None)
+    flow.train(was_training)
+    return total / count if count else float("nan")
+
+
+def _set_dequant_generator(flow: NormalizingFlow, generator: torch.Generator | None) -> None:
+    if flow.preprocess is not None:
+        flow.preprocess[0].generator = generator
+
+
+def _save_samples(flow: NormalizingFlow, path: Path, n: int, seed: int) -> None:
+    from torchvision.utils import save_image
+
+    was_training = flow.training
+    flow.eval()
+    device = next(flow.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    images = flow.sample_images(n, temperature=0.7, generator=gen)
+    flow.train(was_training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.float().cpu(), str(path), nrow=int(math.sqrt(n)) or 1)
+
+
+class Trainer:
+    """Owns the state of one run; :meth:`run` trains to the configured number of epochs."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        quiet: bool = False,
+        device: torch.device | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.quiet = quiet
+        self.device = device or resolve_device(cfg.device)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+
+        d = cfg.data
+        train_ds = load_split(d, "train", limit=d.limit, classes=d.classes, seed=cfg.seed)
+        test_ds = load_split(d, "test", limit=d.test_limit, classes=d.classes, seed=cfg.seed)
+        self.kind = train_ds.kind
+        self.input_shape = tuple(train_ds.shape)
+        train_x, test_x = train_ds.data, test_ds.data
+        self.standardizer: Standardizer | None = None
+        if self.kind == "vector" and d.standardize:
+            self.standardizer = Standardizer.fit(train_x.float())
+            train_x, test_x = self.standardizer(train_x.float()), self.standardizer(test_x.float())
+            self.standardizer.save(self.run_dir / "standardize.json")
+        self.train_data = TensorBatches(train_x, self.kind, self.device)
+        self.test_data = TensorBatches(test_x, self.kind, self.device)
+        self.ood_data: TensorBatches | None = None
+        if d.negative_dataset:
+            ood = load_split(
+                d,
+                pick_split(d.negative_dataset, "train"),
+                name=d.negative_dataset,
+                classes=d.ood_classes,
+                seed=cfg.seed,
+                like_shape=self.input_shape,
+            )
+            ood_x = self.standardizer(ood.data.float()) if self.standardizer else ood.data
+            self.ood_data = TensorBatches(ood_x, ood.kind, self.device)
+        self.steps_per_epoch = self.train_data.num_batches(cfg.train.batch_size)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"train.batch_size={cfg.train.batch_size} is larger than the training set "
+                f"({len(self.train_data)} samples)"
+            )
+
+        self.flow = build_run_flow(cfg, self.input_shape).to(self.device)
+        self.optimizer = build_optimizer(self.flow, cfg.train)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor_fn(cfg.train, self.steps_per_epoch)
+        )
+        self.ema = build_ema(self.flow, cfg.train.ema_decay) if cfg.train.ema_decay else None
+        self.dequant_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.ood_gen = torch.Generator().manual_seed(cfg.seed + 3)
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.nonfinite_steps = 0
+        self.consecutive_nonfinite = 0
+        self.lr_scale = 1.0
+        self.elapsed = 0.0
+        self.last_train_bpd = float("nan")
+        self.last_test_bpd = float("nan")
+        cfg.save(self.run_dir / "config.yaml")
+        self.metrics = _MetricsLog(self.run_dir / "metrics.csv", resume)
+        if resume:
+            self._restore(load_checkpoint(self.ckpt_path, map_location=self.device))
+            self.metrics.truncate_after(self.epoch)
+        self._good_state: dict[str, Any] | None = None
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.flow.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "nonfinite_steps": self.nonfinite_steps,
+            "lr_scale": self.lr_scale,
+            "elapsed": self.elapsed,
+            "dequant_gen": self.dequant_gen.get_state(),
+            "ood_gen": self.ood_gen.get_state(),
+            "rng": _rng_state(),
+            "config": self.cfg.to_dict(),
+            "input_shape": list(self.input_shape),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.flow.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.epoch = state["epoch"]
+        self.step_in_epoch = state["step_in_epoch"]
+        self.global_step = state["global_step"]
+        self.nonfinite_steps = state["nonfinite_steps"]
+        self.lr_scale = state["lr_scale"]
+        self.elapsed = state["elapsed"]
+        self.dequant_gen.set_state(state["dequant_gen"])
+        self.ood_gen.set_state(state["ood_gen"])
+        _set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        save_checkpoint(self.ckpt_path, self.state())
+        meta = {"config": str(self.cfg.to_dict()), "input_shape": ",".join(map(str, self.input_shape))}
+        save_weights(self.run_dir / "model.safetensors", self.flow.state_dict(), meta)
+        if self.ema is not None:
+            save_weights(self.run_dir / "model_ema.safetensors", self.ema.module.state_dict(), meta)
+
+    def _apply_lr_scale(self) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=False):
+            group["lr"] = base * self.scheduler.lr_lambdas[0](self.global_step) * self.lr_scale
+
+    def _handle_nonfinite(self) -> None:
+        self.nonfinite_steps += 1
+        self.consecutive_nonfinite += 1
+        policy = self.cfg.train.nonfinite
+        if policy == "raise" or self.consecutive_nonfinite > self.cfg.train.max_nonfinite:
+            raise TrainingDivergedError(
+                f"non-finite loss or gradients at step {self.global_step} (epoch {self.epoch}); "
+                f"{self.nonfinite_steps} non-finite steps so far. Lower train.lr, set train.grad_clip, "
+                f"or use --set train.nonfinite=rollback. Last checkpoint: {self.ckpt_path}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        if policy == "rollback" and self._good_state is not None:
+            good = self._good_state
+            self.flow.load_state_dict(good["model"])
+            self.optimizer.load_state_dict(good["optimizer"])
+            self.lr_scale *= self.cfg.train.rollback_lr_factor
+            self._log(
+                f"non-finite step {self.global_step}: rolled back to step {good['global_step']}, "
+                f"learning rate ×{self.lr_scale:g}"
+            )
+
+    def _log(self, msg: str) -> None:
+        if not self.quiet:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "model": {k: v.detach().clone() for k, v in self.flow.state_dict().items()},
+            "optimizer": _clone_state(self.optimizer.state_dict()),
+            "global_step": self.global_step,
+        }
+
+    def train_step(self, batch: Tensor, ood_batch: Tensor | None) -> Tensor:
+        """One optimisation step; returns the detached training bits/dim of the batch."""
+        self._apply_lr_scale()
+        loss, logs = compute_loss(self.flow, batch, ood_batch, self.cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.flow.parameters() if p.grad is not None]
+        max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        # The only host sync of the step: one boolean covering loss and all gradients.
+        ok = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
+        if not ok:
+            self._handle_nonfinite()
+        else:
+            self.consecutive_nonfinite = 0
+            self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.flow)
+        self.scheduler.step()
+        self.global_step += 1
+        return logs["train_bpd"] if ok else torch.tensor(float("nan"))
+
+    def run(self) -> TrainResult:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        tcfg = self.cfg.train
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        start = time.monotonic() - self.elapsed
+        stop = False
+        try:
+            while self.epoch < tcfg.epochs and not stop:
+                self.flow.train()
+                skip = self.step_in_epoch
+                batches = self.train_data.epoch(tcfg.batch_size, self.cfg.seed, self.epoch, skip=skip)
+                bar = tqdm(
+                    batches,
+                    total=self.steps_per_epoch,
+                    initial=skip,
+                    disable=self.quiet,
+                    desc=f"epoch {self.epoch + 1}/{tcfg.epochs}",
+                    leave=False,
+                    dynamic_ncols=True,
+                )
+                running, seen = 0.0, 0
+                _set_dequant_generator(self.flow, self.dequant_gen)
+                for batch in bar:
+                    ood_batch = (
+                        self.ood_data.random_batch(tcfg.batch_size, self.ood_gen) if self.ood_data is not None else None
+                    )
+                    if (
+                        self.cfg.train.nonfinite == "rollback"
+                        and self.consecutive_nonfinite == 0
+                        and (self._good_state is None or self.global_step % 50 == 0)
+                    ):
+                        self._good_state = self._snapshot()
+                    bpd = self.train_step(batch, ood_batch)
+                    self.step_in_epoch += 1
+                    value = float(bpd)
+                    if math.isfinite(value):
+                        running += value
+                        seen += 1
+                    bar.set_postfix(bpd=f"{value:.3f}", nonfinite=self.nonfinite_steps)
+                    if self.global_step % 10 == 0:
+                        writer.add_scalar("train/bpd_step", value, self.global_step)
+                    self.elapsed = time.monotonic() - start
+                    if tcfg.checkpoint_every and self.global_step % tcfg.checkpoint_every == 0:
+                        self.save()
+                    if (tcfg.max_steps is not None and self.global_step >= tcfg.max_steps) or (
+                        tcfg.max_minutes is not None and self.elapsed > tcfg.max_minutes * 60
+                    ):
+                        stop = True
+                        break
+                bar.close()
+                _set_dequant_generator(self.flow, None)
+                self.last_train_bpd = running / seen if seen else float("nan")
+                self._end_epoch(writer, partial=stop and self.step_in_epoch < self.steps_per_epoch)
+        finally:
+            writer.close()
+        return TrainResult(
+            self.run_dir,
+            self.epoch,
+            self.global_step,
+            self.last_train_bpd,
+            self.last_test_bpd,
+            self.nonfinite_steps,
+            self.elapsed,
+        )
+
+    def _eval_model(self) -> NormalizingFlow:
+        return self.ema.module if self.ema is not None else self.flow  # type: ignore[return-value]
+
+    def _end_epoch(self, writer: Any, partial: bool) -> None:
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 2)
+        self.last_test_bpd = evaluate_bpd(self._eval_model(), self.test_data, self.cfg.train.eval_batch_size, gen)
+        lr = self.optimizer.param_groups[0]["lr"]
+        row = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "train_bpd": f"{self.last_train_bpd:.6f}",
+            "test_bpd": f"{self.last_test_bpd:.6f}",
+            "lr": f"{lr:.3e}",
+            "nonfinite_steps": self.nonfinite_steps,
+            "seconds": f"{self.elapsed:.2f}",
+        }
+        writer.add_scalar("train/bpd", self.last_train_bpd, self.epoch + 1)
+        writer.add_scalar("test/bpd", self.last_test_bpd, self.epoch + 1)
+        writer.add_scalar("train/nonfinite_steps", self.nonfinite_steps, self.epoch + 1)
+        writer.add_scalar("train/lr", lr, self.epoch + 1)
+        self._log(
+            f"epoch {self.epoch + 1}: train {self.last_train_bpd:.4f} bits/dim, test {self.last_test_bpd:.4f} "
+            f"bits/dim, {self.nonfinite_steps} non-finite steps, {self.elapsed:.0f}s"
+        )
+        if self.kind == "image" and self.cfg.train.sample_every and (self.epoch + 1) % self.cfg.train.sample_every == 0:
+            _save_samples(
+                self._eval_model(),
+                self.run_dir / "samples" / f"epoch_{self.epoch + 1:03d}.png",
+                self.cfg.train.num_samples,
+                self.cfg.seed,
+            )
+        self.metrics.append(row)
+        if not partial:
+            self.epoch += 1
+            self.step_in_epoch = 0
+        self.save()
+
+
+def _clone_state(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone_state(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone_state(v) for v in obj]
+    return obj
+
+
+def train(cfg: RunConfig, out: Path, *, quiet: bool = False) -> TrainResult:
+    """Train a new run into directory ``out``."""
+    return Trainer(cfg, out, quiet=quiet).run()
+
+
+def resume(run_dir: Path, *, quiet: bool = False, epochs: int | None = None) -> TrainResult:
+    """Continue the run in ``run_dir`` exactly where its last checkpoint left it."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    raw = load_config(cfg_path)
+    if epochs is not None:
+        raw.setdefault("train", {})["epochs"] = epochs
+    cfg = config_from_dict(raw)
+    return Trainer(cfg, run_dir, resume=True, quiet=quiet).run()

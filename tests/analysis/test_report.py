@@ -1,0 +1,197 @@
+"""HTML report (self-contained, readable) and the `flowood visualize` / `flowood report` commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import flowood.experiments.visualize as viz
+from flowood.analysis.html_report import ReportParts, collect_report_parts, write_html_report
+from flowood.cli.app import main
+
+from .helpers import SHAPE, assert_png, disc_images, finite, make_fake_run, num_colours, png_array, write_png
+
+DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def assert_self_contained(text: str) -> None:
+    """No reference to anything outside the file: no URLs, scripts, stylesheets, fonts or non-data sources."""
+    stripped = DATA_URI.sub("DATA", text)  # base64 may legitimately contain "//"
+    for bad in ("http://", "https://", "//", "<script", "<link", "@import", "url(", "<iframe", "<object"):
+        assert bad not in stripped.lower(), bad
+    for m in re.finditer(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", stripped, flags=re.IGNORECASE):
+        value = m.group(1)
+        assert value == "DATA" or value.startswith("#"), value
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    return make_fake_run(tmp_path / "run")
+
+
+def test_report_is_self_contained_and_complete(fake_run, tmp_path):
+    write_png(fake_run.dir / "figures" / "latents.png", 3)
+    (fake_run.dir / "figures" / "coupling_stats.json").write_text(json.dumps({"rows": [
+        {"layer": 0, "mask_type": "checkerboard", "parity": 0, "layer_input_shape": [1, 16, 16],
+         "dataset": "mnist-mini", "corr_neg_t_x": 0.91, "corr_neg_t_x_std": 0.02, "residual_std_ratio": 0.4,
+         "mean_abs_s": 0.1, "mean_abs_t": 1.2, "n_images": 8}]}))
+    out = write_html_report(fake_run.dir)
+    assert out == fake_run.dir / "report.html"
+    text = out.read_text(encoding="utf-8")
+    assert_self_contained(text)
+    assert '<meta name="viewport"' in text and "max-width" in text and "overflow-x: auto" in text
+    # latents + histogram + 1 sample grid + the training-curve plot.
+    assert len(DATA_URI.findall(text)) == 4
+    for expected in ("fashionmnist-mini", "mnist-mini", "glyphs", "0.070", "AUROC", "Coupling-layer measurement",
+                     "0.910", "batch_size: 32", "Training curves"):
+        assert expected in text, expected
+
+
+def test_figures_follow_the_papers_order(fake_run):
+    for i, name in enumerate(("samples", "coupling_layer_00", "latents", "histograms", "extra")):
+        write_png(fake_run.dir / "figures" / f"{name}.png", i)
+    captions = [c for c, _ in collect_report_parts(fake_run.dir).figures]
+    assert captions[:5] == ["histograms", "latents", "coupling layer 00", "samples", "extra"]
+
+
+def test_report_of_bare_run_notes_what_is_missing(tmp_path):
+    run = tmp_path / "bare"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: {name: glow}\n")
+    parts = collect_report_parts(run)
+    assert parts.report is None and not parts.figures
+    assert any("flowood evaluate" in n for n in parts.notes)
+    text = write_html_report(run, tmp_path / "out" / "r.html").read_text()
+    assert_self_contained(text)
+    assert "No evaluation yet" in text
+
+
+def test_report_from_parts_escapes_html(tmp_path):
+    parts = ReportParts(title="<b>x</b>", config={"note": "<script>alert(1)</script>"},
+                        metrics=[{"epoch": 1.0, "step": 5.0, "train_bpd": float("nan"), "test_bpd": 3.0}])
+    text = write_html_report(parts, tmp_path / "r.html").read_text()
+    assert "<script" not in text and "&lt;script&gt;" in text
+    assert_self_contained(text)
+    with pytest.raises(ValueError, match="out_path"):
+        write_html_report(parts)
+
+
+def test_many_sample_grids_are_subsampled(fake_run):
+    for e in range(2, 31):
+        write_png(fake_run.dir / "samples" / f"epoch_{e:03d}.png", e)
+    parts = collect_report_parts(fake_run.dir)
+    captions = [c for c, _ in parts.figures if c.startswith("training samples")]
+    assert len(captions) == 12 and captions[0].endswith("epoch 001") and captions[-1].endswith("epoch 030")
+    assert any("12 of 30" in n for n in parts.notes)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(fake_run, tmp_path):
+    write_png(fake_run.dir / "figures" / "latents.png", 3)
+    html_path = write_html_report(fake_run.dir)
+    shot = tmp_path / "shot.png"
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1366,900",
+           html_path.resolve().as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=90, check=False)
+    if not shot.is_file():
+        pytest.skip("chromium produced no screenshot in this environment")
+    arr = png_array(shot)
+    assert arr.shape[:2] == (900, 1366)
+    assert arr.std() > 5.0 and num_colours(arr) > 20
+    # Nothing spills sideways: the page's right margin (outside the max-width column) stays background.
+    assert num_colours(arr[200:800, -40:-20]) <= 3
+
+
+# ------------------------------------------------------------------------------------------------------------ CLI
+
+
+@pytest.fixture
+def patched_run(fake_run, monkeypatch):
+    """`flowood visualize` on the fake run: load_run and the dataset loader replaced by in-memory fakes."""
+    seeds = {"fashionmnist-mini": 0, "mnist-mini": 1, "glyphs": 2}
+    loaded: list[str] = []
+
+    def fake_load_images(name, input_shape, *, limit, root=None, seed=0):
+        assert tuple(input_shape) == SHAPE
+        loaded.append(name)
+        return disc_images(min(limit, 6), seeds.get(name, 3))
+
+    monkeypatch.setattr(viz, "load_run_dir", lambda run_dir: fake_run)
+    monkeypatch.setattr(viz, "load_images", fake_load_images)
+    fake_run.loaded = loaded
+    return fake_run
+
+
+def test_visualize_cli_writes_figures_and_stats(patched_run):
+    run = patched_run
+    code = main(["visualize", str(run.dir), "--num-examples", "2", "--layers", "0,6", "--num-stats", "4",
+                 "--num-scores", "4"])
+    assert code == 0
+    assert run.loaded == ["fashionmnist-mini", "mnist-mini", "glyphs"]  # defaults from the run's config
+    figs = run.dir / "figures"
+    for name in ("latents.png", "coupling_layer_00.png", "coupling_layer_06.png", "samples.png", "histograms.png"):
+        assert_png(figs / name)
+    stats = json.loads((figs / "coupling_stats.json").read_text())
+    assert {(r["layer"], r["dataset"]) for r in stats["rows"]} == {
+        (layer, d) for layer in (0, 6) for d in ("fashionmnist-mini", "mnist-mini", "glyphs")}
+    assert all(finite(r["corr_neg_t_x"]) and finite(r["mean_abs_s"]) for r in stats["rows"])
+    assert main(["report", str(run.dir)]) == 0
+    text = (run.dir / "report.html").read_text()
+    assert_self_contained(text)
+    assert "coupling layer 06" in text and "Coupling-layer measurement" in text
+
+
+def test_visualize_cli_explicit_datasets_and_bad_layer(patched_run, capsys):
+    run = patched_run
+    assert main(["visualize", str(run.dir), "--dataset", "mnist-mini", "--ood", "glyphs", "--num-examples", "1",
+                 "--layers", "1", "--num-stats", "2", "--num-scores", "2"]) == 0
+    assert run.loaded == ["mnist-mini", "glyphs"]
+    assert main(["visualize", str(run.dir), "--layers", "42"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["visualize", str(run.dir), "--layers", "a,b"]) == 2
+
+
+def test_cli_user_errors(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["visualize", str(tmp_path / "missing")]) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    assert "not a flowood run directory" in capsys.readouterr().err
+
+
+def test_end_to_end_on_a_trained_run(tmp_path):
+    """The real chain: `flowood train` contract → load_run → load_dataset (embedded data) → figures → report."""
+    pytest.importorskip("flowood.train.trainer")
+    from flowood.data import load_dataset
+    from flowood.train.config import config_from_dict
+    from flowood.train.trainer import train
+
+    try:
+        load_dataset("fashionmnist-mini", "test", limit=4)
+    except Exception as err:
+        pytest.skip(f"embedded data unavailable: {err}")
+    raw = {
+        "model": {"name": "realnvp", "num_scales": 2, "num_blocks": 1, "mid_channels": 4},
+        "data": {"dataset": "fashionmnist-mini", "ood": ["mnist-mini"], "limit": 64, "test_limit": 32},
+        "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3, "num_samples": 4},
+        "device": "cpu",
+        "seed": 0,
+    }
+    run = tmp_path / "run"
+    train(config_from_dict(raw), run, quiet=True)
+    assert main(["visualize", str(run), "--num-examples", "2", "--layers", "0", "--num-stats", "8",
+                 "--num-scores", "16"]) == 0
+    for name in ("latents.png", "coupling_layer_00.png", "samples.png", "histograms.png"):
+        assert_png(run / "figures" / name)
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    assert_self_contained((tmp_path / "r.html").read_text())
+    shutil.rmtree(run)

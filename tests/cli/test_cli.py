@@ -1,0 +1,81 @@
+"""End-to-end command-line runs on tiny configs, and the errors users see."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flowood.cli.app import main
+
+TINY = [
+    "--set", "model.num_blocks=1", "--set", "model.mid_channels=4", "--set", "data.limit=64",
+    "--set", "data.test_limit=64", "--set", "train.batch_size=32", "--set", "train.max_minutes=null",
+    "--set", "train.num_samples=4", "--device", "cpu", "--quiet",
+]
+
+
+def test_presets_json(capsys):
+    assert main(["presets", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert abs(rows["realnvp-fashionmnist"]["parameters"] - 14.7e6) / 14.7e6 < 0.02
+    assert {"realnvp-celeba", "glow-fashionmnist", "glow-celeba"} <= set(rows)
+
+
+def test_train_evaluate_resume_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "demo", "--epochs", "1", "--out", str(run), *TINY]) == 0
+    assert "done: 1 epochs" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--ood", "mnist-mini,glyphs", "--limit", "64", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist-mini" in out and "AUROC" in out
+    report = json.loads((run / "report.json").read_text())
+    assert report["in_distribution"]["dataset"] == "fashionmnist-mini"
+    for name in ("mnist-mini", "glyphs"):
+        entry = report["ood"][name]
+        assert set(entry["bits_per_dim"]) >= {"mean", "median", "n", "nonfinite"}
+        assert set(entry["metrics"]["log_likelihood"]) >= {"auroc", "aupr_in", "aupr_out", "fpr95"}
+        assert entry["bits_per_dim"]["n"] == 64
+    assert (run / "histogram.png").stat().st_size > 1000
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+    assert "done: 2 epochs" in capsys.readouterr().out
+
+
+def test_config_file_and_overrides(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {name: tabular, num_couplings: 2, hidden_dim: 8, num_layers: 1}\n"
+        "data: {dataset: 'table:" + str(tmp_path / "t.csv") + "?label=y', limit: 40}\n"
+        "train: {epochs: 1, batch_size: 16, lr: 0.001}\ndevice: cpu\n"
+    )
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = ["a,b,c,y"] + [f"{x[0]:.4f},{x[1]:.4f},{x[2]:.4f},{i % 2}" for i, x in enumerate(rng.normal(size=(60, 3)))]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert (tmp_path / "run" / "standardize.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--preset", "nope", "--out", "x"], "unknown preset 'nope'"),
+        (["train", "--preset", "demo", "--out", "x", "--set", "train.lr=abc"], "train.lr must be a number"),
+        (["train", "--preset", "demo", "--out", "x", "--set", "data.dataset=imagenet1000"], "unknown dataset"),
+        (["train", "--preset", "demo"], "--out DIR is required"),
+        (["evaluate", "/nonexistent/run"], "not a flowood run directory"),
+    ],
+)
+def test_user_errors_are_one_clear_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "flowood", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("flowood ")

@@ -1,0 +1,83 @@
+"""User data: image folders, image npz, CSV/NPZ tables and embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flowood.data import load_dataset
+from flowood.errors import DatasetError
+
+from .conftest import fake_images
+
+
+def test_image_folder(tmp_path: Path) -> None:
+    for ci, cls in enumerate(["cat", "dog"]):
+        (tmp_path / cls).mkdir()
+        for k in range(5):
+            Image.fromarray(np.full((10, 10, 3), ci * 100 + k, np.uint8)).save(tmp_path / cls / f"{k}.png")
+    ds = load_dataset(f"folder:{tmp_path}", "all")
+    assert ds.data.shape == (10, 3, 10, 10) and ds.labels.tolist() == [0] * 5 + [1] * 5
+    assert ds.class_names == ["cat", "dog"]
+    grey = load_dataset(f"folder:{tmp_path}", "all", channels=1, size=8)
+    assert grey.data.shape == (10, 1, 8, 8)
+    assert load_dataset(str(tmp_path), "all").data.shape == (10, 3, 10, 10)  # plain path -> folder
+    parts = [load_dataset(f"folder:{tmp_path}", s, seed=3) for s in ("train", "val", "test")]
+    assert [len(p) for p in parts] == [8, 1, 1]
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "dog" / "odd.png")
+    with pytest.raises(DatasetError, match=r"odd\.png"):
+        load_dataset(f"folder:{tmp_path}", "all")
+
+
+def test_images_npz_nhwc_nchw_and_splits(tmp_path: Path) -> None:
+    x = fake_images(8, (16, 16, 3))
+    np.savez(tmp_path / "nhwc.npz", images=x, labels=np.arange(8) % 2)
+    ds = load_dataset(f"npz:{tmp_path / 'nhwc.npz'}", "all")
+    assert ds.data.shape == (8, 3, 16, 16) and torch.equal(ds.data[1], torch.from_numpy(x[1].transpose(2, 0, 1)))
+    np.savez(tmp_path / "nchw.npz", x=x.transpose(0, 3, 1, 2))
+    ds2 = load_dataset(f"npz:{tmp_path / 'nchw.npz'}", "all")
+    assert torch.equal(ds2.data, ds.data) and (ds2.labels == -1).all()
+    np.savez(tmp_path / "split.npz", x_train=x[:6], y_train=np.zeros(6), x_test=x[6:], y_test=np.ones(2))
+    assert len(load_dataset(f"npz:{tmp_path / 'split.npz'}", "test")) == 2
+    np.savez(tmp_path / "bad.npz", images=x.astype(np.float32))
+    with pytest.raises(DatasetError, match=r"bad\.npz.*uint8"):
+        load_dataset(f"npz:{tmp_path / 'bad.npz'}", "all")
+
+
+def test_csv_table_with_label(tmp_path: Path) -> None:
+    rows = "\n".join(f"{i * 0.5},{i % 3},{-i}" for i in range(20))
+    (tmp_path / "t.csv").write_text("a,cls,b\n" + rows + "\n")
+    ds = load_dataset(f"table:{tmp_path / 't.csv'}?label=cls", "all")
+    assert ds.data.shape == (20, 2) and ds.data.dtype == torch.float32 and ds.labels[:4].tolist() == [0, 1, 2, 0]
+    assert torch.allclose(ds.data[3], torch.tensor([1.5, -3.0]))
+    kw = load_dataset(f"table:{tmp_path / 't.csv'}", "all", label="cls", classes=[2])
+    assert (kw.labels == 2).all() and len(kw) == 6
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,x\n")
+    with pytest.raises(DatasetError, match=r"bad\.csv"):
+        load_dataset(f"table:{tmp_path / 'bad.csv'}", "all")
+    with pytest.raises(DatasetError, match="no label column 'nope'"):
+        load_dataset(f"table:{tmp_path / 't.csv'}?label=nope", "all")
+    np.savez(tmp_path / "t.npz", x=np.ones((5, 3)), y=np.arange(5))
+    assert load_dataset(f"table:{tmp_path / 't.npz'}", "all").shape == (3,)
+
+
+def test_embeddings(tmp_path: Path) -> None:
+    emb = np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)
+    np.savez(tmp_path / "e.npz", embeddings=emb, labels=np.arange(50) % 5)
+    ds = load_dataset("embeddings", "all", path=tmp_path / "e.npz")
+    assert ds.kind == "vector" and ds.shape == (7,) and torch.equal(ds.data, torch.from_numpy(emb))
+    assert len(load_dataset("embeddings", "test", root=tmp_path / "e.npz")) == 5
+    assert len(load_dataset(f"embeddings:{tmp_path / 'e.npz'}", "train")) == 40
+    d = tmp_path / "per_split"
+    d.mkdir()
+    np.savez(d / "test.npz", embeddings=emb[:9], labels=np.zeros(9))
+    assert len(load_dataset("embeddings", "test", path=d)) == 9
+    np.savez(tmp_path / "bad.npz", feats=emb)
+    with pytest.raises(DatasetError, match=r"bad\.npz.*'embeddings' and 'labels'"):
+        load_dataset("embeddings", "all", path=tmp_path / "bad.npz")
+    with pytest.raises(DatasetError, match="path="):
+        load_dataset("embeddings", "all")
