@@ -102,10 +102,14 @@ def make_fake_run(run_dir: Path, flow_name: str = "realnvp") -> SimpleNamespace:
     report = {
         "in_distribution": {"dataset": "fashionmnist-mini", "bits_per_dim": summary(3.5)},
         "ood": {
-            "mnist-mini": {"bits_per_dim": summary(2.2), "metrics": {"log_likelihood": {
-                "auroc": 0.07, "aupr_in": 0.3, "aupr_out": 0.9, "fpr95": 0.99}}},
-            "glyphs": {"bits_per_dim": {**summary(4.1), "nonfinite": 2}, "metrics": {"log_likelihood": {
-                "auroc": 0.93, "aupr_in": 0.9, "aupr_out": float("nan"), "fpr95": 0.2}}},
+            "mnist-mini": {
+                "bits_per_dim": summary(2.2),
+                "metrics": {"log_likelihood": {"auroc": 0.07, "aupr_in": 0.3, "aupr_out": 0.9, "fpr95": 0.99}},
+            },
+            "glyphs": {
+                "bits_per_dim": {**summary(4.1), "nonfinite": 2},
+                "metrics": {"log_likelihood": {"auroc": 0.93, "aupr_in": 0.9, "aupr_out": float("nan"), "fpr95": 0.2}},
+            },
         },
     }
     (run_dir / "report.json").write_text(json.dumps(report))

@@ -11,6 +11,7 @@ from torch import nn
 
 from flowood.analysis.couplings import (
     change_mask,
+    cond_mask,
     coupling_inputs,
     coupling_layers,
     coupling_statistics,
@@ -136,3 +137,17 @@ def test_change_mask_channel_parity():
     assert m1[2:].all() and not m1[:2].any()
     cb = change_mask(layers[0], (1, 16, 16))
     assert cb.sum() == 16 * 16 // 2
+
+
+def test_cond_and_change_masks_are_disjoint():
+    for name in TINY_MODELS:
+        flow = tiny_flow(name)
+        x, _ = flow.preprocess_images(disc_images(1, 0))
+        layers = coupling_layers(flow)
+        inputs = coupling_inputs(flow, x, range(len(layers)))
+        for i, layer in enumerate(layers):
+            shape = inputs[i].shape[1:]
+            seen, changed = cond_mask(layer, shape), change_mask(layer, shape)
+            assert not (seen & changed).any() and changed.any() and seen.any(), (name, i)
+            # The st-network's view is exactly the conditioning entries.
+            assert torch.equal(layer.internals(inputs[i]).cond_input[0][~seen], torch.zeros(int((~seen).sum())))

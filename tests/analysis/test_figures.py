@@ -9,11 +9,12 @@ import torch
 from flowood.analysis import plot_bpd_histograms, plot_coupling, plot_latents, plot_samples
 from flowood.analysis.couplings import COUPLING_COLUMNS, coupling_figsize, default_layer_indices
 from flowood.analysis.display import mosaic, normalise, to_image_grid
-from flowood.analysis.histograms import HISTOGRAM_FIGSIZE, histogram_label, score_bits_per_dim
+from flowood.analysis.histograms import HISTOGRAM_FIGSIZE, histogram_label
 from flowood.analysis.latents import compute_latents, latent_columns, latent_figsize
 from flowood.analysis.samples import samples_figsize
 from flowood.analysis.style import DATASET_COLORS, canonical_name, dataset_color, figure_pixels
 from flowood.flows import squeeze2d
+from flowood.ood import score_bits_per_dim
 
 from .helpers import TINY_MODELS, assert_png, disc_images, tiny_flow
 
@@ -72,7 +73,7 @@ def test_samples_figure(tmp_path, name):
 @pytest.mark.parametrize("name", MODELS)
 def test_histogram_figure(tmp_path, name, datasets):
     flow = tiny_flow(name)
-    scores = {k: score_bits_per_dim(flow, v) for k, v in datasets.items()}
+    scores = {k: score_bits_per_dim(flow, v.split(8)) for k, v in datasets.items()}
     assert all(np.isfinite(s).all() and s.shape == (3,) for s in scores.values())
     scores["glyphs"] = np.array([1.0, np.nan, np.inf, 2.0])
     path = plot_bpd_histograms(scores, tmp_path / "hist.png", title=f"{name} test")

@@ -37,10 +37,27 @@ def fake_run(tmp_path):
 
 def test_report_is_self_contained_and_complete(fake_run, tmp_path):
     write_png(fake_run.dir / "figures" / "latents.png", 3)
-    (fake_run.dir / "figures" / "coupling_stats.json").write_text(json.dumps({"rows": [
-        {"layer": 0, "mask_type": "checkerboard", "parity": 0, "layer_input_shape": [1, 16, 16],
-         "dataset": "mnist-mini", "corr_neg_t_x": 0.91, "corr_neg_t_x_std": 0.02, "residual_std_ratio": 0.4,
-         "mean_abs_s": 0.1, "mean_abs_t": 1.2, "n_images": 8}]}))
+    (fake_run.dir / "figures" / "coupling_stats.json").write_text(
+        json.dumps(
+            {
+                "rows": [
+                    {
+                        "layer": 0,
+                        "mask_type": "checkerboard",
+                        "parity": 0,
+                        "layer_input_shape": [1, 16, 16],
+                        "dataset": "mnist-mini",
+                        "corr_neg_t_x": 0.91,
+                        "corr_neg_t_x_std": 0.02,
+                        "residual_std_ratio": 0.4,
+                        "mean_abs_s": 0.1,
+                        "mean_abs_t": 1.2,
+                        "n_images": 8,
+                    }
+                ]
+            }
+        )
+    )
     out = write_html_report(fake_run.dir)
     assert out == fake_run.dir / "report.html"
     text = out.read_text(encoding="utf-8")
@@ -48,8 +65,17 @@ def test_report_is_self_contained_and_complete(fake_run, tmp_path):
     assert '<meta name="viewport"' in text and "max-width" in text and "overflow-x: auto" in text
     # latents + histogram + 1 sample grid + the training-curve plot.
     assert len(DATA_URI.findall(text)) == 4
-    for expected in ("fashionmnist-mini", "mnist-mini", "glyphs", "0.070", "AUROC", "Coupling-layer measurement",
-                     "0.910", "batch_size: 32", "Training curves"):
+    for expected in (
+        "fashionmnist-mini",
+        "mnist-mini",
+        "glyphs",
+        "0.070",
+        "AUROC",
+        "Coupling-layer measurement",
+        "0.910",
+        "batch_size: 32",
+        "Training curves",
+    ):
         assert expected in text, expected
 
 
@@ -73,8 +99,11 @@ def test_report_of_bare_run_notes_what_is_missing(tmp_path):
 
 
 def test_report_from_parts_escapes_html(tmp_path):
-    parts = ReportParts(title="<b>x</b>", config={"note": "<script>alert(1)</script>"},
-                        metrics=[{"epoch": 1.0, "step": 5.0, "train_bpd": float("nan"), "test_bpd": 3.0}])
+    parts = ReportParts(
+        title="<b>x</b>",
+        config={"note": "<script>alert(1)</script>"},
+        metrics=[{"epoch": 1.0, "step": 5.0, "train_bpd": float("nan"), "test_bpd": 3.0}],
+    )
     text = write_html_report(parts, tmp_path / "r.html").read_text()
     assert "<script" not in text and "&lt;script&gt;" in text
     assert_self_contained(text)
@@ -96,10 +125,21 @@ def test_report_renders_in_headless_chromium(fake_run, tmp_path):
     write_png(fake_run.dir / "figures" / "latents.png", 3)
     html_path = write_html_report(fake_run.dir)
     shot = tmp_path / "shot.png"
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1366,900",
-           html_path.resolve().as_uri()]
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1366,900",
+        html_path.resolve().as_uri(),
+    ]
     subprocess.run(cmd, capture_output=True, timeout=90, check=False)
     if not shot.is_file():
         pytest.skip("chromium produced no screenshot in this environment")
@@ -132,8 +172,8 @@ def patched_run(fake_run, monkeypatch):
 
 def test_visualize_cli_writes_figures_and_stats(patched_run):
     run = patched_run
-    code = main(["visualize", str(run.dir), "--num-examples", "2", "--layers", "0,6", "--num-stats", "4",
-                 "--num-scores", "4"])
+    opts = ["--num-examples", "1", "--layers", "0,6", "--num-stats", "4", "--num-scores", "4", "--num-samples", "4"]
+    code = main(["visualize", str(run.dir), *opts])
     assert code == 0
     assert run.loaded == ["fashionmnist-mini", "mnist-mini", "glyphs"]  # defaults from the run's config
     figs = run.dir / "figures"
@@ -141,7 +181,8 @@ def test_visualize_cli_writes_figures_and_stats(patched_run):
         assert_png(figs / name)
     stats = json.loads((figs / "coupling_stats.json").read_text())
     assert {(r["layer"], r["dataset"]) for r in stats["rows"]} == {
-        (layer, d) for layer in (0, 6) for d in ("fashionmnist-mini", "mnist-mini", "glyphs")}
+        (layer, d) for layer in (0, 6) for d in ("fashionmnist-mini", "mnist-mini", "glyphs")
+    }
     assert all(finite(r["corr_neg_t_x"]) and finite(r["mean_abs_s"]) for r in stats["rows"])
     assert main(["report", str(run.dir)]) == 0
     text = (run.dir / "report.html").read_text()
@@ -151,9 +192,11 @@ def test_visualize_cli_writes_figures_and_stats(patched_run):
 
 def test_visualize_cli_explicit_datasets_and_bad_layer(patched_run, capsys):
     run = patched_run
-    assert main(["visualize", str(run.dir), "--dataset", "mnist-mini", "--ood", "glyphs", "--num-examples", "1",
-                 "--layers", "1", "--num-stats", "2", "--num-scores", "2"]) == 0
+    opts = "--dataset mnist-mini --ood glyphs --num-examples 1 --layers 1 --num-stats 2 --num-scores 2 --num-samples 1"
+    assert main(["visualize", str(run.dir), *opts.split()]) == 0
     assert run.loaded == ["mnist-mini", "glyphs"]
+    rows = json.loads((run.dir / "figures" / "coupling_stats.json").read_text())["rows"]
+    assert [(r["layer"], r["dataset"]) for r in rows] == [(1, "mnist-mini"), (1, "glyphs")]
     assert main(["visualize", str(run.dir), "--layers", "42"]) == 2
     assert "out of range" in capsys.readouterr().err
     assert main(["visualize", str(run.dir), "--layers", "a,b"]) == 2
@@ -181,15 +224,15 @@ def test_end_to_end_on_a_trained_run(tmp_path):
         pytest.skip(f"embedded data unavailable: {err}")
     raw = {
         "model": {"name": "realnvp", "num_scales": 2, "num_blocks": 1, "mid_channels": 4},
-        "data": {"dataset": "fashionmnist-mini", "ood": ["mnist-mini"], "limit": 64, "test_limit": 32},
+        "data": {"dataset": "fashionmnist-mini", "ood": ["mnist-mini"], "limit": 32, "test_limit": 16},
         "train": {"epochs": 1, "batch_size": 32, "lr": 1e-3, "num_samples": 4},
         "device": "cpu",
         "seed": 0,
     }
     run = tmp_path / "run"
     train(config_from_dict(raw), run, quiet=True)
-    assert main(["visualize", str(run), "--num-examples", "2", "--layers", "0", "--num-stats", "8",
-                 "--num-scores", "16"]) == 0
+    opts = ["--num-examples", "1", "--layers", "0", "--num-stats", "8", "--num-scores", "16", "--num-samples", "4"]
+    assert main(["visualize", str(run), *opts]) == 0
     for name in ("latents.png", "coupling_layer_00.png", "samples.png", "histograms.png"):
         assert_png(run / "figures" / name)
     assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0

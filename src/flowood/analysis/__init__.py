@@ -13,7 +13,7 @@ from flowood.analysis.couplings import (
     pearson_rows,
     plot_coupling,
 )
-from flowood.analysis.histograms import plot_bpd_histograms, score_bits_per_dim
+from flowood.analysis.histograms import plot_bpd_histograms
 from flowood.analysis.html_report import ReportParts, collect_report_parts, render_html, write_html_report
 from flowood.analysis.latents import LatentViews, compute_latents, plot_latents
 from flowood.analysis.samples import DEFAULT_TEMPERATURES, plot_samples, sample_grid
@@ -38,6 +38,5 @@ __all__ = [
     "plot_samples",
     "render_html",
     "sample_grid",
-    "score_bits_per_dim",
     "write_html_report",
 ]

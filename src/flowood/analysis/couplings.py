@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flowood.analysis.display import HIDDEN_COLOUR, UNCHANGED_COLOUR, show_panel
-from flowood.analysis.style import dataset_color, figure_style, grid_figsize, new_figure, save_figure
+from flowood.analysis.display import HIDDEN_COLOUR, UNCHANGED_COLOUR, UNSEEN_COLOUR, show_panel
+from flowood.analysis.style import dataset_color, figure_style, figure_title, grid_figsize, new_figure, save_figure
 from flowood.flows.coupling import AffineCoupling
 from flowood.flows.model import NormalizingFlow
 
@@ -96,6 +96,21 @@ def coupling_inputs(flow: NormalizingFlow, x: Tensor, indices: Sequence[int]) ->
     return captured
 
 
+def _buffer_mask(buf: Tensor, shape: tuple[int, ...]) -> Tensor:
+    m = buf.detach().cpu() > 0.5
+    # The buffers carry a leading batch dimension of 1; drop it so the mask is per-sample.
+    m = m.reshape(m.shape[-len(shape) :]) if m.dim() > len(shape) else m
+    return torch.broadcast_to(m, shape).clone()
+
+
+def cond_mask(layer: AffineCoupling, shape: Sequence[int]) -> Tensor:
+    """Boolean ``(C, H, W)`` (or ``(D,)``) mask of the entries the layer's st-network sees."""
+    shape = tuple(int(s) for s in shape)
+    if layer.mask_type == "channel":
+        return ~change_mask(layer, shape)
+    return _buffer_mask(layer.cond, shape)
+
+
 def change_mask(layer: AffineCoupling, shape: Sequence[int]) -> Tensor:
     """Boolean ``(C, H, W)`` (or ``(D,)``) mask of the entries the layer transforms."""
     shape = tuple(int(s) for s in shape)
@@ -108,10 +123,7 @@ def change_mask(layer: AffineCoupling, shape: Sequence[int]) -> Tensor:
         else:
             m[half:] = True
         return m
-    change = layer.change.detach().cpu() > 0.5
-    # The buffer carries a leading batch dimension of 1; drop it so the mask is per-sample.
-    change = change.reshape(change.shape[-len(shape) :]) if change.dim() > len(shape) else change
-    return torch.broadcast_to(change, shape).clone()
+    return _buffer_mask(layer.change, shape)
 
 
 def pearson_rows(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -278,26 +290,27 @@ def plot_coupling(
     (layer_index,) = check_layer_indices(flow, [layer_index])
     layer = coupling_layers(flow)[layer_index]
     c = flow.input_shape[0]
-    rows: list[tuple[str, int, Tensor, Any, Tensor]] = []
+    rows: list[tuple[str, int, Tensor, Any, Tensor, Tensor]] = []
     stats: dict[str, dict[str, Any]] = {}
     for name, images in datasets.items():
         x, _ = flow.preprocess_images(images[:num_examples].to(torch.float32))
         inp = coupling_inputs(flow, x, [layer_index])[layer_index]
         internals = layer.internals(inp)
         hidden = change_mask(layer, inp.shape[1:])
+        seen = cond_mask(layer, inp.shape[1:])
         stats[name] = layer_statistics(layer, inp)
         for i in range(inp.shape[0]):
-            rows.append((name, i, inp[i], [t[i] for t in internals], hidden))
+            rows.append((name, i, inp[i], [t[i] for t in internals], hidden, seen))
     if not rows:
         raise ValueError("plot_coupling needs at least one image")
     with figure_style():
         fig = new_figure(*coupling_figsize(len(rows)))
         axes = fig.subplots(len(rows), len(COUPLING_COLUMNS), squeeze=False)
-        for r, (name, i, inp, (cond, s, t, y), hidden) in enumerate(rows):
+        for r, (name, i, inp, (cond, s, t, y), hidden, seen) in enumerate(rows):
             show_panel(axes[r][0], inp, c)
-            show_panel(axes[r][1], cond, c, hidden=hidden, bad_colour=HIDDEN_COLOUR)
-            show_panel(axes[r][2], s, c, signed=True, hidden=~hidden, bad_colour=UNCHANGED_COLOUR)
-            show_panel(axes[r][3], t, c, signed=True, hidden=~hidden, bad_colour=UNCHANGED_COLOUR)
+            show_panel(axes[r][1], cond, c, overlays=[(~seen, UNSEEN_COLOUR), (hidden, HIDDEN_COLOUR)])
+            show_panel(axes[r][2], s, c, signed=True, overlays=[(~hidden, UNCHANGED_COLOUR)])
+            show_panel(axes[r][3], t, c, signed=True, overlays=[(~hidden, UNCHANGED_COLOUR)])
             show_panel(axes[r][4], y, c)
             label = f"{name}\n#{i}"
             if i == 0:
@@ -306,9 +319,10 @@ def plot_coupling(
         for col, title in enumerate(COUPLING_COLUMNS):
             axes[0][col].set_title(title, fontsize=10)
         shape = "×".join(str(s) for s in layer.shape)
-        fig.suptitle(
+        figure_title(
+            fig,
             f"{flow.name}: coupling layer {layer_index} ({layer.mask_type}, parity {layer.parity}, "
-            f"on {shape})\ny = (x + t)·exp(s); red: hidden from the st-net; grey: unchanged entries",
+            f"on {shape})\ny = (x + t)·exp(s); red: transformed (hidden from the st-net); grey: not seen / unchanged",
             fontsize=11,
         )
         fig.subplots_adjust(

@@ -8,7 +8,9 @@ latent pieces have ``2C``-ish channels at reduced resolution. To show them next 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -19,7 +21,9 @@ from flowood.flows.reshape import unsqueeze2d
 BACKGROUND = "#FFFFFF"
 """Colour of gaps between mosaic tiles."""
 HIDDEN_COLOUR = "#F08A8A"
-"""Entries hidden from a coupling's st-network (masked-input panel)."""
+"""Entries a coupling transforms, hidden from its st-network (masked-input panel)."""
+UNSEEN_COLOUR = "#C8C8C8"
+"""Entries neither seen by the st-network nor transformed (quadrant masks: the two other quadrants)."""
 UNCHANGED_COLOUR = "#A6A6A6"
 """Entries a coupling leaves unchanged (s and t panels, where s = t = 0 by construction)."""
 
@@ -94,6 +98,12 @@ def _layout(t: Tensor, image_channels: int, signed: bool) -> np.ndarray:
     return mosaic(g, group=group)
 
 
+def _mask_pixels(mask: Tensor, image_channels: int, signed: bool) -> np.ndarray:
+    """Boolean ``(H', W')``: where a ``(C, H, W)`` mask is set after the same unsqueeze + tiling as the values."""
+    h = np.nan_to_num(_layout(mask.to(torch.float32), image_channels, signed))
+    return (h.max(axis=-1) if h.ndim == 3 else h) > 0.5
+
+
 def panel_image(t: Tensor, image_channels: int, *, signed: bool = False, hidden: Tensor | None = None) -> np.ndarray:
     """A displayable array in ``[0, 1]`` for one sample's tensor ``(C, H, W)``: ``(H', W')`` or ``(H', W', 3)``.
 
@@ -103,12 +113,10 @@ def panel_image(t: Tensor, image_channels: int, *, signed: bool = False, hidden:
     """
     img = _layout(t, image_channels, signed)
     if hidden is not None:
-        h = np.nan_to_num(_layout(hidden.to(torch.float32), image_channels, signed))
-        if h.ndim == 3:
-            h = h.max(axis=-1)
-        if h.shape == img.shape[:2]:
+        px = _mask_pixels(hidden, image_channels, signed)
+        if px.shape == img.shape[:2]:
             img = img.copy()
-            img[h > 0.5] = np.nan
+            img[px] = np.nan
     return normalise(img, signed=signed)
 
 
@@ -118,39 +126,37 @@ def show_panel(
     image_channels: int,
     *,
     signed: bool = False,
-    hidden: Tensor | None = None,
-    bad_colour: str = BACKGROUND,
+    overlays: Sequence[tuple[Tensor, str]] = (),
 ) -> None:
     """Draw one sample's tensor on ``ax`` (ticks hidden).
 
     Args:
         t: ``(C, H, W)`` values.
         signed: use the diverging ``RdBu_r`` colormap centred on 0 (for s and t); grey otherwise.
-        hidden: optional boolean ``(C, H, W)``; True entries are not drawn as values but in ``bad_colour``
-            (e.g. the positions a coupling's st-network does not see).
-        bad_colour: colour of hidden entries and of the gaps between mosaic tiles.
+        overlays: ``(mask, colour)`` pairs, masks boolean ``(C, H, W)``: entries where a mask is set are painted
+            in its colour instead of a value and left out of the normalisation (e.g. the entries a coupling's
+            st-network does not see). Later pairs paint over earlier ones.
     """
-    img = panel_image(t, image_channels, signed=signed, hidden=hidden)
+    union = None
+    for mask, _ in overlays:
+        union = mask.bool() if union is None else union | mask.bool()
+    img = panel_image(t, image_channels, signed=signed, hidden=union)
     if img.ndim == 3:
-        # RGB: imshow ignores the colormap, so paint NaN (gaps, hidden entries) explicitly.
-        bad = np.isnan(img).any(axis=-1)
         rgb = np.clip(np.nan_to_num(img), 0.0, 1.0)
-        rgb[bad] = _hex_to_rgb(bad_colour)
-        ax.imshow(rgb, interpolation="nearest")
+        gaps = np.isnan(img).any(axis=-1)
     else:
-        cmap = matplotlib_cmap("RdBu_r" if signed else "gray", bad_colour)
-        ax.imshow(np.ma.masked_invalid(img), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+        rgb = matplotlib.colormaps["RdBu_r" if signed else "gray"](np.nan_to_num(img, nan=0.5))[..., :3]
+        gaps = np.isnan(img)
+    rgb[gaps] = _hex_to_rgb(BACKGROUND)  # tile gaps; overlay entries are repainted below
+    for mask, colour in overlays:
+        px = _mask_pixels(mask, image_channels, signed)
+        if px.shape == rgb.shape[:2]:
+            rgb[px] = _hex_to_rgb(colour)
+    ax.imshow(rgb, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
-
-
-def matplotlib_cmap(name: str, bad_colour: str = BACKGROUND):
-    """A copy of a named colormap whose "bad" (NaN) colour is ``bad_colour``."""
-    import matplotlib
-
-    return matplotlib.colormaps[name].with_extremes(bad=bad_colour)
 
 
 def _hex_to_rgb(colour: str) -> tuple[float, float, float]:

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from flowood.analysis.style import BPD_LABEL, dataset_color, figure_style, new_figure, save_figure
-from flowood.flows.model import NormalizingFlow
 
 HISTOGRAM_FIGSIZE = (8.0, 4.8)
 """Inches ``(width, height)`` of :func:`plot_bpd_histograms` figures."""
-
-
-@torch.no_grad()
-def score_bits_per_dim(flow: NormalizingFlow, data: Tensor, *, batch_size: int = 256) -> np.ndarray:
-    """Per-sample bits/dim ``(N,)`` (float64).
-
-    Image flows: ``data`` are images ``(N, C, H, W)`` in ``[0, 1]`` and the score is the dequantised discrete
-    bits/dim. Vector flows: ``data`` ``(N, D)`` and the score is ``−log p(x) / (D ln 2)`` of the continuous density.
-    """
-    out = []
-    for start in range(0, data.shape[0], batch_size):
-        batch = data[start : start + batch_size].to(torch.float32)
-        if flow.preprocess is not None:
-            bpd = flow.bits_per_dim(batch)
-        else:
-            bpd = -flow.log_prob(batch) / (flow.num_dims * math.log(2.0))
-        out.append(bpd.double().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
 
 
 def histogram_label(name: str, values: np.ndarray) -> str:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from flowood.analysis.display import show_panel
-from flowood.analysis.style import dataset_color, figure_style, grid_figsize, new_figure, save_figure
+from flowood.analysis.style import dataset_color, figure_style, figure_title, grid_figsize, new_figure, save_figure
 from flowood.flows.model import NormalizingFlow
 
 
@@ -96,7 +96,7 @@ def plot_latents(
                 if r == 0:
                     axes[r][col].set_title(cols[col], fontsize=11)
             axes[r][0].set_ylabel(f"{name}\n#{i}", color=dataset_color(name), rotation=0, ha="right", va="center")
-        fig.suptitle(title or f"{flow.name}: latents z = f(x) on the image grid")
+        figure_title(fig, title or f"{flow.name}: latents z = f(x) on the image grid")
         fig.subplots_adjust(
             left=1.8 / fig.get_figwidth(),
             right=0.98,

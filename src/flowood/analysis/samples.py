@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from flowood.analysis.style import figure_style, new_figure, save_figure
+from flowood.analysis.style import figure_style, figure_title, new_figure, save_figure
 from flowood.flows.model import NormalizingFlow
 
 DEFAULT_TEMPERATURES = (1.0, 0.7, 0.5)
@@ -57,6 +57,6 @@ def plot_samples(
             ax.imshow(sample_grid(flow, num_samples, temp, gen), interpolation="nearest")
             ax.set_title(f"T = {temp:g}")
             ax.set_axis_off()
-        fig.suptitle(f"{flow.name}: samples at temperature T (base std × T)")
+        figure_title(fig, f"{flow.name}: samples at temperature T (base std × T)")
         fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.8 / fig.get_figheight(), bottom=0.03, wspace=0.05)
         return save_figure(fig, path)

@@ -20,6 +20,7 @@ def visualize_command(
     num_scores: int = typer.Option(
         512, "--num-scores", min=1, help="Images per dataset for histograms not in scores.npz."
     ),
+    num_samples: int = typer.Option(16, "--num-samples", min=1, help="Samples per temperature in samples.png."),
     seed: int = typer.Option(0, "--seed", help="Seed of subsets, dequantisation noise and samples."),
 ) -> None:
     """Write figures into RUN_DIR/figures/ and the coupling measurement into figures/coupling_stats.json."""
@@ -37,6 +38,7 @@ def visualize_command(
         data_root=data_root,
         num_stats=num_stats,
         num_scores=num_scores,
+        num_samples=num_samples,
         seed=seed,
     )
     for path in result.figures:

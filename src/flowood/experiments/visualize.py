@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from flowood.analysis.couplings import check_layer_indices, coupling_statistics, default_layer_indices, plot_coupling
-from flowood.analysis.histograms import plot_bpd_histograms, score_bits_per_dim
+from flowood.analysis.histograms import plot_bpd_histograms
 from flowood.analysis.latents import plot_latents
 from flowood.analysis.samples import DEFAULT_TEMPERATURES, plot_samples
 from flowood.errors import CheckpointError, ConfigError, DatasetError
+from flowood.ood import score_bits_per_dim
 
 STATS_DESCRIPTION = (
     "corr_neg_t_x: Pearson r between -t and the entries each coupling layer transforms (per image, averaged); "
@@ -207,6 +208,8 @@ def visualize_run(
             plot_samples(flow, out_dir / "samples.png", temperatures=temperatures, num_samples=num_samples, seed=seed)
         )
         stored = _stored_scores(Path(run.dir))
-        scores = {n: stored[n] if n in stored else score_bits_per_dim(flow, data[n][:num_scores]) for n in names}
+        scores = {
+            n: stored[n] if n in stored else score_bits_per_dim(flow, data[n][:num_scores].split(256)) for n in names
+        }
     result.figures.append(plot_bpd_histograms(scores, out_dir / "histograms.png", f"{flow.name} trained on {in_name}"))
     return result
