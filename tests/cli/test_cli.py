@@ -79,3 +79,16 @@ def test_user_errors_are_one_clear_line(tmp_path, capsys, monkeypatch, args, mes
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "flowood", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("flowood ")
+
+
+def test_demo_wiring_on_a_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--quiet", "--device", "cpu", "--set", "model.num_blocks=1",
+            "--set", "model.mid_channels=4", "--set", "data.limit=64", "--set", "data.test_limit=64"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["ood"]) == {"mnist-mini", "glyphs"}
+    assert report["conclusion"] in printed
+    assert "AUROC" in report["conclusion"]
+    assert (out / "histogram.png").is_file() and (out / "config.yaml").is_file()
