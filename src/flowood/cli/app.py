@@ -39,11 +39,22 @@ def _register() -> None:
         evaluate_cmd,
         presets_cmd,
         report_cmd,
+        reproduce_cmd,
         train_cmd,
         visualize_cmd,
     )
 
-    for module in (presets_cmd, datasets_cmd, train_cmd, evaluate_cmd, demo_cmd, embed_cmd, visualize_cmd, report_cmd):
+    for module in (
+        presets_cmd,
+        datasets_cmd,
+        train_cmd,
+        evaluate_cmd,
+        demo_cmd,
+        embed_cmd,
+        visualize_cmd,
+        report_cmd,
+        reproduce_cmd,
+    ):
         module.register(app)
 
 

@@ -13,11 +13,28 @@ def demo_command(
     overrides: list[str] = typer.Option([], "--set", "-s", help="Config override key=value (repeat)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    embeddings: bool = typer.Option(
+        False, "--embeddings", help="Also fit a flow on efficientnet-lite0 features (paper sec. 8), report both AUROCs."
+    ),
+    all_scores: bool = typer.Option(
+        False,
+        "--all-scores",
+        help="Report every OOD score (likelihood ratio, input complexity, typicality, WAIC, "
+        "embedding likelihood; docs/scores.md) with small auxiliary models (<= 10 minutes on 2 CPU cores).",
+    ),
 ) -> None:
     """Run the paper's headline experiment on the embedded data and explain the result."""
     from flowood.experiments.demo import print_summary, run_demo
 
-    report = run_demo(out, minutes=minutes, overrides=overrides, device=device, quiet=quiet)
+    report = run_demo(
+        out,
+        minutes=minutes,
+        overrides=overrides,
+        device=device,
+        quiet=quiet,
+        embeddings=embeddings,
+        all_scores=all_scores,
+    )
     print_summary(report, out)
 
 

@@ -15,6 +15,22 @@ def evaluate_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     data_root: str | None = typer.Option(None, "--data-root", help="Where to look for datasets first."),
     seed: int = typer.Option(0, "--seed", help="Seed of the dequantisation noise."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="auto, fp32, bf16 or fp16 (default: the run's train.precision)."
+    ),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the flow for scoring (large sets)."),
+    exact: bool = typer.Option(False, "--exact", help="Score in fp32, eager, contiguous (the reference path)."),
+    scores: list[str] = typer.Option(
+        [],
+        "--scores",
+        help="OOD scores, comma-separated or 'all' (default log_likelihood): log_likelihood, "
+        "bits_per_dim, likelihood_ratio, input_complexity, typicality, waic, embedding_likelihood (docs/scores.md).",
+    ),
+    ensemble_size: int = typer.Option(3, "--ensemble-size", help="waic: number K of flows in the ensemble."),
+    mutation_rate: float = typer.Option(0.2, "--mutation-rate", help="likelihood_ratio: background mutation rate."),
+    typicality_m: int = typer.Option(10, "--typicality-m", help="typicality: samples M per batch."),
+    aux_minutes: float = typer.Option(1.0, "--aux-minutes", help="Training cap of each auxiliary flow (minutes)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or auxiliary-training logs."),
 ) -> None:
     """Write report.json, scores.npz and histogram.png into RUN_DIR and print the table."""
     from flowood.experiments.evaluate import evaluate_run, format_report
@@ -22,10 +38,36 @@ def evaluate_command(
     names: list[str] = []
     for item in ood:  # accept both `--ood a --ood b` and `--ood a,b`
         names += [n for n in item.split(",") if n]
+    from flowood.experiments.scores import ScoreSettings, format_scores
+    from flowood.ood.scores import parse_scores
+
+    score_names = parse_scores(scores)
+    settings = ScoreSettings(
+        ensemble_size=ensemble_size,
+        mutation_rate=mutation_rate,
+        typicality_m=typicality_m,
+        background_minutes=aux_minutes,
+        member_minutes=aux_minutes,
+    )
     report = evaluate_run(
-        run_dir, names or None, limit=limit, batch_size=batch_size, device=device, seed=seed, data_root=data_root
+        run_dir,
+        names or None,
+        limit=limit,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        data_root=data_root,
+        precision=precision,
+        compile=compile,
+        exact=exact,
+        scores=score_names,
+        score_settings=settings,
+        quiet=quiet,
     )
     typer.echo(format_report(report))
+    if len(score_names) > 1:
+        typer.echo()
+        typer.echo(format_scores(report))
     typer.echo(f"wrote {run_dir}/report.json, {run_dir}/histogram.png")
 
 

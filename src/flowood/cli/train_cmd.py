@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -18,18 +19,24 @@ def train_command(
     epochs: int | None = typer.Option(None, "--epochs", help="Shortcut for --set train.epochs=N."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    exact: bool = typer.Option(
+        False, "--exact", help="fp32, eager, contiguous, unfused optimiser (disable the fast path)."
+    ),
 ) -> None:
-    """Train a normalizing flow; writes config, metrics.csv, TensorBoard logs, checkpoints and samples."""
+    """Train a normalizing flow; writes config, metrics.csv, TensorBoard logs, checkpoints and samples.
+
+    Multi-GPU: ``torchrun --nproc_per_node=N -m flowood train ...`` (train.batch_size is the global batch).
+    """
     from flowood.experiments.presets import get_preset
-    from flowood.train.config import apply_overrides, config_from_dict, load_config
+    from flowood.train.config import EXACT_OVERRIDES, apply_overrides, config_from_dict, load_config
     from flowood.train.trainer import resume as resume_run
     from flowood.train.trainer import train
 
     if resume is not None:
-        if preset or config or overrides:
+        if preset or config or overrides or exact:
             raise ConfigError(
                 "--resume continues a run with its saved config; do not combine it with "
-                "--preset/--config/--set (use --epochs to extend it)"
+                "--preset/--config/--set/--exact (use --epochs to extend it)"
             )
         result = resume_run(resume, quiet=quiet, epochs=epochs)
     else:
@@ -48,11 +55,15 @@ def train_command(
             extra.append(f"train.epochs={epochs}")
         if device is not None:
             extra.append(f"device={device}")
+        if exact:
+            extra += EXACT_OVERRIDES
         try:
             cfg = config_from_dict(apply_overrides(raw, extra))
         except ValueError as err:
             raise ConfigError(str(err)) from None
         result = train(cfg, out, quiet=quiet)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only rank 0 reports
     typer.echo(
         f"done: {result.epochs_completed} epochs, {result.steps} steps, train {result.train_bpd:.4f} bits/dim, "
         f"test {result.test_bpd:.4f} bits/dim, {result.nonfinite_steps} non-finite steps, "

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from flowood.data import glyphs, images, tabular, user
+from flowood.data import glyphs, images, sklearn_tables, tabular, user
 from flowood.data.base import (
     ArrayDataset,
     DatasetInfo,
@@ -169,6 +169,11 @@ _add(_Spec("power", "vector", (6,), tabular.TABULAR_SPLITS, None,
            "UCI household electric power, MAF preprocessing (data.npy)", "UCI ML repository (Hebrail & Berard)",
            tabular.MAF_HOW.format(files="power/data.npy"), tabular.load_power,
            _probe_paths(_tab_rel("power", ["data.npy"]))))
+_add(_Spec("breast-cancer", "vector", (30,), sklearn_tables.SKLEARN_SPLITS, 2,
+           "UCI Breast Cancer Wisconsin (Diagnostic) from scikit-learn, 30 raw features; labels 0 = malignant, "
+           "1 = benign; fixed per-class splits 60/10/30 (offline)", "CC BY 4.0 (UCI; Wolberg, Street, Mangasarian)",
+           "ships with scikit-learn", sklearn_tables.load_breast_cancer_table, sklearn_tables.probe_sklearn,
+           carve_val=False))
 _add(_Spec("embeddings", "vector", None, ("all",), None,
            "Feature vectors from an .npz with 'embeddings' (N, D) and 'labels' (N,); path= or root= names the file "
            "(or a folder of <split>.npz)", "the user's", "pass path=/path/to/file.npz",

@@ -12,6 +12,7 @@ import torch
 from flowood.errors import DatasetError
 from flowood.experiments.runs import Run, load_run
 from flowood.ood import detection_metrics, score_bits_per_dim, summarize_scores
+from flowood.perf import FastPath, resolve_fast_path
 from flowood.train.data import TensorBatches, load_split, pick_split
 from flowood.train.trainer import resolve_device
 
@@ -30,9 +31,16 @@ def score_dataset(
     classes: list[int] | None = None,
     batch_size: int = 512,
     seed: int = 0,
+    fast: FastPath | None = None,
 ) -> np.ndarray:
-    """Per-sample bits/dim of one dataset under the run's flow (matched to the flow's input shape)."""
+    """Per-sample bits/dim of one dataset under the run's flow (matched to the flow's input shape).
+
+    ``fast`` sets precision / memory format for scoring (default: fp32, see :func:`evaluate_run`)."""
     cfg = run.run_config.data
+    if name is not None and name == cfg.negative_dataset and split == "test":
+        # Negative training drew from this set's training part; score on held-out samples only
+        # (the embedded mnist-mini has no train split: its half-train/half-test halves serve instead).
+        split = "half-test"
     ds = load_split(
         cfg,
         pick_split(name or cfg.dataset, split),
@@ -42,15 +50,17 @@ def score_dataset(
         seed=run.run_config.seed,
         like_shape=run.flow.input_shape,
     )
-    if tuple(ds.shape) != tuple(run.flow.input_shape):
-        raise DatasetError(
-            f"{ds.name} samples have shape {tuple(ds.shape)} but the flow expects {tuple(run.flow.input_shape)}"
-        )
+    transform = run.standardizer if (ds.kind == "vector" and run.standardizer is not None) else None
+    # Vectors are compared with what the run's standardizer takes in (it may drop features or project).
+    expected = tuple(run.flow.input_shape)
+    if transform is not None and transform.in_dim is not None:
+        expected = (transform.in_dim,)
+    if tuple(ds.shape) != expected:
+        raise DatasetError(f"{ds.name} samples have shape {tuple(ds.shape)} but the run expects {expected}")
     device = next(run.flow.parameters()).device
     data = ds.data.float() if ds.kind == "vector" else ds.data
     batches = TensorBatches(data, ds.kind, device).sequential(batch_size)
-    transform = run.standardizer if (ds.kind == "vector" and run.standardizer is not None) else None
-    return score_bits_per_dim(run.flow, batches, seed=seed, transform=transform)
+    return score_bits_per_dim(run.flow, batches, seed=seed, transform=transform, fast=fast)
 
 
 def evaluate_run(
@@ -63,9 +73,24 @@ def evaluate_run(
     seed: int = 0,
     data_root: str | None = None,
     write: bool = True,
+    precision: str | None = None,
+    compile: bool = False,
+    exact: bool = False,
+    scores: list[str] | None = None,
+    score_settings: Any = None,
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Score a run's in-distribution test split and each OOD dataset; write ``report.json``,
     ``scores.npz`` and ``histogram.png`` into the run directory.
+
+    Scoring streams batches of ``batch_size`` under ``torch.inference_mode`` with the run's
+    ``train.precision`` (``auto``: bf16 autocast on CUDA, fp32 on the CPU) unless ``precision`` is
+    given, channels-last on CUDA, and ``torch.compile`` if ``compile``; ``exact=True`` scores in
+    fp32, eager, contiguous. The precision used is recorded in the report.
+
+    ``scores`` (names from :mod:`flowood.ood.scores`, default ``["log_likelihood"]``) adds the field's other
+    OOD scores under ``report["ood"][NAME]["metrics"][SCORE]``, training their auxiliary models when missing
+    (:func:`flowood.experiments.scores.add_scores`, sized by ``score_settings``; ``quiet`` hides their logs).
 
     Returns:
         The report dict (see ``report.json`` in the README).
@@ -73,39 +98,75 @@ def evaluate_run(
     run = load_run(run_dir, device=resolve_device(device))
     if data_root is not None:
         run.run_config.data.root = data_root
+    flow_device = next(run.flow.parameters()).device
+    fast = resolve_fast_path(
+        flow_device,
+        precision=precision or run.run_config.train.precision,
+        channels_last=None,
+        compile=compile,
+        exact=exact,
+    )
+    fast.prepare_model(run.flow)
     cfg = run.run_config.data
     ood = list(ood) if ood else list(cfg.ood)
     if not ood:
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
     test_limit = limit if limit is not None else cfg.test_limit
     with torch.inference_mode():
-        in_bpd = score_dataset(run, None, limit=test_limit, classes=cfg.classes, batch_size=batch_size, seed=seed)
-        scores = {cfg.dataset: in_bpd}
+        in_bpd = score_dataset(
+            run, None, limit=test_limit, classes=cfg.classes, batch_size=batch_size, seed=seed, fast=fast
+        )
+        bpd_by_set = {cfg.dataset: in_bpd}
+        scored_sets = [(cfg.dataset, None, test_limit, cfg.classes, seed, in_bpd)]
         report: dict[str, Any] = {
             "run_dir": str(Path(run_dir).resolve()),
             "model": run.config.get("model", {}),
             "metric_convention": METRIC_DOC,
+            "scoring": {**fast.describe(), "batch_size": batch_size},
             "in_distribution": {"dataset": cfg.dataset, "bits_per_dim": summarize_scores(in_bpd)},
             "ood": {},
         }
         for name in ood:
             same = name == cfg.dataset
             ood_bpd = score_dataset(
-                run, name, limit=limit, classes=cfg.ood_classes if same else None, batch_size=batch_size, seed=seed + 1
+                run,
+                name,
+                limit=limit,
+                classes=cfg.ood_classes if same else None,
+                batch_size=batch_size,
+                seed=seed + 1,
+                fast=fast,
             )
             key = f"{name}[classes={','.join(map(str, cfg.ood_classes))}]" if same and cfg.ood_classes else name
-            scores[key] = ood_bpd
+            bpd_by_set[key] = ood_bpd
+            scored_sets.append((key, name, limit, cfg.ood_classes if same else None, seed + 1, ood_bpd))
             report["ood"][key] = {
                 "bits_per_dim": summarize_scores(ood_bpd),
                 "metrics": {"log_likelihood": detection_metrics(-in_bpd, -ood_bpd)},
             }
+    if scores and set(scores) != {"log_likelihood"}:
+        from flowood.experiments.scores import ScoredSet, add_scores
+
+        sets = [ScoredSet(*item) for item in scored_sets]
+        add_scores(
+            run,
+            report,
+            sets,
+            scores,
+            settings=score_settings,
+            device=device,
+            batch_size=batch_size,
+            fast=fast,
+            quiet=quiet,
+            write=write,
+        )
     if write:
         out = Path(run_dir)
         (out / "report.json").write_text(json.dumps(report, indent=2))
-        np.savez(out / "scores.npz", **{k: v for k, v in scores.items()})
+        np.savez(out / "scores.npz", **{k: v for k, v in bpd_by_set.items()})
         from flowood.analysis.histograms import plot_bpd_histograms
 
-        plot_bpd_histograms(scores, out / "histogram.png", title=f"{run.flow.name} trained on {cfg.dataset}")
+        plot_bpd_histograms(bpd_by_set, out / "histogram.png", title=f"{run.flow.name} trained on {cfg.dataset}")
     return report
 
 

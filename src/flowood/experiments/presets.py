@@ -172,7 +172,7 @@ PRESETS.update(
     {
         "tabular-embeddings": {
             "description": "Tabular flow on CNN embeddings (`flowood embed` .npz; set data.dataset=embeddings:FILE): "
-            "log features, constant features dropped, standardised, input noise 0.1 (docs/embeddings.md)",
+            "log features, constant features dropped, PCA-whitened, input noise 0.3 (docs/embeddings.md)",
             "paper": False,
             "input_shape": [1280],
             "model": dict(_TABULAR_MODEL),
@@ -181,6 +181,7 @@ PRESETS.update(
                 "ood": ["embeddings:mnist_lite0.npz"],
                 "transform": "log",
                 "drop_constant": True,
+                "whiten": True,
             },
             "train": {
                 "optimizer": "adam",
@@ -189,7 +190,7 @@ PRESETS.update(
                 "epochs": 30,
                 "grad_clip": 100.0,
                 "warmup_steps": 100,
-                "input_noise": 0.1,
+                "input_noise": 0.3,
                 "eval_batch_size": 1024,
                 "sample_every": 0,
             },

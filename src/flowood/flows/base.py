@@ -8,6 +8,8 @@ return values only, so transforms compose, compile and parallelise without hidde
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -27,9 +29,31 @@ class InvertibleModule(nn.Module):
         raise NotImplementedError
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` upcast to float32 if it is fp16/bf16 (float32 and float64 pass unchanged)."""
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
+def float32_region(x: Tensor) -> contextlib.AbstractContextManager:
+    """A context with autocast switched off on ``x``'s device type.
+
+    Used around every log-determinant, base-density and flow-state computation so that under a
+    bf16/fp16 autocast only the st-networks run in low precision: the transform applied to the flow's
+    state and its log-determinant are computed in (at least) fp32, which keeps the change of variables
+    exact for whatever ``s``/``t`` the st-network produced.
+    """
+    if x.device.type in _AUTOCAST_DEVICES:
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def zero_logdet(x: Tensor) -> Tensor:
-    """A ``(B,)`` tensor of zeros in ``x``'s floating dtype and device."""
-    return x.new_zeros(x.shape[0])
+    """A ``(B,)`` tensor of zeros on ``x``'s device, in ``x``'s dtype but at least float32."""
+    return x.new_zeros(x.shape[0], dtype=torch.promote_types(x.dtype, torch.float32))
 
 
 class FlowSequential(InvertibleModule):
@@ -84,5 +108,6 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
     Returns:
         ``(B,)`` log-density in nats.
     """
-    flat = z.reshape(z.shape[0], -1)
-    return -0.5 * (flat.pow(2).sum(dim=1) + flat.shape[1] * torch.log(torch.tensor(2 * torch.pi, dtype=z.dtype)))
+    with float32_region(z):
+        flat = full_precision(z).reshape(z.shape[0], -1)
+        return -0.5 * (flat.pow(2).sum(dim=1) + flat.shape[1] * math.log(2 * math.pi))

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from flowood.flows.base import InvertibleModule
+from flowood.flows.base import InvertibleModule, float32_region, full_precision
 from flowood.flows.masks import build_mask
 
 
@@ -91,30 +91,38 @@ class AffineCoupling(InvertibleModule):
         return torch.cat((x_change, x_id) if self.parity == 0 else (x_id, x_change), dim=1)
 
     def _st(self, cond_input: Tensor) -> tuple[Tensor, Tensor]:
-        raw_s, t = self.st_net(cond_input).chunk(2, dim=1)
-        s = self.rescale(torch.tanh(raw_s))
+        # The st-network may run under autocast (bf16/fp16); s and t are upcast before they touch the
+        # flow's state, and everything after this point runs with autocast off (see float32_region).
+        out = self.st_net(cond_input)
+        with float32_region(out):
+            raw_s, t = full_precision(out).chunk(2, dim=1)
+            s = self.rescale(torch.tanh(raw_s))
         return s, t
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.mask_type == "channel":
             x_change, x_id = self._split_channels(x)
             s, t = self._st(x_id)
-            y_change = (x_change + t) * s.exp()
-            return self._join_channels(y_change, x_id), _logdet_sum(s)
+            with float32_region(x):
+                y_change = (x_change + t) * s.exp()
+                return self._join_channels(y_change, x_id), _logdet_sum(s)
         s, t = self._st(x * self.cond)
-        s = s * self.change
-        t = t * self.change
-        return (x + t) * s.exp(), _logdet_sum(s)
+        with float32_region(x):
+            s = s * self.change
+            t = t * self.change
+            return (x + t) * s.exp(), _logdet_sum(s)
 
     def inverse(self, y: Tensor) -> Tensor:
         if self.mask_type == "channel":
             y_change, y_id = self._split_channels(y)
             s, t = self._st(y_id)
-            return self._join_channels(y_change * (-s).exp() - t, y_id)
+            with float32_region(y):
+                return self._join_channels(y_change * (-s).exp() - t, y_id)
         s, t = self._st(y * self.cond)
-        s = s * self.change
-        t = t * self.change
-        return y * (-s).exp() - t
+        with float32_region(y):
+            s = s * self.change
+            t = t * self.change
+            return y * (-s).exp() - t
 
     @torch.no_grad()
     def internals(self, x: Tensor) -> CouplingInternals:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowood.flows.base import InvertibleModule
+from flowood.flows.base import InvertibleModule, float32_region, full_precision
 
 
 def _random_rotation(c: int) -> Tensor:
@@ -25,15 +25,20 @@ class InvConv1x1(InvertibleModule):
         self.weight = nn.Parameter(_random_rotation(num_channels))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        c = self.weight.shape[0]
-        y = F.conv2d(x, self.weight.view(c, c, 1, 1))
-        logabsdet = torch.linalg.slogdet(self.weight)[1]
-        return y, (logabsdet * x.shape[2] * x.shape[3]).expand(x.shape[0])
+        # The mixing and its log-determinant act on the flow's state: fp32 even under autocast.
+        with float32_region(x):
+            x = full_precision(x)
+            c = self.weight.shape[0]
+            y = F.conv2d(x, self.weight.view(c, c, 1, 1))
+            logabsdet = torch.linalg.slogdet(self.weight)[1]
+            return y, (logabsdet * x.shape[2] * x.shape[3]).expand(x.shape[0])
 
     def inverse(self, y: Tensor) -> Tensor:
-        c = self.weight.shape[0]
-        w_inv = torch.linalg.inv(self.weight)
-        return F.conv2d(y, w_inv.view(c, c, 1, 1))
+        with float32_region(y):
+            y = full_precision(y)
+            c = self.weight.shape[0]
+            w_inv = torch.linalg.inv(self.weight)
+            return F.conv2d(y, w_inv.view(c, c, 1, 1))
 
 
 class InvConv1x1LU(InvertibleModule):
@@ -62,12 +67,16 @@ class InvConv1x1LU(InvertibleModule):
         return self.perm @ lower @ upper
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        w = self.weight()
-        c = w.shape[0]
-        y = F.conv2d(x, w.view(c, c, 1, 1))
-        return y, (self.log_s.sum() * x.shape[2] * x.shape[3]).expand(x.shape[0])
+        with float32_region(x):
+            x = full_precision(x)
+            w = self.weight()
+            c = w.shape[0]
+            y = F.conv2d(x, w.view(c, c, 1, 1))
+            return y, (self.log_s.sum() * x.shape[2] * x.shape[3]).expand(x.shape[0])
 
     def inverse(self, y: Tensor) -> Tensor:
-        w = self.weight()
-        c = w.shape[0]
-        return F.conv2d(y, torch.linalg.inv(w).view(c, c, 1, 1))
+        with float32_region(y):
+            y = full_precision(y)
+            w = self.weight()
+            c = w.shape[0]
+            return F.conv2d(y, torch.linalg.inv(w).view(c, c, 1, 1))

@@ -8,7 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowood.flows.base import FlowSequential, InvertibleModule, standard_normal_log_prob
+from flowood.flows.base import (
+    FlowSequential,
+    InvertibleModule,
+    float32_region,
+    full_precision,
+    standard_normal_log_prob,
+)
 from flowood.flows.multiscale import split_latent_scales
 from flowood.flows.preprocess import Dequantize, LogitTransform, bits_per_dim
 
@@ -72,7 +78,8 @@ class NormalizingFlow(nn.Module):
     def log_prob(self, x: Tensor) -> Tensor:
         """``(B,)`` log-density of the continuous input ``x`` in nats."""
         z, logdet = self(x)
-        return standard_normal_log_prob(z.float() if z.dtype in (torch.float16, torch.bfloat16) else z) + logdet
+        with float32_region(z):
+            return standard_normal_log_prob(z) + full_precision(logdet)
 
     def _param_like(self) -> Tensor:
         for p in self.parameters():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowood.flows.base import InvertibleModule
+from flowood.flows.base import InvertibleModule, zero_logdet
 from flowood.flows.reshape import squeeze2d, unsqueeze2d
 
 
@@ -39,7 +39,7 @@ class Unsqueeze(InvertibleModule):
         self.factor = factor
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return unsqueeze2d(x, self.factor), x.new_zeros(x.shape[0])
+        return unsqueeze2d(x, self.factor), zero_logdet(x)
 
     def inverse(self, y: Tensor) -> Tensor:
         return squeeze2d(y, self.factor)

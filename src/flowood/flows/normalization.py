@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowood.flows.base import InvertibleModule
+from flowood.flows.base import InvertibleModule, float32_region, full_precision
 
 
 class ActNorm(InvertibleModule):
@@ -52,12 +52,16 @@ class ActNorm(InvertibleModule):
             self._initialized = bool(state_dict[key])
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.training and not self._initialized:
-            self._initialize(x)
-        y = (x + self._view(self.bias, x)) * self._view(self.log_scale, x).exp()
-        spatial = x[0, 0].numel()
-        logdet = (self.log_scale.sum() * spatial).expand(x.shape[0])
-        return y, logdet
+        with float32_region(x):
+            x = full_precision(x)
+            if self.training and not self._initialized:
+                self._initialize(x)
+            y = (x + self._view(self.bias, x)) * self._view(self.log_scale, x).exp()
+            spatial = x[0, 0].numel()
+            logdet = (self.log_scale.sum() * spatial).expand(x.shape[0])
+            return y, logdet
 
     def inverse(self, y: Tensor) -> Tensor:
-        return y * self._view(-self.log_scale, y).exp() - self._view(self.bias, y)
+        with float32_region(y):
+            y = full_precision(y)
+            return y * self._view(-self.log_scale, y).exp() - self._view(self.bias, y)

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-from flowood.flows.base import InvertibleModule
+from flowood.flows.base import InvertibleModule, float32_region, full_precision
 
 NUM_BINS = 256
 
@@ -38,16 +38,29 @@ class Dequantize(InvertibleModule):
             raise ValueError(f"noise must be 'uniform' or 'midpoint', got {noise!r}")
         self.noise = noise
         self.generator: torch.Generator | None = None
+        # (rank, world_size) under data-parallel training, set by the trainer; see _noise.
+        self.shard: tuple[int, int] | None = None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.noise == "uniform":
-            u = torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
-        else:
-            u = torch.full_like(x, 0.5)
-        y = (torch.round(x * (NUM_BINS - 1)) + u) / NUM_BINS
-        d = x[0].numel()
-        logdet = x.new_full((x.shape[0],), -d * math.log(NUM_BINS))
-        return y, logdet
+        with float32_region(x):
+            x = full_precision(x)
+            u = self._noise(x)
+            y = (torch.round(x * (NUM_BINS - 1)) + u) / NUM_BINS
+            d = x[0].numel()
+            logdet = x.new_full((x.shape[0],), -d * math.log(NUM_BINS))
+            return y, logdet
+
+    def _noise(self, x: Tensor) -> Tensor:
+        if self.noise != "uniform":
+            return torch.full_like(x, 0.5)
+        if self.shard is None:
+            return torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        # Data-parallel training: every rank draws the noise of the whole global batch from the same
+        # generator and keeps its own slice, so N ranks see exactly the noise one process would.
+        rank, world = self.shard
+        b = x.shape[0]
+        u = torch.rand((b * world, *x.shape[1:]), generator=self.generator, device=x.device, dtype=x.dtype)
+        return u[rank * b : (rank + 1) * b]
 
     def inverse(self, y: Tensor) -> Tensor:
         return torch.floor(y * NUM_BINS).clamp(0, NUM_BINS - 1) / (NUM_BINS - 1)
@@ -67,13 +80,15 @@ class LogitTransform(InvertibleModule):
         self.alpha = alpha
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        p = (1.0 - self.alpha) / 2 + self.alpha * x
-        y = torch.log(p) - torch.log1p(-p)
-        ld = math.log(self.alpha) - torch.log(p) - torch.log1p(-p)
-        return y, ld.flatten(1).sum(dim=1)
+        with float32_region(x):
+            p = (1.0 - self.alpha) / 2 + self.alpha * full_precision(x)
+            y = torch.log(p) - torch.log1p(-p)
+            ld = math.log(self.alpha) - torch.log(p) - torch.log1p(-p)
+            return y, ld.flatten(1).sum(dim=1)
 
     def inverse(self, y: Tensor) -> Tensor:
-        return (torch.sigmoid(y) - (1.0 - self.alpha) / 2) / self.alpha
+        with float32_region(y):
+            return (torch.sigmoid(full_precision(y)) - (1.0 - self.alpha) / 2) / self.alpha
 
 
 def bits_per_dim(log_likelihood: Tensor, num_dims: int) -> Tensor:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
 from flowood.errors import CheckpointError
 
@@ -56,5 +55,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Atomically write model weights as safetensors (contiguous CPU copies)."""
+    from safetensors.torch import save_file  # imported where used, like yaml in flowood.train.config
+
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

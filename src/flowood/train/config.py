@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flowood.errors import ConfigError
 from flowood.flows.models import available_flows, flow_options
+from flowood.perf import LR_SCALINGS, PRECISIONS
 
 
 @dataclass
@@ -40,7 +39,17 @@ class DataConfig:
         limit: use at most this many training samples (deterministic subset).
         test_limit: at most this many test samples for per-epoch evaluation and scoring.
         classes: keep only these labels (one-class protocols).
-        standardize: vector data only, standardise with training-split statistics.
+        options: dataset options passed to ``load_dataset`` for ``dataset`` (and for an OOD set of the same
+            name), e.g. ``{in_class: 1}`` for the one-class MINIBOONE/HEPMASS protocol.
+        ood_classes: labels of ``dataset`` that form the OOD set when an OOD name equals ``dataset``.
+        standardize: vector data only, standardise with training-split statistics (also applied to test and
+            OOD vectors; see :class:`flowood.train.data.Standardizer`).
+        transform: vector data, elementwise before standardising: ``none`` or ``log`` (``log(max(x,0) +
+            log_offset)``, for non-negative heavy-tailed features such as pooled CNN activations).
+        log_offset: the offset of ``transform: log`` (in the features' units).
+        drop_constant: vector data, drop features that are constant on the training split.
+        pca_dim: vector data, whiten with the top ``pca_dim`` principal components only.
+        whiten: vector data, PCA-whiten with all components (the identity flow is then the best Gaussian).
         negative_dataset: OOD training set for negative training (paper appendix B), or ``None``.
         negative_threshold: OOD log-likelihood (nats) above which OOD samples are pushed down.
     """
@@ -52,7 +61,13 @@ class DataConfig:
     test_limit: int | None = None
     classes: list[int] | None = None
     ood_classes: list[int] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     standardize: bool = True
+    transform: str = "none"
+    log_offset: float = 0.01
+    drop_constant: bool = True
+    pca_dim: int | None = None
+    whiten: bool = False
     negative_dataset: str | None = None
     negative_threshold: float = -30000.0
     negative_weight: float = 1.0
@@ -83,6 +98,21 @@ class TrainConfig:
     max_steps: int | None = None
     max_minutes: float | None = None
     num_workers: int = 0
+    # Vector data: std of Gaussian noise added to each standardised training batch (0 = off); it keeps the
+    # density from collapsing onto near-degenerate directions of embeddings (see docs/embeddings.md).
+    input_noise: float = 0.0
+    # Performance (see flowood.perf and the README's "Performance" section). None means "auto":
+    # on for CUDA, off on the CPU. `flowood train --exact` sets fp32 / false / false / false.
+    precision: str = "auto"
+    channels_last: bool | None = None
+    compile: bool | None = None
+    compile_mode: str = "default"
+    fused_optimizer: bool | None = None
+    # Learning rate for the global batch: lr × f(batch_size / reference_batch_size), f from lr_scaling.
+    lr_scaling: str = "none"
+    reference_batch_size: int | None = None
+    # Data-parallel (torchrun) only: synchronise batch-norm statistics across GPUs.
+    sync_batchnorm: bool = False
 
 
 @dataclass
@@ -102,6 +132,8 @@ class RunConfig:
         return d
 
     def save(self, path: Path) -> None:
+        import yaml  # imported where used: the package imports without PyYAML (e.g. on a bare GPU box)
+
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
@@ -169,7 +201,7 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"a run config must be a mapping, got {type(raw).__name__}")
     raw = dict(raw)
-    for ignored in ("description", "paper", "name", "parameters"):
+    for ignored in ("description", "paper", "name", "parameters", "input_shape"):
         raw.pop(ignored, None)
     unknown = sorted(set(raw) - {"model", "data", "train", "seed", "device"})
     if unknown:
@@ -209,16 +241,46 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.weight_decay must be >= 0, got {t.weight_decay}")
     if t.ema_decay is not None and not 0 < t.ema_decay < 1:
         raise ConfigError(f"train.ema_decay must be in (0, 1), got {t.ema_decay}")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision: {t.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if t.lr_scaling not in LR_SCALINGS:
+        raise ConfigError(f"train.lr_scaling: {t.lr_scaling!r} is not one of {', '.join(LR_SCALINGS)}")
+    if t.reference_batch_size is not None and t.reference_batch_size < 1:
+        raise ConfigError(f"train.reference_batch_size must be >= 1, got {t.reference_batch_size}")
+    if t.lr_scaling != "none" and t.reference_batch_size is None:
+        raise ConfigError(
+            f"train.lr_scaling={t.lr_scaling} needs train.reference_batch_size (the batch size train.lr was tuned for)"
+        )
+    if t.input_noise < 0:
+        raise ConfigError(f"train.input_noise must be >= 0, got {t.input_noise}")
+    d = cfg.data
+    if d.transform not in ("none", "log"):
+        raise ConfigError(f"data.transform: {d.transform!r} is not one of none, log")
+    if not d.log_offset > 0:
+        raise ConfigError(f"data.log_offset must be > 0, got {d.log_offset}")
+    if d.pca_dim is not None and d.pca_dim < 1:
+        raise ConfigError(f"data.pca_dim must be >= 1, got {d.pca_dim}")
     if len(t.betas) != 2:
         raise ConfigError(f"train.betas must have two values, got {t.betas}")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
 
 
+EXACT_OVERRIDES = [
+    "train.precision=fp32",
+    "train.channels_last=false",
+    "train.compile=false",
+    "train.fused_optimizer=false",
+]
+"""What ``--exact`` sets: the fp32, eager, contiguous, unfused reference path."""
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.lr=1e-4"`` → ``(["train", "lr"], 0.0001)``; values are parsed as YAML scalars/lists."""
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got {text!r}")
+    import yaml
+
     key, value = text.split("=", 1)
     path = [p for p in key.strip().split(".") if p]
     if not path:
@@ -252,6 +314,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a dict, with errors that name the file."""
+    import yaml
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")

@@ -10,35 +10,160 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from flowood.data import load_dataset
+from flowood.errors import ConfigError
 from flowood.train.config import DataConfig
+
+#: Eigenvalue floor of PCA whitening, in units of a standardised feature's variance.
+WHITEN_EPS = 1e-3
 
 
 @dataclass
 class Standardizer:
-    """Per-feature ``(x - mean) / std`` with statistics of the in-distribution training split."""
+    """Vector preprocessing fitted on the in-distribution training split, applied to every split and OOD set.
+
+    ``x (N, D_in) -> z (N, D_out)``, in this order:
+
+    1. ``transform``: ``"none"`` or ``"log"`` (``log(max(x, 0) + log_offset)``, elementwise; for non-negative,
+       heavy-tailed features such as pooled ReLU activations of a CNN);
+    2. ``keep``: drop (near-)constant features (training std ``<= 1e-6 · max(1, median std)``), whose
+       standardised values would otherwise be unbounded and whose zero training variance lets the flow's
+       log-det grow without limit;
+    3. ``(x - mean) / std`` per kept feature (training mean and std, ddof 1);
+    4. optional PCA whitening ``z @ projection`` with ``projection (D_kept, k) = V_k / sqrt(λ_k + 1e-3)``
+       (eigenvectors of the training covariance of the standardised features, largest first; ``k`` =
+       ``pca_dim``, or all ``D_kept`` components with ``whiten``). The eigenvalue floor 1e-3 (in units of
+       a standardised feature's variance) bounds the amplification of near-null directions to ~32×.
+
+    All statistics come from the in-distribution training split only, so OOD sets are scored in the
+    coordinates of the training distribution. The flow's density is that of ``z``: the transform's
+    Jacobian is not added (constant for the linear steps, so scores rank the same as raw-space densities
+    without ``"log"``).
+    """
 
     mean: Tensor
     std: Tensor
+    keep: Tensor | None = None
+    projection: Tensor | None = None
+    transform: str = "none"
+    log_offset: float = 0.01
+    in_dim: int | None = None
+
+    TRANSFORMS = ("none", "log")
 
     @classmethod
-    def fit(cls, x: Tensor) -> Standardizer:
-        return cls(x.mean(0), x.std(0).clamp_min(1e-6))
+    def fit(
+        cls,
+        x: Tensor,
+        *,
+        transform: str = "none",
+        log_offset: float = 0.01,
+        drop_constant: bool = False,
+        pca_dim: int | None = None,
+        whiten: bool = False,
+    ) -> Standardizer:
+        """Fit on training vectors ``x (N, D)``; see the class docstring for the steps."""
+        if transform not in cls.TRANSFORMS:
+            raise ConfigError(f"data.transform: {transform!r} is not one of {', '.join(cls.TRANSFORMS)}")
+        if x.ndim != 2 or x.shape[0] < 2:
+            raise ConfigError(f"standardisation needs at least 2 training vectors (N, D), got {tuple(x.shape)}")
+        xd = _elementwise(x.double(), transform, log_offset)
+        std = xd.std(0)
+        keep: Tensor | None = None
+        if drop_constant:
+            thresh = 1e-6 * max(1.0, float(std.median()))
+            mask = std > thresh
+            if not bool(mask.any()):
+                raise ConfigError("data.drop_constant: every feature is constant on the training split")
+            if not bool(mask.all()):
+                keep = torch.nonzero(mask).flatten()
+                xd, std = xd[:, keep], std[keep]
+        mean, std = xd.mean(0), std.clamp_min(1e-6)
+        projection: Tensor | None = None
+        if pca_dim is not None or whiten:
+            d = xd.shape[1]
+            pca_dim = d if pca_dim is None else pca_dim
+            if not 1 <= pca_dim <= d:
+                raise ConfigError(f"data.pca_dim must be in [1, {d}] (the number of usable features), got {pca_dim}")
+            z = (xd - mean) / std
+            cov = z.T @ z / (z.shape[0] - 1)
+            evals, evecs = torch.linalg.eigh(cov)
+            order = torch.argsort(evals, descending=True)[:pca_dim]
+            projection = (evecs[:, order] / (evals[order].clamp_min(0) + WHITEN_EPS).sqrt()).float()
+        return cls(mean.float(), std.float(), keep, projection, transform, float(log_offset), int(x.shape[1]))
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, x: Tensor) -> Standardizer:
+        """Fit with the options of a run's ``data`` section."""
+        return cls.fit(
+            x,
+            transform=cfg.transform,
+            log_offset=cfg.log_offset,
+            drop_constant=cfg.drop_constant,
+            pca_dim=cfg.pca_dim,
+            whiten=cfg.whiten,
+        )
+
+    @property
+    def out_dim(self) -> int:
+        """Dimension of the standardised vectors (what the flow models)."""
+        if self.projection is not None:
+            return int(self.projection.shape[1])
+        return int(self.mean.shape[0])
 
     def __call__(self, x: Tensor) -> Tensor:
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        """``x (B, D_in)`` float -> ``z (B, D_out)`` float32 on ``x``'s device."""
+        x = _elementwise(x.float(), self.transform, self.log_offset)
+        if self.keep is not None:
+            x = x.index_select(1, self.keep.to(x.device))
+        z = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        if self.projection is not None:
+            z = z @ self.projection.to(x.device)
+        return z
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist()}))
+        """``standardize.json`` (plus ``<stem>_projection.npy`` with PCA)."""
+        path = Path(path)
+        d: dict[str, object] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        if self.transform != "none":
+            d.update(transform=self.transform, log_offset=self.log_offset)
+        if self.keep is not None:
+            d["keep"] = self.keep.tolist()
+        if self.in_dim is not None:
+            d["in_dim"] = self.in_dim
+        if self.projection is not None:
+            proj_file = path.with_name(f"{path.stem}_projection.npy")
+            np.save(proj_file, self.projection.numpy(), allow_pickle=False)
+            d["projection"] = proj_file.name
+        path.write_text(json.dumps(d))
 
     @classmethod
     def load(cls, path: Path) -> Standardizer:
-        d = json.loads(Path(path).read_text())
-        return cls(torch.tensor(d["mean"]), torch.tensor(d["std"]))
+        path = Path(path)
+        d = json.loads(path.read_text())
+        keep = torch.tensor(d["keep"], dtype=torch.int64) if "keep" in d else None
+        proj = torch.from_numpy(np.load(path.with_name(d["projection"]))) if "projection" in d else None
+        return cls(
+            torch.tensor(d["mean"]),
+            torch.tensor(d["std"]),
+            keep,
+            proj,
+            d.get("transform", "none"),
+            float(d.get("log_offset", 0.01)),
+            d.get("in_dim"),
+        )
+
+
+def _elementwise(x: Tensor, transform: str, log_offset: float) -> Tensor:
+    if transform == "log":
+        return torch.log(x.clamp_min(0) + log_offset)
+    return x
 
 
 class TensorBatches:
@@ -63,17 +188,29 @@ class TensorBatches:
         n = len(self)
         return n // batch_size if drop_last else -(-n // batch_size)
 
-    def epoch(self, batch_size: int, seed: int, epoch: int, skip: int = 0) -> Iterator[Tensor]:
-        """Shuffled batches for ``epoch`` (a pure function of ``seed`` and ``epoch``), skipping ``skip``."""
+    def epoch(
+        self, batch_size: int, seed: int, epoch: int, skip: int = 0, shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[Tensor]:
+        """Shuffled batches for ``epoch`` (a pure function of ``seed`` and ``epoch``), skipping ``skip``.
+
+        ``batch_size`` is the global batch; with ``shard=(rank, world_size)`` this process yields slice
+        ``rank`` of each global batch (``batch_size / world_size`` samples), so shards are disjoint.
+        """
+        rank, world = shard
+        local = batch_size // world
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         order = torch.randperm(len(self), generator=gen).to(self.device)
         for b in range(skip, self.num_batches(batch_size)):
-            yield self._convert(self.data[order[b * batch_size : (b + 1) * batch_size]])
+            start = b * batch_size + rank * local
+            yield self._convert(self.data[order[start : start + local]])
 
-    def random_batch(self, batch_size: int, generator: torch.Generator) -> Tensor:
-        """A batch drawn uniformly with replacement (OOD batches of negative training)."""
-        idx = torch.randint(len(self), (batch_size,), generator=generator).to(self.device)
-        return self._convert(self.data[idx])
+    def random_batch(self, batch_size: int, generator: torch.Generator, shard: tuple[int, int] = (0, 1)) -> Tensor:
+        """A batch drawn uniformly with replacement (OOD batches of negative training); with ``shard``,
+        this rank's slice of the global batch."""
+        rank, world = shard
+        local = batch_size // world
+        idx = torch.randint(len(self), (batch_size,), generator=generator)[rank * local : (rank + 1) * local]
+        return self._convert(self.data[idx.to(self.device)])
 
     def sequential(self, batch_size: int) -> Iterator[Tensor]:
         for start in range(0, len(self), batch_size):
@@ -110,8 +247,11 @@ def load_split(
     like_shape: tuple[int, ...] | None = None,
 ):
     """Load one split through :func:`flowood.data.load_dataset`, matched to ``like_shape`` if given
-    (grey↔RGB and resize for OOD image sets scored by a model trained at another shape)."""
-    kwargs = {}
+    (grey↔RGB and resize for OOD image sets scored by a model trained at another shape). ``cfg.options``
+    (dataset options such as ``in_class``) apply when the dataset is ``cfg.dataset`` itself."""
+    kwargs: dict[str, Any] = {}
     if like_shape is not None and len(like_shape) == 3:
         kwargs = {"channels": like_shape[0], "size": like_shape[1]}
+    if name is None or name == cfg.dataset:
+        kwargs.update(cfg.options)  # dataset options (e.g. in_class=1) apply to the in-distribution dataset
     return load_dataset(name or cfg.dataset, split, root=cfg.root, limit=limit, classes=classes, seed=seed, **kwargs)

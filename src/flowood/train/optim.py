@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from flowood.perf import scaled_lr
 from flowood.train.config import TrainConfig
 
 WEIGHT_NORM_GAIN_SUFFIX = "parametrizations.weight.original0"
@@ -29,15 +30,27 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or RMSprop over :func:`parameter_groups`."""
+def base_lr(cfg: TrainConfig) -> float:
+    """``train.lr`` scaled to the (global) ``train.batch_size`` by ``train.lr_scaling`` (see
+    :func:`flowood.perf.scaled_lr`); the warm-up and step schedule multiply this value."""
+    return scaled_lr(cfg.lr, cfg.batch_size, cfg.reference_batch_size, cfg.lr_scaling)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+    """Adam, AdamW or RMSprop over :func:`parameter_groups` at learning rate :func:`base_lr`.
+
+    ``fused=True`` selects PyTorch's fused single-kernel Adam/AdamW (ignored for RMSprop, which has
+    none; the multi-tensor "for-each" implementation is PyTorch's default there).
+    """
     groups = parameter_groups(model, cfg.weight_decay)
+    lr = base_lr(cfg)
+    extra = {"fused": True} if fused and cfg.optimizer in ("adam", "adamw") else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas), **extra)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), **extra)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=cfg.lr)
+        return torch.optim.RMSprop(groups, lr=lr)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 

@@ -5,6 +5,11 @@ continuous density for vectors). Non-finite losses or gradients are detected wit
 device→host transfer per step (the gradient norm that clipping computes anyway), never per layer,
 and handled as ``train.nonfinite`` says: ``skip`` the update, ``rollback`` to the last good state
 with a lower learning rate, or ``raise``.
+
+Performance (``flowood.perf``): the forward pass runs under the configured autocast precision with
+log-dets and losses in fp32, on channels-last weights, through a compiled transform, with a fused
+optimiser; under ``torchrun`` the model is wrapped in DistributedDataParallel
+(``flowood.train.distributed``) and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -19,13 +24,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from flowood.errors import ConfigError, FlowoodError
 from flowood.flows import NormalizingFlow, build_flow
+from flowood.flows.normalization import ActNorm
+from flowood.perf import eager_stance, resolve_fast_path
 from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from flowood.train.config import RunConfig, config_from_dict, load_config
 from flowood.train.data import Standardizer, TensorBatches, load_split, pick_split
+from flowood.train.distributed import all_reduce_sum, cleanup, env_dist_info, per_rank_batch, setup
 from flowood.train.optim import build_ema, build_optimizer, lr_factor_fn
 
 METRIC_FIELDS = ["epoch", "step", "train_bpd", "test_bpd", "ood_train_bpd", "lr", "nonfinite_steps", "seconds"]
@@ -58,24 +67,58 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _log_likelihood(flow: NormalizingFlow, batch: Tensor) -> Tensor:
+    return flow.log_likelihood_8bit(batch) if flow.preprocess is not None else flow.log_prob(batch)
+
+
 def nll_bpd(flow: NormalizingFlow, batch: Tensor) -> tuple[Tensor, Tensor]:
     """Per-sample ``(log-likelihood nats, bits/dim)`` of a batch (images in [0,1] or vectors)."""
-    ll = flow.log_likelihood_8bit(batch) if flow.preprocess is not None else flow.log_prob(batch)
+    ll = _log_likelihood(flow, batch)
     return ll, -ll / (flow.num_dims * LN2)
 
 
-def compute_loss(flow: NormalizingFlow, batch: Tensor, ood_batch: Tensor | None, cfg: RunConfig) -> tuple[Tensor, dict]:
+class LikelihoodObjective(nn.Module):
+    """Per-sample log-likelihoods of the training batch and the optional OOD batch in *one* forward
+    call, the unit that DistributedDataParallel wraps (it needs exactly one forward per backward)."""
+
+    def __init__(self, flow: NormalizingFlow) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, batch: Tensor, ood_batch: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        ll = _log_likelihood(self.flow, batch)
+        return ll, (_log_likelihood(self.flow, ood_batch) if ood_batch is not None else None)
+
+
+def unwrap_flow(model: nn.Module) -> NormalizingFlow:
+    """The :class:`NormalizingFlow` inside a DDP / :class:`LikelihoodObjective` wrapper."""
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
+    if isinstance(model, LikelihoodObjective):
+        model = model.flow
+    assert isinstance(model, NormalizingFlow)
+    return model
+
+
+def compute_loss(flow: nn.Module, batch: Tensor, ood_batch: Tensor | None, cfg: RunConfig) -> tuple[Tensor, dict]:
     """Training objective in bits/dim and the quantities to log.
 
+    ``flow`` is a :class:`NormalizingFlow` or a (DDP-wrapped) :class:`LikelihoodObjective`.
     With an OOD batch (negative training, paper appendix B):
     ``loss = 0.5 · (mean NLL_in − w · mean NLL_ood)``, the OOD mean taken over samples whose
-    log-likelihood is still above ``data.negative_threshold`` (nats).
+    log-likelihood is still above ``data.negative_threshold`` (nats). Log-likelihoods are fp32 (also
+    under autocast), so the loss is accumulated in fp32.
     """
-    _, bpd = nll_bpd(flow, batch)
-    loss_in = bpd.mean()
-    if ood_batch is None:
+    if isinstance(flow, NormalizingFlow):
+        ll_in = _log_likelihood(flow, batch)
+        ll_ood = _log_likelihood(flow, ood_batch) if ood_batch is not None else None
+    else:
+        ll_in, ll_ood = flow(batch, ood_batch)
+    scale = unwrap_flow(flow).num_dims * LN2
+    loss_in = (-ll_in / scale).mean()
+    if ood_batch is None or ll_ood is None:
         return loss_in, {"train_bpd": loss_in.detach()}
-    ll_ood, bpd_ood = nll_bpd(flow, ood_batch)
+    bpd_ood = -ll_ood / scale
     active = (ll_ood.detach() > cfg.data.negative_threshold).to(bpd_ood.dtype)
     ood_term = (bpd_ood * active).sum() / active.sum().clamp_min(1.0)
     loss = 0.5 * (loss_in - cfg.data.negative_weight * ood_term)
@@ -145,9 +188,12 @@ def evaluate_bpd(flow: NormalizingFlow, batches: TensorBatches, batch_size: int,
     return total / count if count else float("nan")
 
 
-def _set_dequant_generator(flow: NormalizingFlow, generator: torch.Generator | None) -> None:
+def _set_dequant_generator(
+    flow: NormalizingFlow, generator: torch.Generator | None, shard: tuple[int, int] | None = None
+) -> None:
     if flow.preprocess is not None:
         flow.preprocess[0].generator = generator
+        flow.preprocess[0].shard = shard
 
 
 def _save_samples(flow: NormalizingFlow, path: Path, n: int, seed: int) -> None:
@@ -177,8 +223,12 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.quiet = quiet
-        self.device = device or resolve_device(cfg.device)
+        self.dist = env_dist_info()
+        self.is_main = self.dist.is_main
+        self.shard = (self.dist.rank, self.dist.world_size)
+        self.quiet = quiet or not self.is_main
+        self.device = setup(self.dist, device or resolve_device(cfg.device))
+        per_rank_batch(cfg.train.batch_size, self.dist)  # validates divisibility
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -192,9 +242,11 @@ class Trainer:
         train_x, test_x = train_ds.data, test_ds.data
         self.standardizer: Standardizer | None = None
         if self.kind == "vector" and d.standardize:
-            self.standardizer = Standardizer.fit(train_x.float())
+            self.standardizer = Standardizer.from_config(d, train_x.float())
             train_x, test_x = self.standardizer(train_x.float()), self.standardizer(test_x.float())
-            self.standardizer.save(self.run_dir / "standardize.json")
+            self.input_shape = (self.standardizer.out_dim,)
+            if self.is_main:
+                self.standardizer.save(self.run_dir / "standardize.json")
         self.train_data = TensorBatches(train_x, self.kind, self.device)
         self.test_data = TensorBatches(test_x, self.kind, self.device)
         self.ood_data: TensorBatches | None = None
@@ -216,13 +268,38 @@ class Trainer:
                 f"({len(self.train_data)} samples)"
             )
 
-        self.flow = build_run_flow(cfg, self.input_shape).to(self.device)
-        self.optimizer = build_optimizer(self.flow, cfg.train)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_factor_fn(cfg.train, self.steps_per_epoch)
+        t = cfg.train
+        self.fast = resolve_fast_path(
+            self.device,
+            precision=t.precision,
+            channels_last=t.channels_last,
+            compile=t.compile,
+            compile_mode=t.compile_mode,
+            fused_optimizer=t.fused_optimizer,
+            optimizer=t.optimizer,
         )
-        self.ema = build_ema(self.flow, cfg.train.ema_decay) if cfg.train.ema_decay else None
+        self.flow = build_run_flow(cfg, self.input_shape).to(self.device)
+        if t.sync_batchnorm and self.dist.enabled:
+            if self.device.type != "cuda":
+                raise ConfigError("train.sync_batchnorm needs CUDA devices (torch.nn.SyncBatchNorm); set it to false")
+            self.flow = nn.SyncBatchNorm.convert_sync_batchnorm(self.flow)
+        if self.fast.channels_last:
+            self.flow.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.flow, t, fused=self.fast.fused_optimizer)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor_fn(t, self.steps_per_epoch))
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.fast.precision == "fp16" else None
         self.dequant_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        if not resume:
+            self._init_data_dependent()
+        self.ema = build_ema(self.flow, t.ema_decay) if t.ema_decay else None
+        self.fast.prepare_model(self.flow)  # compiles the transform in place (lazily, on first call)
+        self.model: nn.Module = self.flow
+        if self.dist.enabled:
+            self.model = DistributedDataParallel(
+                LikelihoodObjective(self.flow),
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
+        self._time_up = False
         self.ood_gen = torch.Generator().manual_seed(cfg.seed + 3)
         self.epoch = 0
         self.step_in_epoch = 0
@@ -233,12 +310,41 @@ class Trainer:
         self.elapsed = 0.0
         self.last_train_bpd = float("nan")
         self.last_test_bpd = float("nan")
-        cfg.save(self.run_dir / "config.yaml")
-        self.metrics = _MetricsLog(self.run_dir / "metrics.csv", resume)
+        self.metrics: _MetricsLog | None = None
+        if self.is_main:
+            cfg.save(self.run_dir / "config.yaml")
+            self.metrics = _MetricsLog(self.run_dir / "metrics.csv", resume)
         if resume:
             self._restore(load_checkpoint(self.ckpt_path, map_location=self.device))
-            self.metrics.truncate_after(self.epoch)
+            if self.metrics is not None:
+                self.metrics.truncate_after(self.epoch)
         self._good_state: dict[str, Any] | None = None
+
+    def _init_data_dependent(self) -> None:
+        """Run ActNorm's data-dependent initialisation eagerly, before compilation and DDP.
+
+        Uses the first global batch of epoch 0 with a copy of the dequantisation generator, i.e.
+        exactly the inputs the first training step sees, so the result equals the in-step
+        initialisation of a plain single-process run; every rank computes the same values. Batch-norm
+        running statistics touched by this pass are restored.
+        """
+        if not any(isinstance(m, ActNorm) and not m._initialized for m in self.flow.modules()):
+            return
+        batch = next(self.train_data.epoch(self.cfg.train.batch_size, self.cfg.seed, 0))
+        gen = torch.Generator(device=self.device)
+        gen.set_state(self.dequant_gen.get_state())
+        norms = [m for m in self.flow.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+        noise = float(getattr(self.cfg.train, "input_noise", 0.0) or 0.0)
+        if self.kind == "vector" and noise > 0:  # the same augmentation train_step applies
+            batch = batch + noise * torch.randn(batch.shape, generator=gen, device=batch.device, dtype=batch.dtype)
+        _set_dequant_generator(self.flow, gen)
+        self.flow.train()
+        with torch.no_grad():
+            _log_likelihood(self.flow, batch)
+        _set_dequant_generator(self.flow, None)
+        for m, state in zip(norms, saved, strict=True):
+            m.load_state_dict(state)
 
     @property
     def ckpt_path(self) -> Path:
@@ -250,6 +356,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -269,6 +376,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
         self.epoch = state["epoch"]
         self.step_in_epoch = state["step_in_epoch"]
         self.global_step = state["global_step"]
@@ -280,6 +389,9 @@ class Trainer:
         _set_rng_state(state["rng"])
 
     def save(self) -> None:
+        """Write the checkpoint and weights (rank 0 only under data-parallel training)."""
+        if not self.is_main:
+            return
         save_checkpoint(self.ckpt_path, self.state())
         meta = {"config": str(self.cfg.to_dict()), "input_shape": ",".join(map(str, self.input_shape))}
         save_weights(self.run_dir / "model.safetensors", self.flow.state_dict(), meta)
@@ -325,40 +437,72 @@ class Trainer:
         }
 
     def train_step(self, batch: Tensor, ood_batch: Tensor | None) -> Tensor:
-        """One optimisation step; returns the detached training bits/dim of the batch."""
+        """One optimisation step; returns the detached training bits/dim of the (global) batch."""
         self._apply_lr_scale()
-        loss, logs = compute_loss(self.flow, batch, ood_batch, self.cfg)
+        if self.kind == "vector" and self.cfg.train.input_noise > 0:
+            # The dequantisation generator is unused for vectors; it is checkpointed, so resume stays exact.
+            noise = torch.randn(batch.shape, generator=self.dequant_gen, device=batch.device, dtype=batch.dtype)
+            batch = batch + self.cfg.train.input_noise * noise
+        batch = self.fast.prepare_input(batch)
+        if ood_batch is not None:
+            ood_batch = self.fast.prepare_input(ood_batch)
+        with self.fast.autocast():
+            loss, logs = compute_loss(self.model, batch, ood_batch, self.cfg)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         params = [p for p in self.flow.parameters() if p.grad is not None]
         max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        loss_value, train_bpd = loss.detach().float(), logs["train_bpd"].float()
+        if self.dist.enabled:
+            # One small all-reduce: the global mean loss and bits/dim, and whether any rank ran out of time.
+            # Gradients are already averaged by DDP, so grad_norm agrees on all ranks.
+            reduced = all_reduce_sum(
+                torch.stack([loss_value, train_bpd, torch.tensor(float(self._time_up), device=loss.device)]),
+                self.dist,
+            )
+            loss_value, train_bpd = reduced[0] / self.dist.world_size, reduced[1] / self.dist.world_size
+            self._time_up = bool(reduced[2] > 0)
         # The only host sync of the step: one boolean covering loss and all gradients.
-        ok = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
+        ok = bool(torch.isfinite(loss_value) & torch.isfinite(grad_norm))
+        if not ok and self.scaler is not None and bool(torch.isfinite(loss_value)):
+            # fp16 loss-scale overflow: the scaler lowers its scale; not a divergence.
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.global_step += 1
+            return torch.tensor(float("nan"))
         if not ok:
             self._handle_nonfinite()
         else:
             self.consecutive_nonfinite = 0
-            self.optimizer.step()
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.flow)
+        if self.scaler is not None:
+            self.scaler.update()
         self.scheduler.step()
         self.global_step += 1
-        return logs["train_bpd"] if ok else torch.tensor(float("nan"))
+        return train_bpd if ok else torch.tensor(float("nan"))
 
     def run(self) -> TrainResult:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
         tcfg = self.cfg.train
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        writer = SummaryWriter(str(self.run_dir / "tensorboard")) if self.is_main else None
         start = time.monotonic() - self.elapsed
         stop = False
         try:
             while self.epoch < tcfg.epochs and not stop:
                 self.flow.train()
                 skip = self.step_in_epoch
-                batches = self.train_data.epoch(tcfg.batch_size, self.cfg.seed, self.epoch, skip=skip)
+                batches = self.train_data.epoch(tcfg.batch_size, self.cfg.seed, self.epoch, skip=skip, shard=self.shard)
                 bar = tqdm(
                     batches,
                     total=self.steps_per_epoch,
@@ -369,10 +513,12 @@ class Trainer:
                     dynamic_ncols=True,
                 )
                 running, seen = 0.0, 0
-                _set_dequant_generator(self.flow, self.dequant_gen)
+                _set_dequant_generator(self.flow, self.dequant_gen, self.shard if self.dist.enabled else None)
                 for batch in bar:
                     ood_batch = (
-                        self.ood_data.random_batch(tcfg.batch_size, self.ood_gen) if self.ood_data is not None else None
+                        self.ood_data.random_batch(tcfg.batch_size, self.ood_gen, shard=self.shard)
+                        if self.ood_data is not None
+                        else None
                     )
                     if (
                         self.cfg.train.nonfinite == "rollback"
@@ -387,14 +533,17 @@ class Trainer:
                         running += value
                         seen += 1
                     bar.set_postfix(bpd=f"{value:.3f}", nonfinite=self.nonfinite_steps)
-                    if self.global_step % 10 == 0:
+                    if writer is not None and self.global_step % 10 == 0:
                         writer.add_scalar("train/bpd_step", value, self.global_step)
                     self.elapsed = time.monotonic() - start
                     if tcfg.checkpoint_every and self.global_step % tcfg.checkpoint_every == 0:
                         self.save()
-                    if (tcfg.max_steps is not None and self.global_step >= tcfg.max_steps) or (
-                        tcfg.max_minutes is not None and self.elapsed > tcfg.max_minutes * 60
-                    ):
+                    time_up = tcfg.max_minutes is not None and self.elapsed > tcfg.max_minutes * 60
+                    if self.dist.enabled:
+                        # Ranks must stop at the same step: this rank's clock is folded into the next
+                        # step's all-reduce, and the agreed flag from this step's is used here.
+                        time_up, self._time_up = self._time_up, time_up
+                    if (tcfg.max_steps is not None and self.global_step >= tcfg.max_steps) or time_up:
                         stop = True
                         break
                 bar.close()
@@ -402,7 +551,9 @@ class Trainer:
                 self.last_train_bpd = running / seen if seen else float("nan")
                 self._end_epoch(writer, partial=stop and self.step_in_epoch < self.steps_per_epoch)
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
+        cleanup(self.dist)
         return TrainResult(
             self.run_dir,
             self.epoch,
@@ -417,8 +568,16 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.flow  # type: ignore[return-value]
 
     def _end_epoch(self, writer: Any, partial: bool) -> None:
+        if not self.is_main:
+            # Other ranks only advance the counters; rank 0 evaluates, logs and writes.
+            if not partial:
+                self.epoch += 1
+                self.step_in_epoch = 0
+            return
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 2)
-        self.last_test_bpd = evaluate_bpd(self._eval_model(), self.test_data, self.cfg.train.eval_batch_size, gen)
+        # Monitoring evaluation runs eagerly: compiling a second (eval-mode) graph would cost more than it saves.
+        with self.fast.autocast(), eager_stance():
+            self.last_test_bpd = evaluate_bpd(self._eval_model(), self.test_data, self.cfg.train.eval_batch_size, gen)
         lr = self.optimizer.param_groups[0]["lr"]
         row = {
             "epoch": self.epoch + 1,
@@ -444,7 +603,8 @@ class Trainer:
                 self.cfg.train.num_samples,
                 self.cfg.seed,
             )
-        self.metrics.append(row)
+        if self.metrics is not None:
+            self.metrics.append(row)
         if not partial:
             self.epoch += 1
             self.step_in_epoch = 0

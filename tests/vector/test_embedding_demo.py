@@ -1,0 +1,80 @@
+"""``flowood demo --embeddings`` wiring, with a tiny pixel flow and the random-weight CNN (fast)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+import flowood.experiments.demo as demo_mod
+import flowood.experiments.embedding_demo as embedding_demo
+from flowood.cli.app import main
+from flowood.experiments.embedding_demo import EmbeddingDemoSettings, comparison_rows, cpu_threads
+from flowood.experiments.evaluate import evaluate_run
+
+TINY_PIXEL = [
+    "model.mid_channels=4",
+    "model.num_blocks=1",
+    "data.limit=64",
+    "data.test_limit=64",
+    "train.num_samples=4",
+]
+
+
+def test_demo_embeddings_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(
+        embedding_demo,
+        "SETTINGS",
+        EmbeddingDemoSettings(
+            extractor="random-cnn",
+            size=32,
+            train_limit=128,
+            test_limit=64,
+            ood_limit=64,
+            max_steps=15,
+            threads=1,
+            overrides=["data.transform=none", "model.hidden_dim=16", "train.batch_size=32"],
+        ),
+    )
+    # Score only 64 images per OOD set with the tiny pixel flow (the full sets take most of the time).
+    monkeypatch.setattr(demo_mod, "evaluate_run", functools.partial(evaluate_run, limit=64))
+    monkeypatch.setattr(demo_mod, "DEMO_OOD_LIMIT", 64, raising=False)
+    out = tmp_path / "demo"
+    args = ["demo", "--embeddings", "--out", str(out), "--device", "cpu", "--quiet"]
+    for item in TINY_PIXEL:
+        args += ["--set", item]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "pixel flow" in printed and "embedding flow" in printed
+
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["ood"]) == {"mnist-mini", "glyphs"}
+    for name in ("mnist-mini", "glyphs"):
+        metrics = report["ood"][name]["metrics"]
+        assert set(metrics) == {"log_likelihood", "embedding_log_likelihood"}
+        assert set(metrics["embedding_log_likelihood"]) >= {"auroc", "aupr_in", "aupr_out", "fpr95"}
+        assert report["embedding_flow"]["ood"][name]["bits_per_dim"]["n"] == 64
+    summary = report["embedding_flow"]
+    assert summary["extractor"] == "random-cnn" and summary["feature_dim"] == 64
+    assert summary["steps"] == 15 and summary["nonfinite_steps"] == 0
+    assert "conclusion" in report and "embedding_conclusion" in report
+    assert [r[0] for r in comparison_rows(report)] == ["mnist-mini", "glyphs"]
+
+    # The embedding flow is an ordinary run directory next to the pixel run; embedding files are flowood-embed files.
+    run = out / "embedding-flow"
+    for name in ("config.yaml", "standardize.json", "model.safetensors", "report.json", "scores.npz"):
+        assert (run / name).is_file(), name
+    for name in ("fashionmnist-mini/train.npz", "fashionmnist-mini/test.npz", "mnist-mini.npz", "glyphs.npz"):
+        assert (out / "embeddings" / name).is_file(), name
+    assert (out / "model.safetensors").is_file()  # the pixel run
+
+
+def test_cpu_threads_restores() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    with cpu_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -1,0 +1,84 @@
+"""Vector preprocessing: statistics from the in-distribution training split only, applied to every set."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flowood.errors import ConfigError
+from flowood.experiments.evaluate import evaluate_run
+from flowood.experiments.runs import load_run
+from flowood.train.config import config_from_dict
+from flowood.train.data import Standardizer
+from flowood.train.trainer import train
+
+
+def test_standardizer_steps_and_roundtrip(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(500, 6, generator=g) * torch.tensor([1.0, 10.0, 100.0, 0.1, 5.0, 1.0])
+    x[:, 3] = 0.25  # constant
+    st = Standardizer.fit(x, transform="log", log_offset=0.01, drop_constant=True)
+    assert st.keep is not None and st.keep.tolist() == [0, 1, 2, 4, 5]
+    z = st(x)
+    assert z.shape == (500, 5) and st.in_dim == 6 and st.out_dim == 5
+    assert torch.allclose(z.mean(0), torch.zeros(5), atol=1e-4)
+    assert torch.allclose(z.std(0), torch.ones(5), atol=1e-4)
+    ref = (torch.log(x[:, [0, 1, 2, 4, 5]] + 0.01) - torch.log(x[:, [0, 1, 2, 4, 5]] + 0.01).mean(0)) / torch.log(
+        x[:, [0, 1, 2, 4, 5]] + 0.01
+    ).std(0)
+    assert torch.allclose(z, ref, atol=1e-4)
+    st.save(tmp_path / "standardize.json")
+    back = Standardizer.load(tmp_path / "standardize.json")
+    assert torch.equal(back(x), z)
+
+
+def test_pca_whitening(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(800, 10, generator=g) @ torch.randn(10, 10, generator=g)
+    st = Standardizer.fit(x, pca_dim=4)
+    z = st(x)
+    assert z.shape == (800, 4)
+    cov = z.T @ z / (z.shape[0] - 1)
+    # Decorrelated, unit variance up to the eigenvalue floor: λ / (λ + 1e-3).
+    assert torch.allclose(cov - torch.diag(torch.diagonal(cov)), torch.zeros(4, 4), atol=1e-4)
+    assert ((torch.diagonal(cov) > 0.99) & (torch.diagonal(cov) <= 1.0 + 1e-4)).all()
+    full = Standardizer.fit(x, whiten=True)
+    assert full.out_dim == 10 and full(x).shape == (800, 10)
+    st.save(tmp_path / "s.json")
+    assert (tmp_path / "s_projection.npy").is_file()
+    assert torch.allclose(Standardizer.load(tmp_path / "s.json")(x), z)
+    with pytest.raises(ConfigError, match="pca_dim"):
+        Standardizer.fit(x, pca_dim=11)
+
+
+def test_evaluate_standardises_ood_with_in_distribution_statistics(tmp_path: Path, embedding_files) -> None:
+    ind, ood = embedding_files(dim=8, n_train=256, n_test=64)
+    cfg = config_from_dict(
+        {
+            "model": {"name": "tabular", "num_couplings": 2, "hidden_dim": 16, "num_layers": 1},
+            "data": {"dataset": f"embeddings:{ind}", "ood": [f"embeddings:{ood}"], "transform": "log"},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "sample_every": 0},
+            "device": "cpu",
+        }
+    )
+    train(cfg, tmp_path / "run", quiet=True)
+    report = evaluate_run(tmp_path / "run", device="cpu")
+    scores = np.load(tmp_path / "run" / "scores.npz")
+
+    # Recompute by hand: log transform, drop the constant feature, standardise with *training* statistics.
+    z_train = np.log(np.load(ind)["train_embeddings"].astype(np.float64).clip(0) + 0.01)[:, 1:]
+    mean, std = z_train.mean(0), z_train.std(0, ddof=1)
+    run = load_run(tmp_path / "run")
+    for name, path, split in ((cfg.data.dataset, ind, "test"), (f"embeddings:{ood}", ood, "test")):
+        x = np.log(np.load(path)[f"{split}_embeddings"].astype(np.float64).clip(0) + 0.01)[:, 1:]
+        z = torch.tensor((x - mean) / std, dtype=torch.float32)
+        with torch.no_grad():
+            bpd = -run.flow.log_prob(z).double().numpy() / (7 * math.log(2))
+        np.testing.assert_allclose(scores[name], bpd, rtol=1e-4, atol=1e-4)
+    # OOD statistics were *not* used: standardising OOD with its own stats would centre it at 0.
+    assert float(np.mean(scores[f"embeddings:{ood}"])) > float(np.mean(scores[cfg.data.dataset]))
+    assert report["ood"][f"embeddings:{ood}"]["metrics"]["log_likelihood"]["auroc"] > 0.9
