@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from flowood.cli.app import main
 
@@ -28,6 +29,15 @@ TINY = [
     "--quiet",
 ]
 """Overrides that make the demo preset train in about a second (2 steps of a 4-channel RealNVP)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The models here are tiny: one intra-op thread is as fast and avoids oversubscribing shared CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

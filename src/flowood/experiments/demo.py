@@ -10,7 +10,6 @@ from flowood.experiments.presets import get_preset
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.trainer import train
 
-
 # Scoring 1,000 images per OOD set keeps evaluation to seconds while AUROC is well resolved.
 DEMO_OOD_LIMIT = 1000
 

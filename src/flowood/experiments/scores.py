@@ -518,10 +518,11 @@ DEMO_SCORES = [
 
 
 def demo_settings() -> ScoreSettings:
-    """Auxiliary-model sizes of ``flowood demo --all-scores`` (about 6 minutes on 2 CPU cores, cold feature cache).
+    """Auxiliary-model sizes of ``flowood demo --all-scores``: training capped at 3.75 minutes in total.
 
     Background 0.75 min, K = 3 members of 0.5 min each, the embedding flow with the settings of
-    ``flowood demo --embeddings`` (:data:`flowood.experiments.embedding_demo.SETTINGS`) capped at 1.5 min."""
+    ``flowood demo --embeddings`` (:data:`flowood.experiments.embedding_demo.SETTINGS`) capped at 1.5 min; with
+    the pixel flow's 2.5 minutes and scoring, the demo takes about 8 minutes on 2 idle CPU cores."""
     settings = ScoreSettings(background_minutes=0.75, ensemble_size=3, member_minutes=0.5, aux_test_limit=256)
     try:
         from flowood.experiments.embedding_demo import SETTINGS as EMB
