@@ -7,6 +7,7 @@ from typing import Any
 
 from flowood.experiments.evaluate import evaluate_run, format_report
 from flowood.experiments.presets import get_preset
+from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.trainer import train
 
@@ -57,9 +58,10 @@ def run_demo(
 
     minutes = DEMO_MAIN_MINUTES if all_scores and minutes is None else minutes
     cfg = demo_config(minutes, overrides, device)
-    train(cfg, out, quiet=quiet)
     extra = demo_evaluate_options(all_scores, quiet)
-    report = evaluate_run(out, cfg.data.ood, device=device, limit=DEMO_OOD_LIMIT, **extra)
+    with cpu_threads(None):
+        train(cfg, out, quiet=quiet)
+        report = evaluate_run(out, cfg.data.ood, device=device, limit=DEMO_OOD_LIMIT, **extra)
     report["conclusion"] = conclusion(report)
     if embeddings:
         from flowood.experiments.embedding_demo import run_embedding_demo

@@ -19,19 +19,15 @@ Features are cached by content (``flowood.features``), so a rerun skips the CNN.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from flowood.experiments.evaluate import evaluate_run
 from flowood.experiments.presets import get_preset
 from flowood.features import embed_dataset
+from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.data import Standardizer
 from flowood.train.trainer import train
@@ -75,24 +71,6 @@ class EmbeddingDemoSettings:
 
 SETTINGS = EmbeddingDemoSettings()
 """Module defaults (tests replace this with a tiny configuration)."""
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[int]:
-    """Temporarily set torch's intra-op threads (``None``: 1 on an overloaded CPU, else unchanged)."""
-    before = torch.get_num_threads()
-    if threads is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # pragma: no cover - not available on every platform
-            load = 0.0
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = 1 if load >= cores else before
-    torch.set_num_threads(max(1, threads))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def embed_demo_data(out: Path, settings: EmbeddingDemoSettings, device: str, quiet: bool) -> dict[str, Path]:

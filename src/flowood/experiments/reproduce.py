@@ -30,6 +30,7 @@ from flowood.errors import ConfigError
 from flowood.experiments.evaluate import evaluate_run
 from flowood.experiments.presets import get_preset
 from flowood.experiments.runs import load_run
+from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.trainer import train
 
@@ -404,7 +405,8 @@ def reproduce(
     exp_dir = ctx.out / name
     exp_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    result = exp.run(ctx, exp_dir)
+    with cpu_threads(None):
+        result = exp.run(ctx, exp_dir)
     result.update(
         {
             "experiment": name,
