@@ -18,6 +18,7 @@ import csv
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -471,7 +472,7 @@ class Trainer:
             # fp16 loss-scale overflow: the scaler lowers its scale; not a divergence.
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
+            self._advance_schedule()
             self.global_step += 1
             return torch.tensor(float("nan"))
         if not ok:
@@ -486,9 +487,16 @@ class Trainer:
                 self.ema.update_parameters(self.flow)
         if self.scaler is not None:
             self.scaler.update()
-        self.scheduler.step()
+        self._advance_schedule()
         self.global_step += 1
         return train_bpd if ok else torch.tensor(float("nan"))
+
+    def _advance_schedule(self) -> None:
+        # The learning rate is set from global_step by _apply_lr_scale; the scheduler only counts steps.
+        # A skipped (non-finite) first step would otherwise trigger torch's "scheduler before optimizer" warning.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()
 
     def run(self) -> TrainResult:
         from torch.utils.tensorboard import SummaryWriter
