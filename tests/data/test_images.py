@@ -73,8 +73,7 @@ def test_corrupt_gz_names_file(tmp_path: Path) -> None:
         load_dataset("mnist", "test", root=tmp_path)
 
 
-def test_debian_fashion_mnist_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      _isolated_cache: Path) -> None:
+def test_debian_fashion_mnist_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _isolated_cache: Path) -> None:
     """A system install (the Debian package layout: four idx .gz files) is staged into the cache."""
     fake_debian = tmp_path / "usr-share-datasets-fashion-mnist"
     write_idx_split(fake_debian, "t10k", fake_images(15, (28, 28)), fake_labels(15), gz=True)
@@ -85,8 +84,10 @@ def test_debian_fashion_mnist_install(tmp_path: Path, monkeypatch: pytest.Monkey
     assert (_isolated_cache / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file(),
+    reason="Debian package dataset-fashion-mnist not installed",
+)
 def test_real_debian_fashion_mnist_test_split() -> None:
     ds = load_dataset("fashionmnist", "test", limit=50)
     assert len(ds) == 50 and ds.labels.bincount().tolist() == [5] * 10
@@ -249,8 +250,12 @@ def test_imagenet_npz_batches(tmp_path: Path, res: int) -> None:
     tr_dir.mkdir(parents=True)
     va_dir.mkdir(parents=True)
     for b in range(1, 11):
-        np.savez(tr_dir / f"train_data_batch_{b}.npz", data=fake_images(3, (3 * res * res,), seed=b),
-                 labels=[b, 1000, 1], mean=np.zeros(3 * res * res))
+        np.savez(
+            tr_dir / f"train_data_batch_{b}.npz",
+            data=fake_images(3, (3 * res * res,), seed=b),
+            labels=[b, 1000, 1],
+            mean=np.zeros(3 * res * res),
+        )
     val = fake_images(4, (3 * res * res,), seed=99)
     np.savez(va_dir / "val_data.npz", data=val, labels=[1, 2, 3, 4])
     te = load_dataset(f"imagenet{res}", "test", root=tmp_path)

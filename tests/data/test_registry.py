@@ -84,8 +84,24 @@ def test_errors_are_clear() -> None:
 
 def test_list_datasets_and_info() -> None:
     infos = {i.name: i for i in list_datasets()}
-    for name in ("mnist", "fashionmnist", "cifar10", "svhn", "celeba", "notmnist", "imagenet32", "imagenet64",
-                 "glyphs", "miniboone", "hepmass", "gas", "power", "embeddings", "fashionmnist-mini", "mnist-mini"):
+    for name in (
+        "mnist",
+        "fashionmnist",
+        "cifar10",
+        "svhn",
+        "celeba",
+        "notmnist",
+        "imagenet32",
+        "imagenet64",
+        "glyphs",
+        "miniboone",
+        "hepmass",
+        "gas",
+        "power",
+        "embeddings",
+        "fashionmnist-mini",
+        "mnist-mini",
+    ):
         assert name in infos, name
     assert infos["fashionmnist-mini"].available_now and infos["glyphs"].available_now
     assert not infos["cifar10"].available_now and infos["cifar10"].locations

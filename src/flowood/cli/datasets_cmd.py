@@ -30,8 +30,15 @@ def datasets(
         shape = "x".join(str(s) for s in i.shape) if i.shape else "-"
         where = "\n".join(i.locations[:3]) + (f"\n(+{len(i.locations) - 3} more)" if len(i.locations) > 3 else "")
         avail = "[green]yes[/green]" if i.available_now else "[red]no[/red]"
-        table.add_row(i.name, i.kind, shape, ", ".join(i.splits), str(i.num_classes or "-"), avail,
-                      f"{i.description}\n[dim]{where}[/dim]")
+        table.add_row(
+            i.name,
+            i.kind,
+            shape,
+            ", ".join(i.splits),
+            str(i.num_classes or "-"),
+            avail,
+            f"{i.description}\n[dim]{where}[/dim]",
+        )
     Console().print(table)
 
 

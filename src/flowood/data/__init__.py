@@ -16,5 +16,12 @@ from flowood.data.base import ArrayDataset, DatasetInfo
 from flowood.data.locate import cache_dir
 from flowood.data.registry import available_names, dataset_info, list_datasets, load_dataset
 
-__all__ = ["ArrayDataset", "DatasetInfo", "available_names", "cache_dir", "dataset_info", "list_datasets",
-           "load_dataset"]
+__all__ = [
+    "ArrayDataset",
+    "DatasetInfo",
+    "available_names",
+    "cache_dir",
+    "dataset_info",
+    "list_datasets",
+    "load_dataset",
+]

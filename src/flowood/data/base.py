@@ -221,8 +221,9 @@ def resize_images(data: torch.Tensor, size: int | None, name: str, chunk: int = 
     out = []
     for start in range(0, data.shape[0], chunk):
         x = data[start : start + chunk].to(torch.float32)
-        y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                                            antialias=shrinking)
+        y = torch.nn.functional.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking
+        )
         out.append(y.round().clamp(0, 255).to(torch.uint8))
     if not out:
         return torch.empty((0, data.shape[1], size, size), dtype=torch.uint8)

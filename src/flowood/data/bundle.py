@@ -13,8 +13,18 @@ from flowood.data.base import ArrayDataset
 from flowood.errors import DatasetError
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "bundle"
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 BUNDLE_SPLITS = {"fashionmnist-mini": ("train", "test"), "mnist-mini": ("test", "half-train", "half-test")}
 
 
@@ -28,8 +38,10 @@ def load_bundle(name: str, split: str, root: object = None, download: bool = Fal
         raise DatasetError(f"{name}: unknown split {split!r}; choose from {', '.join(BUNDLE_SPLITS[name])}")
     path = bundle_path(name)
     if not path.is_file():
-        raise DatasetError(f"{name}: the embedded bundle file {path} is missing; reinstall flowood or rebuild it "
-                           "with `python scripts/build_bundle.py`")
+        raise DatasetError(
+            f"{name}: the embedded bundle file {path} is missing; reinstall flowood or rebuild it "
+            "with `python scripts/build_bundle.py`"
+        )
     key = "test" if split.startswith("half-") else split
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -41,5 +53,12 @@ def load_bundle(name: str, split: str, root: object = None, download: bool = Fal
     except Exception as err:
         raise DatasetError(f"cannot read the embedded bundle {path}: {err}") from err
     classes = FASHION_CLASSES if name == "fashionmnist-mini" else [str(i) for i in range(10)]
-    return ArrayDataset(x[:, None], y, kind="image", name=name, split=split, source=f"embedded bundle ({path.name})",
-                        class_names=classes)
+    return ArrayDataset(
+        x[:, None],
+        y,
+        kind="image",
+        name=name,
+        split=split,
+        source=f"embedded bundle ({path.name})",
+        class_names=classes,
+    )

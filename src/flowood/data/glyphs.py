@@ -117,7 +117,12 @@ def _render_split(split: str, count: int, system_fonts: bool) -> tuple[np.ndarra
 
 
 def load_glyphs(
-    name: str, split: str, root: object = None, download: bool = False, *, count: int | None = None,
+    name: str,
+    split: str,
+    root: object = None,
+    download: bool = False,
+    *,
+    count: int | None = None,
     system_fonts: bool = True,
 ) -> ArrayDataset:
     """Render the ``split`` (``train``/``test``) of the glyph stand-in: uint8 (N, 1, 28, 28), labels A=0..J=9."""
@@ -127,7 +132,10 @@ def load_glyphs(
     if n <= 0:
         raise DatasetError(f"{name}: count must be positive, got {n}")
     images, labels, nfonts = _render_split(split, n, bool(system_fonts))
-    src = f"rendered from {nfonts} fonts ({'matplotlib + system DejaVu' if system_fonts else 'matplotlib'}); " \
-          "stand-in for notMNIST"
-    return ArrayDataset(images.copy(), labels.copy(), kind="image", name=name, split=split, source=src,
-                        class_names=list(LETTERS))
+    src = (
+        f"rendered from {nfonts} fonts ({'matplotlib + system DejaVu' if system_fonts else 'matplotlib'}); "
+        "stand-in for notMNIST"
+    )
+    return ArrayDataset(
+        images.copy(), labels.copy(), kind="image", name=name, split=split, source=src, class_names=list(LETTERS)
+    )

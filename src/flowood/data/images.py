@@ -98,9 +98,7 @@ def _stage_gz(src_dir: Path, dst_dir: Path, split: str) -> bool:
     return True
 
 
-def load_idx_family(
-    cls_name: str, name: str, split: str, root: str | Path | None, download: bool
-) -> ArrayDataset:
+def load_idx_family(cls_name: str, name: str, split: str, root: str | Path | None, download: bool) -> ArrayDataset:
     """MNIST / FashionMNIST through torchvision's reader, with the flowood look-up order."""
     from torchvision import datasets as tvd
 
@@ -149,8 +147,15 @@ def load_idx_family(
         targets = read_label_file(str(labels))
     except Exception as err:  # anything torchvision objects to is reported with the files it was reading
         raise DatasetError(f"{name}: torchvision could not read {images} / {labels}: {err}") from err
-    return ArrayDataset(data.unsqueeze(1).contiguous(), targets, kind="image", name=name, split=split,
-                        source=str(images.parent), class_names=list(getattr(tv_cls, "classes", [])) or None)
+    return ArrayDataset(
+        data.unsqueeze(1).contiguous(),
+        targets,
+        kind="image",
+        name=name,
+        split=split,
+        source=str(images.parent),
+        class_names=list(getattr(tv_cls, "classes", [])) or None,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ CIFAR-10
@@ -203,8 +208,9 @@ def load_cifar10(name: str, split: str, root: str | Path | None, download: bool)
     parts = [read_cifar_batch(folder / f) for f in files]
     data = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    return ArrayDataset(data, labels, kind="image", name=name, split=split, source=str(folder),
-                        class_names=CIFAR_CLASSES)
+    return ArrayDataset(
+        data, labels, kind="image", name=name, split=split, source=str(folder), class_names=CIFAR_CLASSES
+    )
 
 
 def _tv_download(name: str, looked: list[str], how: str, cls_name: str, *args: object, **kwargs: object) -> None:
@@ -265,8 +271,9 @@ def load_svhn(name: str, split: str, root: str | Path | None, download: bool) ->
     if path is None:
         raise missing_error(name, looked, SVHN_HOW.format(split=split))
     data, labels = read_svhn_mat(path)
-    return ArrayDataset(data, labels, kind="image", name=name, split=split, source=str(path),
-                        class_names=[str(i) for i in range(10)])
+    return ArrayDataset(
+        data, labels, kind="image", name=name, split=split, source=str(path), class_names=[str(i) for i in range(10)]
+    )
 
 
 # -------------------------------------------------------------------------------------------------------- CelebA
@@ -304,8 +311,9 @@ def _celeba_image(path: Path, crop: int, size: int) -> np.ndarray:
             w, h = im.size
             c = min(crop, w, h)
             left, top = (w - c) // 2, (h - c) // 2
-            im = im.crop((left, top, left + c, top + c)).resize((size, size), Image.Resampling.BILINEAR,
-                                                                 reducing_gap=None)
+            im = im.crop((left, top, left + c, top + c)).resize(
+                (size, size), Image.Resampling.BILINEAR, reducing_gap=None
+            )
             return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
     except Exception as err:
         raise DatasetError(f"cannot read CelebA image {path}: {err} (corrupt or truncated file)") from err
@@ -344,8 +352,14 @@ def load_celeba(
         try:
             with np.load(cache_file) as z:
                 if str(z["source"]) == str(folder.resolve()) and int(z["images"].shape[0]) == len(files):
-                    return ArrayDataset(z["images"], None, kind="image", name=name, split=split,
-                                        source=f"{folder} (cached {cache_file})")
+                    return ArrayDataset(
+                        z["images"],
+                        None,
+                        kind="image",
+                        name=name,
+                        split=split,
+                        source=f"{folder} (cached {cache_file})",
+                    )
         except Exception:  # a bad cache is rebuilt, never fatal
             pass
     images = np.empty((len(files), 3, size, size), dtype=np.uint8)
@@ -403,8 +417,9 @@ def read_letter_folders(folder: Path, name: str, split: str, strict: bool) -> Ar
     if not images:
         raise DatasetError(f"{name}: no readable PNG images under {folder}/A..J")
     data = np.stack(images)[:, None]
-    return ArrayDataset(data, np.array(labels), kind="image", name=name, split=split, source=str(folder),
-                        class_names=list(LETTERS))
+    return ArrayDataset(
+        data, np.array(labels), kind="image", name=name, split=split, source=str(folder), class_names=list(LETTERS)
+    )
 
 
 def load_notmnist(
@@ -466,8 +481,14 @@ def read_imagenet_npz(path: Path, res: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _imagenet_dirs(base: Path, res: int) -> list[Path]:
     sub = [f"imagenet{res}", f"Imagenet{res}", f"ImageNet{res}"]
-    parts = [f"Imagenet{res}_train_npz", f"Imagenet{res}_val_npz", f"Imagenet{res}_train", f"Imagenet{res}_val",
-             f"Imagenet{res}_train_part1_npz", f"Imagenet{res}_train_part2_npz"]
+    parts = [
+        f"Imagenet{res}_train_npz",
+        f"Imagenet{res}_val_npz",
+        f"Imagenet{res}_train",
+        f"Imagenet{res}_val",
+        f"Imagenet{res}_train_part1_npz",
+        f"Imagenet{res}_train_part2_npz",
+    ]
     dirs = [base, *(base / s for s in sub)]
     out: list[Path] = []
     for d in dirs:
@@ -503,8 +524,13 @@ def load_imagenet(
         raise missing_error(name, looked, how, f"(looked for {', '.join(wanted[:2])}{more})")
     missing = [f for f in wanted if f not in found]
     if missing:
-        raise missing_error(name, looked, how, f"found {len(found)} of the {len(wanted)} files; missing: "
-                            f"{', '.join(missing)} (pass batches=[...] to load a subset of the training batches)")
+        raise missing_error(
+            name,
+            looked,
+            how,
+            f"found {len(found)} of the {len(wanted)} files; missing: "
+            f"{', '.join(missing)} (pass batches=[...] to load a subset of the training batches)",
+        )
     parts = [read_imagenet_npz(found[f], res) for f in wanted]
     data = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])

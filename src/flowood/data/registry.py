@@ -87,9 +87,16 @@ def _tab_rel(name: str, files: Sequence[str]) -> list[str]:
 
 
 def _imagenet_rel(res: int) -> list[str]:
-    return [f"{d}/{f}" for d in (f"imagenet{res}", f"imagenet{res}/Imagenet{res}_val_npz",
-                                 f"imagenet{res}/Imagenet{res}_train_npz", f"Imagenet{res}_val_npz")
-            for f in ("val_data.npz", "train_data_batch_1.npz")]
+    return [
+        f"{d}/{f}"
+        for d in (
+            f"imagenet{res}",
+            f"imagenet{res}/Imagenet{res}_val_npz",
+            f"imagenet{res}/Imagenet{res}_train_npz",
+            f"Imagenet{res}_val_npz",
+        )
+        for f in ("val_data.npz", "train_data_batch_1.npz")
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------- registry
@@ -97,6 +104,7 @@ def _imagenet_rel(res: int) -> list[str]:
 
 def _embeddings_via_user(*args: object, **kwargs: object) -> ArrayDataset:
     raise DatasetError("embeddings: pass path=/path/to/file.npz")  # load_dataset routes 'embeddings' to user.py
+
 
 _MIT_FASHION = "MIT (Zalando SE)"
 _MNIST_LIC = "CC BY-SA 3.0 (Y. LeCun, C. Cortes)"
@@ -108,77 +116,250 @@ def _add(spec: _Spec) -> None:
     SPECS[spec.name] = spec
 
 
-_add(_Spec("mnist", "image", (1, 28, 28), ("train", "test"), 10, "MNIST handwritten digits (60k/10k), torchvision",
-           _MNIST_LIC, images._IDX_HOW["MNIST"], partial(images.load_idx_family, "MNIST"),
-           _probe_paths(["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-images-idx3-ubyte.gz"])))
-_add(_Spec("fashionmnist", "image", (1, 28, 28), ("train", "test"), 10,
-           "Fashion-MNIST clothing images (60k/10k), torchvision; Debian dataset-fashion-mnist found automatically",
-           _MIT_FASHION, images._IDX_HOW["FashionMNIST"], partial(images.load_idx_family, "FashionMNIST"),
-           _probe_paths(["FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
-                        [DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"])))
-_add(_Spec("cifar10", "image", (3, 32, 32), ("train", "test"), 10, "CIFAR-10 (50k/10k), python pickle batches",
-           "no formal licence (Krizhevsky 2009; cite the tech report)", images.CIFAR_HOW, images.load_cifar10,
-           _probe_paths(["cifar-10-batches-py/data_batch_1"])))
-_add(_Spec("svhn", "image", (3, 32, 32), ("train", "test", "extra"), 10, "SVHN cropped digits (73k/26k/531k), .mat",
-           "non-commercial use (Netzer et al. 2011)", images.SVHN_HOW.format(split="train"), images.load_svhn,
-           _probe_paths(["svhn/train_32x32.mat", "svhn/test_32x32.mat", "train_32x32.mat", "test_32x32.mat"])))
-_add(_Spec("celeba", "image", (3, 32, 32), ("train", "val", "test", "all"), None,
-           "CelebA aligned faces, center crop 148 + resize to 32x32 (the paper's setting; size= changes it)",
-           "non-commercial research (CelebA agreement)", images.CELEBA_HOW, images.load_celeba,
-           _probe_paths(["celeba/img_align_celeba"]), options=frozenset({"crop"}), handles_size=True))
-_add(_Spec("notmnist", "image", (1, 28, 28), ("test", "train"), 10,
-           "notMNIST letters A-J (published folder layout; test = notMNIST_small, train = notMNIST_large)",
-           "free for research (Y. Bulatov)", images.NOTMNIST_HOW, images.load_notmnist,
-           _probe_paths(["notMNIST_small", "notmnist/notMNIST_small"]), options=frozenset({"strict"}),
-           carve_val=False))
+_add(
+    _Spec(
+        "mnist",
+        "image",
+        (1, 28, 28),
+        ("train", "test"),
+        10,
+        "MNIST handwritten digits (60k/10k), torchvision",
+        _MNIST_LIC,
+        images._IDX_HOW["MNIST"],
+        partial(images.load_idx_family, "MNIST"),
+        _probe_paths(["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-images-idx3-ubyte.gz"]),
+    )
+)
+_add(
+    _Spec(
+        "fashionmnist",
+        "image",
+        (1, 28, 28),
+        ("train", "test"),
+        10,
+        "Fashion-MNIST clothing images (60k/10k), torchvision; Debian dataset-fashion-mnist found automatically",
+        _MIT_FASHION,
+        images._IDX_HOW["FashionMNIST"],
+        partial(images.load_idx_family, "FashionMNIST"),
+        _probe_paths(
+            ["FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
+            [DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"],
+        ),
+    )
+)
+_add(
+    _Spec(
+        "cifar10",
+        "image",
+        (3, 32, 32),
+        ("train", "test"),
+        10,
+        "CIFAR-10 (50k/10k), python pickle batches",
+        "no formal licence (Krizhevsky 2009; cite the tech report)",
+        images.CIFAR_HOW,
+        images.load_cifar10,
+        _probe_paths(["cifar-10-batches-py/data_batch_1"]),
+    )
+)
+_add(
+    _Spec(
+        "svhn",
+        "image",
+        (3, 32, 32),
+        ("train", "test", "extra"),
+        10,
+        "SVHN cropped digits (73k/26k/531k), .mat",
+        "non-commercial use (Netzer et al. 2011)",
+        images.SVHN_HOW.format(split="train"),
+        images.load_svhn,
+        _probe_paths(["svhn/train_32x32.mat", "svhn/test_32x32.mat", "train_32x32.mat", "test_32x32.mat"]),
+    )
+)
+_add(
+    _Spec(
+        "celeba",
+        "image",
+        (3, 32, 32),
+        ("train", "val", "test", "all"),
+        None,
+        "CelebA aligned faces, center crop 148 + resize to 32x32 (the paper's setting; size= changes it)",
+        "non-commercial research (CelebA agreement)",
+        images.CELEBA_HOW,
+        images.load_celeba,
+        _probe_paths(["celeba/img_align_celeba"]),
+        options=frozenset({"crop"}),
+        handles_size=True,
+    )
+)
+_add(
+    _Spec(
+        "notmnist",
+        "image",
+        (1, 28, 28),
+        ("test", "train"),
+        10,
+        "notMNIST letters A-J (published folder layout; test = notMNIST_small, train = notMNIST_large)",
+        "free for research (Y. Bulatov)",
+        images.NOTMNIST_HOW,
+        images.load_notmnist,
+        _probe_paths(["notMNIST_small", "notmnist/notMNIST_small"]),
+        options=frozenset({"strict"}),
+        carve_val=False,
+    )
+)
 for _res in (32, 64):
-    _add(_Spec(f"imagenet{_res}", "image", (3, _res, _res), ("train", "test"), 1000,
-               f"Downsampled ImageNet {_res}x{_res} npz batches (train 1.28M; test = official val_data 50k)",
-               "ImageNet terms of access (non-commercial research)", images.IMAGENET_HOW.format(r=_res),
-               partial(images.load_imagenet, res=_res), _probe_paths(_imagenet_rel(_res)),
-               options=frozenset({"batches"})))
-_add(_Spec("glyphs", "image", (1, 28, 28), ("train", "test"), 10,
-           "STAND-IN for notMNIST: letters A-J rendered from offline fonts (matplotlib DejaVu/STIX/cm, system "
-           "DejaVu), 28x28, deterministic; train 10,000 / test 2,000",
-           "fonts: DejaVu (Bitstream Vera licence), STIX (OFL), Computer Modern (Knuth licence)",
-           "always available (fonts ship with matplotlib)", glyphs.load_glyphs, _probe_glyphs,
-           options=frozenset({"count", "system_fonts"})))
-_add(_Spec("fashionmnist-mini", "image", (1, 28, 28), BUNDLE_SPLITS["fashionmnist-mini"], 10,
-           "Embedded real FashionMNIST subset, class-balanced: 10,000 train / 2,000 test (offline, < 1 s)",
-           _MIT_FASHION, "ships with flowood", load_bundle,
-           _probe_bundle("fashionmnist-mini")))
-_add(_Spec("mnist-mini", "image", (1, 28, 28), BUNDLE_SPLITS["mnist-mini"], 10,
-           "Embedded real MNIST digits: test = 2,000 (200 per digit); half-train / half-test = disjoint 1,000 halves",
-           _MNIST_LIC, "ships with flowood", load_bundle, _probe_bundle("mnist-mini"),
-           carve_val=False))
-_add(_Spec("miniboone", "vector", (43,), tabular.TABULAR_SPLITS, 2,
-           "UCI MiniBooNE, MAF preprocessing (data.npy); in_class=0|1 for the class-conditional protocol "
-           "(needs MiniBooNE_PID.txt)", "UCI ML repository (cite Roe et al. 2005)",
-           tabular.MAF_HOW.format(files="miniboone/data.npy"), tabular.load_miniboone,
-           _probe_paths(_tab_rel("miniboone", ["data.npy", "MiniBooNE_PID.txt"])), options=frozenset({"in_class"})))
-_add(_Spec("hepmass", "vector", (21,), tabular.TABULAR_SPLITS, 2,
-           "UCI HEPMASS, MAF preprocessing (1000_train/test.csv, signal only); in_class=0|1 for the "
-           "class-conditional protocol", "UCI ML repository (Baldi et al. 2016)",
-           tabular.MAF_HOW.format(files="hepmass/1000_train.csv, hepmass/1000_test.csv"), tabular.load_hepmass,
-           _probe_paths(_tab_rel("hepmass", ["1000_train.csv"])), options=frozenset({"in_class"})))
-_add(_Spec("gas", "vector", (8,), tabular.TABULAR_SPLITS, None,
-           "UCI gas sensors (ethylene_CO), MAF preprocessing", "UCI ML repository (Fonollosa et al. 2015)",
-           tabular.MAF_HOW.format(files="gas/ethylene_CO.pickle"), tabular.load_gas,
-           _probe_paths(_tab_rel("gas", ["ethylene_CO.pickle", "ethylene_CO.txt"]))))
-_add(_Spec("power", "vector", (6,), tabular.TABULAR_SPLITS, None,
-           "UCI household electric power, MAF preprocessing (data.npy)", "UCI ML repository (Hebrail & Berard)",
-           tabular.MAF_HOW.format(files="power/data.npy"), tabular.load_power,
-           _probe_paths(_tab_rel("power", ["data.npy"]))))
-_add(_Spec("breast-cancer", "vector", (30,), sklearn_tables.SKLEARN_SPLITS, 2,
-           "UCI Breast Cancer Wisconsin (Diagnostic) from scikit-learn, 30 raw features; labels 0 = malignant, "
-           "1 = benign; fixed per-class splits 60/10/30 (offline)", "CC BY 4.0 (UCI; Wolberg, Street, Mangasarian)",
-           "ships with scikit-learn", sklearn_tables.load_breast_cancer_table, sklearn_tables.probe_sklearn,
-           carve_val=False))
-_add(_Spec("embeddings", "vector", None, ("all",), None,
-           "Feature vectors from an .npz with 'embeddings' (N, D) and 'labels' (N,); path= or root= names the file "
-           "(or a folder of <split>.npz)", "the user's", "pass path=/path/to/file.npz",
-           _embeddings_via_user,
-           _probe_embeddings, options=frozenset({"path"})))
+    _add(
+        _Spec(
+            f"imagenet{_res}",
+            "image",
+            (3, _res, _res),
+            ("train", "test"),
+            1000,
+            f"Downsampled ImageNet {_res}x{_res} npz batches (train 1.28M; test = official val_data 50k)",
+            "ImageNet terms of access (non-commercial research)",
+            images.IMAGENET_HOW.format(r=_res),
+            partial(images.load_imagenet, res=_res),
+            _probe_paths(_imagenet_rel(_res)),
+            options=frozenset({"batches"}),
+        )
+    )
+_add(
+    _Spec(
+        "glyphs",
+        "image",
+        (1, 28, 28),
+        ("train", "test"),
+        10,
+        "STAND-IN for notMNIST: letters A-J rendered from offline fonts (matplotlib DejaVu/STIX/cm, system "
+        "DejaVu), 28x28, deterministic; train 10,000 / test 2,000",
+        "fonts: DejaVu (Bitstream Vera licence), STIX (OFL), Computer Modern (Knuth licence)",
+        "always available (fonts ship with matplotlib)",
+        glyphs.load_glyphs,
+        _probe_glyphs,
+        options=frozenset({"count", "system_fonts"}),
+    )
+)
+_add(
+    _Spec(
+        "fashionmnist-mini",
+        "image",
+        (1, 28, 28),
+        BUNDLE_SPLITS["fashionmnist-mini"],
+        10,
+        "Embedded real FashionMNIST subset, class-balanced: 10,000 train / 2,000 test (offline, < 1 s)",
+        _MIT_FASHION,
+        "ships with flowood",
+        load_bundle,
+        _probe_bundle("fashionmnist-mini"),
+    )
+)
+_add(
+    _Spec(
+        "mnist-mini",
+        "image",
+        (1, 28, 28),
+        BUNDLE_SPLITS["mnist-mini"],
+        10,
+        "Embedded real MNIST digits: test = 2,000 (200 per digit); half-train / half-test = disjoint 1,000 halves",
+        _MNIST_LIC,
+        "ships with flowood",
+        load_bundle,
+        _probe_bundle("mnist-mini"),
+        carve_val=False,
+    )
+)
+_add(
+    _Spec(
+        "miniboone",
+        "vector",
+        (43,),
+        tabular.TABULAR_SPLITS,
+        2,
+        "UCI MiniBooNE, MAF preprocessing (data.npy); in_class=0|1 for the class-conditional protocol "
+        "(needs MiniBooNE_PID.txt)",
+        "UCI ML repository (cite Roe et al. 2005)",
+        tabular.MAF_HOW.format(files="miniboone/data.npy"),
+        tabular.load_miniboone,
+        _probe_paths(_tab_rel("miniboone", ["data.npy", "MiniBooNE_PID.txt"])),
+        options=frozenset({"in_class"}),
+    )
+)
+_add(
+    _Spec(
+        "hepmass",
+        "vector",
+        (21,),
+        tabular.TABULAR_SPLITS,
+        2,
+        "UCI HEPMASS, MAF preprocessing (1000_train/test.csv, signal only); in_class=0|1 for the "
+        "class-conditional protocol",
+        "UCI ML repository (Baldi et al. 2016)",
+        tabular.MAF_HOW.format(files="hepmass/1000_train.csv, hepmass/1000_test.csv"),
+        tabular.load_hepmass,
+        _probe_paths(_tab_rel("hepmass", ["1000_train.csv"])),
+        options=frozenset({"in_class"}),
+    )
+)
+_add(
+    _Spec(
+        "gas",
+        "vector",
+        (8,),
+        tabular.TABULAR_SPLITS,
+        None,
+        "UCI gas sensors (ethylene_CO), MAF preprocessing",
+        "UCI ML repository (Fonollosa et al. 2015)",
+        tabular.MAF_HOW.format(files="gas/ethylene_CO.pickle"),
+        tabular.load_gas,
+        _probe_paths(_tab_rel("gas", ["ethylene_CO.pickle", "ethylene_CO.txt"])),
+    )
+)
+_add(
+    _Spec(
+        "power",
+        "vector",
+        (6,),
+        tabular.TABULAR_SPLITS,
+        None,
+        "UCI household electric power, MAF preprocessing (data.npy)",
+        "UCI ML repository (Hebrail & Berard)",
+        tabular.MAF_HOW.format(files="power/data.npy"),
+        tabular.load_power,
+        _probe_paths(_tab_rel("power", ["data.npy"])),
+    )
+)
+_add(
+    _Spec(
+        "breast-cancer",
+        "vector",
+        (30,),
+        sklearn_tables.SKLEARN_SPLITS,
+        2,
+        "UCI Breast Cancer Wisconsin (Diagnostic) from scikit-learn, 30 raw features; labels 0 = malignant, "
+        "1 = benign; fixed per-class splits 60/10/30 (offline)",
+        "CC BY 4.0 (UCI; Wolberg, Street, Mangasarian)",
+        "ships with scikit-learn",
+        sklearn_tables.load_breast_cancer_table,
+        sklearn_tables.probe_sklearn,
+        carve_val=False,
+    )
+)
+_add(
+    _Spec(
+        "embeddings",
+        "vector",
+        None,
+        ("all",),
+        None,
+        "Feature vectors from an .npz with 'embeddings' (N, D) and 'labels' (N,); path= or root= names the file "
+        "(or a folder of <split>.npz)",
+        "the user's",
+        "pass path=/path/to/file.npz",
+        _embeddings_via_user,
+        _probe_embeddings,
+        options=frozenset({"path"}),
+    )
+)
 
 _USER_DOC = {
     "folder": ("image", "user images in ImageFolder layout: folder:/path/<class>/<image> (or /path/<split>/<class>/)"),
@@ -195,8 +376,10 @@ def _parse_user(name: str, options: dict[str, Any], root: str | Path | None) -> 
     if name == "embeddings":
         p = options.pop("path", None) or root
         if p is None:
-            raise DatasetError("embeddings: pass path=/path/to/file.npz (an .npz with 'embeddings' and 'labels') "
-                               "or root= a folder of <split>.npz files")
+            raise DatasetError(
+                "embeddings: pass path=/path/to/file.npz (an .npz with 'embeddings' and 'labels') "
+                "or root= a folder of <split>.npz files"
+            )
         return "embeddings", Path(p).expanduser()
     scheme, sep, rest = name.partition(":")
     if sep and scheme.lower() in USER_SCHEMES and rest:
@@ -216,14 +399,18 @@ def _parse_user(name: str, options: dict[str, Any], root: str | Path | None) -> 
             return "table", p
         if p.suffix.lower() == ".npz":
             with user._open_npz(p) as z:
-                return ("npz" if any(k in z.files or f"{k}_train" in z.files for k in ("images", "x")) and
-                        any(np.asarray(z[k]).ndim >= 3 for k in z.files if k.startswith(("images", "x")))
-                        else ("embeddings" if "embeddings" in z.files else "table")), p
+                return (
+                    "npz"
+                    if any(k in z.files or f"{k}_train" in z.files for k in ("images", "x"))
+                    and any(np.asarray(z[k]).ndim >= 3 for k in z.files if k.startswith(("images", "x")))
+                    else ("embeddings" if "embeddings" in z.files else "table")
+                ), p
     return None
 
 
-def _load_user(scheme: str, path: Path, split: str, options: dict[str, Any], seed: int, size: int | None,
-               channels: int | None) -> ArrayDataset:
+def _load_user(
+    scheme: str, path: Path, split: str, options: dict[str, Any], seed: int, size: int | None, channels: int | None
+) -> ArrayDataset:
     if not path.exists():
         raise DatasetError(f"{scheme}: {path} does not exist")
     name = f"{scheme}:{path}"
@@ -237,13 +424,21 @@ def _load_user(scheme: str, path: Path, split: str, options: dict[str, Any], see
         if native == ("all",) and split in ("train", "val", "test"):
             wanted = "all"
         else:
-            raise DatasetError(f"{name}: unknown split {split!r}; available: {', '.join(native)}"
-                               + (", train, val, test (carved 80/10/10)" if native == ("all",) else ""))
+            raise DatasetError(
+                f"{name}: unknown split {split!r}; available: {', '.join(native)}"
+                + (", train, val, test (carved 80/10/10)" if native == ("all",) else "")
+            )
 
     def read(s: str) -> ArrayDataset:
         if scheme == "folder":
-            return user.load_image_folder(name, s, path, size=size, channels=channels,
-                                          strict=str(options.get("strict", True)).lower() not in ("0", "false"))
+            return user.load_image_folder(
+                name,
+                s,
+                path,
+                size=size,
+                channels=channels,
+                strict=str(options.get("strict", True)).lower() not in ("0", "false"),
+            )
         if scheme == "npz":
             return user.load_images_npz(name, s, path)
         if scheme == "table":
@@ -260,8 +455,15 @@ def _load_user(scheme: str, path: Path, split: str, options: dict[str, Any], see
 
 def _subset(ds: ArrayDataset, idx: np.ndarray) -> ArrayDataset:
     t = np.asarray(idx, dtype=np.int64)
-    return ArrayDataset(ds.data[t], ds.labels[t], kind=ds.kind, name=ds.name, split=ds.split, source=ds.source,
-                        class_names=ds.class_names)
+    return ArrayDataset(
+        ds.data[t],
+        ds.labels[t],
+        kind=ds.kind,
+        name=ds.name,
+        split=ds.split,
+        source=ds.source,
+        class_names=ds.class_names,
+    )
 
 
 def available_names() -> list[str]:
@@ -315,8 +517,9 @@ def load_dataset(
         raise DatasetError(f"limit must be >= 0, got {limit}")
     options = dict(options)
     key = name.strip().lower()
-    parsed = _parse_user(name.strip() if ":" in name or "/" in name else key, options,
-                         root if key == "embeddings" else None)
+    parsed = _parse_user(
+        name.strip() if ":" in name or "/" in name else key, options, root if key == "embeddings" else None
+    )
     if parsed is not None:
         scheme, path = parsed
         ds = _load_user(scheme, path, split, options, seed, size, channels)
@@ -330,8 +533,9 @@ def load_dataset(
             )
         unknown = set(options) - spec.options
         if unknown:
-            raise DatasetError(f"{key}: unknown option(s) {sorted(unknown)}; accepted: "
-                               f"{sorted(spec.options) or 'none'}")
+            raise DatasetError(
+                f"{key}: unknown option(s) {sorted(unknown)}; accepted: {sorted(spec.options) or 'none'}"
+            )
         if split not in spec.splits:
             raise DatasetError(f"{key}: unknown split {split!r}; available: {', '.join(spec.splits)}")
         if spec.handles_size:
@@ -370,9 +574,18 @@ def _info(spec: _Spec, root: str | Path | None) -> DatasetInfo:
         locations, available = spec.probe(root)
     except OSError:
         locations, available = [], False
-    return DatasetInfo(name=spec.name, kind=spec.kind, shape=spec.shape, splits=spec.splits,
-                       num_classes=spec.num_classes, description=spec.description, locations=locations,
-                       available_now=available, license=spec.license, how_to_get=spec.how)
+    return DatasetInfo(
+        name=spec.name,
+        kind=spec.kind,
+        shape=spec.shape,
+        splits=spec.splits,
+        num_classes=spec.num_classes,
+        description=spec.description,
+        locations=locations,
+        available_now=available,
+        license=spec.license,
+        how_to_get=spec.how,
+    )
 
 
 def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
@@ -384,9 +597,18 @@ def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
     if scheme in _USER_DOC:
         kind, desc = _USER_DOC[scheme]
         path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
-        return DatasetInfo(name=name, kind=kind, shape=None, splits=("all", "train", "val", "test"),  # type: ignore
-                           num_classes=None, description=desc, locations=[str(path)], available_now=path.exists(),
-                           license="the user's", how_to_get="your own files")
+        return DatasetInfo(
+            name=name,
+            kind=kind,
+            shape=None,
+            splits=("all", "train", "val", "test"),  # type: ignore
+            num_classes=None,
+            description=desc,
+            locations=[str(path)],
+            available_now=path.exists(),
+            license="the user's",
+            how_to_get="your own files",
+        )
     raise DatasetError(f"unknown dataset {name!r}. Available: {', '.join(SPECS)}")
 
 
@@ -394,8 +616,18 @@ def list_datasets(root: str | Path | None = None) -> list[DatasetInfo]:
     """Every registered dataset (plus the user-data schemes) with locations and current availability."""
     out = [_info(spec, root) for spec in SPECS.values()]
     for scheme, (kind, desc) in _USER_DOC.items():
-        out.append(DatasetInfo(name=f"{scheme}:<path>", kind=kind, shape=None,  # type: ignore[arg-type]
-                               splits=("all", "train", "val", "test"), num_classes=None, description=desc,
-                               locations=["the path given"], available_now=False, license="the user's",
-                               how_to_get="your own files"))
+        out.append(
+            DatasetInfo(
+                name=f"{scheme}:<path>",
+                kind=kind,
+                shape=None,  # type: ignore[arg-type]
+                splits=("all", "train", "val", "test"),
+                num_classes=None,
+                description=desc,
+                locations=["the path given"],
+                available_now=False,
+                license="the user's",
+                how_to_get="your own files",
+            )
+        )
     return out

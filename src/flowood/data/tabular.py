@@ -267,8 +267,9 @@ def _read_miniboone_raw(path: Path) -> tuple[np.ndarray, np.ndarray]:
     n_sig, n_bkg = int(first[0]), int(first[1])
     data = _load_text(path, delimiter=None, skiprows=1)
     if data.shape[0] != n_sig + n_bkg:
-        raise DatasetError(f"{path}: header announces {n_sig}+{n_bkg} events but {data.shape[0]} rows follow "
-                           "(truncated file?)")
+        raise DatasetError(
+            f"{path}: header announces {n_sig}+{n_bkg} events but {data.shape[0]} rows follow (truncated file?)"
+        )
     labels = np.concatenate([np.ones(n_sig, dtype=np.int64), np.zeros(n_bkg, dtype=np.int64)])
     return data, labels
 
@@ -290,7 +291,8 @@ def load_miniboone(
     path, looked = find_file(name, root, ["MiniBooNE_PID.txt"])
     if path is None:
         raise missing_error(
-            name, looked,
+            name,
+            looked,
             "the class-conditional protocol needs the raw UCI file MiniBooNE_PID.txt (UCI Machine Learning "
             "Repository, 'MiniBooNE particle identification'); place it in <root>/miniboone/.",
         )

@@ -67,15 +67,21 @@ def native_splits(path: Path, kind: str) -> tuple[str, ...]:
         if kind == "folder":
             subs = tuple(s for s in SPLIT_NAMES if (path / s).is_dir())
         else:
-            pats = {"npz": ("{split}.npz",), "table": ("{split}.csv", "{split}.npz"),
-                    "embeddings": ("{split}.npz", "embeddings_{split}.npz", "{split}_embeddings.npz")}[kind]
+            pats = {
+                "npz": ("{split}.npz",),
+                "table": ("{split}.csv", "{split}.npz"),
+                "embeddings": ("{split}.npz", "embeddings_{split}.npz", "{split}_embeddings.npz"),
+            }[kind]
             subs = tuple(s for s in SPLIT_NAMES if _split_file(path, s, pats))
         return subs or ("all",)
     if path.suffix == ".npz" and kind in ("npz", "table"):
         z = _open_npz(path)
         with z:
-            subs = tuple(s for s in SPLIT_NAMES if any(f"{k}_{s}" in z.files for k in
-                                                       ("images", "x", "data", "features", "embeddings")))
+            subs = tuple(
+                s
+                for s in SPLIT_NAMES
+                if any(f"{k}_{s}" in z.files for k in ("images", "x", "data", "features", "embeddings"))
+            )
         return subs or ("all",)
     if path.suffix == ".npz" and kind == "embeddings":
         # `flowood embed` files hold `<split>_embeddings` per split.
@@ -116,8 +122,10 @@ def load_images_npz(name: str, split: str, path: Path) -> ArrayDataset:
     with z:
         x = _get(z, file, ("images", "x"), key_split)
         if x is None:
-            raise DatasetError(f"{file}: no image array (keys {z.files}; expected 'images' or 'x'"
-                               f"{f' suffixed _{key_split}' if key_split else ''})")
+            raise DatasetError(
+                f"{file}: no image array (keys {z.files}; expected 'images' or 'x'"
+                f"{f' suffixed _{key_split}' if key_split else ''})"
+            )
         y = _get(z, file, ("labels", "y"), key_split)
     data = images_to_nchw(x, file)
     if y is not None and y.reshape(-1).shape[0] != data.shape[0]:
@@ -170,8 +178,15 @@ def load_image_folder(
             labels.append(ci)
     if not arrays:
         raise DatasetError(f"{folder}: no images found (extensions {', '.join(sorted(IMAGE_EXTS))})")
-    return ArrayDataset(np.stack(arrays), np.array(labels), kind="image", name=name, split=split, source=str(folder),
-                        class_names=classes)
+    return ArrayDataset(
+        np.stack(arrays),
+        np.array(labels),
+        kind="image",
+        name=name,
+        split=split,
+        source=str(folder),
+        class_names=classes,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ tables
@@ -246,7 +261,8 @@ def load_embeddings_file(name: str, split: str, path: Path) -> ArrayDataset:
     file = path
     if path.is_dir():
         file = _split_file(path, split, ("{split}.npz", "embeddings_{split}.npz", "{split}_embeddings.npz")) or (
-            path / f"{split}.npz")
+            path / f"{split}.npz"
+        )
     if not file.is_file():
         raise DatasetError(f"{name}: no {file}")
     z = _open_npz(file)
