@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 import flowood.train.checkpoint as ckpt_mod
 import flowood.train.trainer as trainer_mod
+from flowood.errors import ConfigError
 from flowood.flows import build_flow
 from flowood.train.checkpoint import load_checkpoint
 from flowood.train.optim import parameter_groups
@@ -136,6 +137,20 @@ def test_negative_training_logs_both_likelihoods(tmp_path, tiny_config):
     train(cfg, tmp_path / "run", quiet=True)
     row = _rows(tmp_path / "run")[0]
     assert float(row["train_bpd"]) > 0
+    assert float(row["ood_train_bpd"]) > 0
+
+
+def test_init_from_a_trained_run(tmp_path, tiny_config):
+    train(tiny_config(epochs=1), tmp_path / "base", quiet=True)
+    cfg = tiny_config(epochs=1)
+    cfg.train.init_from = str(tmp_path / "base")
+    trainer = Trainer(cfg, tmp_path / "fine", quiet=True)
+    base = load_file(str(tmp_path / "base" / "model.safetensors"))
+    state = trainer.flow.state_dict()
+    assert all(torch.equal(state[k].cpu(), v) for k, v in base.items())
+    cfg.train.init_from = str(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="no weights at"):
+        Trainer(cfg, tmp_path / "bad", quiet=True)
 
 
 def test_weight_decay_only_on_weight_norm_gains():

@@ -18,7 +18,7 @@ def reproduce_command(
 ) -> None:
     """Reproduce a claim of the paper: writes figures, results.json and summary.md into OUT/NAME."""
     from flowood.errors import ConfigError
-    from flowood.experiments.reproduce import EXPERIMENTS, reproduce
+    from flowood.experiments.reproduce import EXPERIMENTS, reproduce, write_index
 
     if list_ or name is None:
         for exp in EXPERIMENTS.values():
@@ -32,6 +32,7 @@ def reproduce_command(
         verdict = "holds" if result["holds"] else "does NOT hold"
         typer.echo(f"[{n}] claim {result['claim']} {verdict}: {result['statement']}")
         typer.echo(f"        -> {out / n}/summary.md ({result['seconds']:.0f} s)")
+    typer.echo(f"index of all results in {out}: {write_index(out)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -97,6 +97,7 @@ class TrainConfig:
     num_samples: int = 64
     max_steps: int | None = None
     max_minutes: float | None = None
+    init_from: str | None = None
     num_workers: int = 0
     # Vector data: std of Gaussian noise added to each standardised training batch (0 = off); it keeps the
     # density from collapsing onto near-degenerate directions of embeddings (see docs/embeddings.md).

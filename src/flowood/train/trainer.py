@@ -280,6 +280,8 @@ class Trainer:
             optimizer=t.optimizer,
         )
         self.flow = build_run_flow(cfg, self.input_shape).to(self.device)
+        if t.init_from and not resume:
+            _load_initial_weights(self.flow, Path(t.init_from))
         if t.sync_batchnorm and self.dist.enabled:
             if self.device.type != "cuda":
                 raise ConfigError("train.sync_batchnorm needs CUDA devices (torch.nn.SyncBatchNorm); set it to false")
@@ -310,6 +312,8 @@ class Trainer:
         self.lr_scale = 1.0
         self.elapsed = 0.0
         self.last_train_bpd = float("nan")
+        self.last_ood_train_bpd: float | None = None
+        self._step_ood_bpd: Tensor | None = None
         self.last_test_bpd = float("nan")
         self.metrics: _MetricsLog | None = None
         if self.is_main:
@@ -449,6 +453,7 @@ class Trainer:
             ood_batch = self.fast.prepare_input(ood_batch)
         with self.fast.autocast():
             loss, logs = compute_loss(self.model, batch, ood_batch, self.cfg)
+        self._step_ood_bpd = logs.get("ood_train_bpd")
         self.optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         if self.scaler is not None:
@@ -521,6 +526,7 @@ class Trainer:
                     dynamic_ncols=True,
                 )
                 running, seen = 0.0, 0
+                ood_running, ood_seen = 0.0, 0
                 _set_dequant_generator(self.flow, self.dequant_gen, self.shard if self.dist.enabled else None)
                 for batch in bar:
                     ood_batch = (
@@ -540,6 +546,11 @@ class Trainer:
                     if math.isfinite(value):
                         running += value
                         seen += 1
+                    if ood_batch is not None and self._step_ood_bpd is not None:
+                        ood_value = float(self._step_ood_bpd)
+                        if math.isfinite(ood_value):
+                            ood_running += ood_value
+                            ood_seen += 1
                     bar.set_postfix(bpd=f"{value:.3f}", nonfinite=self.nonfinite_steps)
                     if writer is not None and self.global_step % 10 == 0:
                         writer.add_scalar("train/bpd_step", value, self.global_step)
@@ -557,6 +568,7 @@ class Trainer:
                 bar.close()
                 _set_dequant_generator(self.flow, None)
                 self.last_train_bpd = running / seen if seen else float("nan")
+                self.last_ood_train_bpd = ood_running / ood_seen if ood_seen else None
                 self._end_epoch(writer, partial=stop and self.step_in_epoch < self.steps_per_epoch)
         finally:
             if writer is not None:
@@ -592,6 +604,7 @@ class Trainer:
             "step": self.global_step,
             "train_bpd": f"{self.last_train_bpd:.6f}",
             "test_bpd": f"{self.last_test_bpd:.6f}",
+            "ood_train_bpd": "" if self.last_ood_train_bpd is None else f"{self.last_ood_train_bpd:.6f}",
             "lr": f"{lr:.3e}",
             "nonfinite_steps": self.nonfinite_steps,
             "seconds": f"{self.elapsed:.2f}",
@@ -645,3 +658,18 @@ def resume(run_dir: Path, *, quiet: bool = False, epochs: int | None = None) -> 
         raw.setdefault("train", {})["epochs"] = epochs
     cfg = config_from_dict(raw)
     return Trainer(cfg, run_dir, resume=True, quiet=quiet).run()
+
+
+def _load_initial_weights(flow: NormalizingFlow, source: Path) -> None:
+    """Initialise ``flow`` from a run directory (its ``model.safetensors``) or a ``.safetensors`` file:
+    fine-tuning, e.g. negative training that starts from a trained flow. Architectures must match."""
+    from safetensors.torch import load_file
+
+    path = source / "model.safetensors" if source.is_dir() else source
+    if not path.is_file():
+        raise ConfigError(f"train.init_from: no weights at {path} (give a run directory or a .safetensors file)")
+    state = load_file(str(path), device="cpu")
+    try:
+        flow.load_state_dict(state)
+    except RuntimeError as err:
+        raise ConfigError(f"train.init_from: weights in {path} do not fit this model ({str(err)[:300]})") from None
