@@ -9,26 +9,9 @@ import sys
 import pytest
 
 from flowood.cli.app import main
+from tests.tiny import TINY_TRAIN_ARGS
 
-TINY = [
-    "--set",
-    "model.num_blocks=1",
-    "--set",
-    "model.mid_channels=4",
-    "--set",
-    "data.limit=64",
-    "--set",
-    "data.test_limit=64",
-    "--set",
-    "train.batch_size=32",
-    "--set",
-    "train.max_minutes=null",
-    "--set",
-    "train.num_samples=4",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+TINY = TINY_TRAIN_ARGS
 
 
 def test_presets_json(capsys):

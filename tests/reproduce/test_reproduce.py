@@ -70,3 +70,16 @@ def test_cli_list_and_errors(capsys, tmp_path):
     assert all(name in listed for name in EXPERIMENTS)
     assert main(["reproduce", "claim-99", "--out", str(tmp_path)]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", ["baseline", "bottleneck", "cycle-mask", "horizontal-mask", "negative"])
+def test_paper_budget_configs_validate(tmp_path, variant):
+    """The GPU budget cannot run here (full datasets), but its configs must be valid and paper-sized."""
+    from flowood.experiments.reproduce import Context
+    from flowood.train.config import config_from_dict
+
+    cfg = config_from_dict(Context(tmp_path, "paper").config(variant))
+    assert cfg.data.dataset == "fashionmnist" and "mnist" in cfg.data.ood
+    if variant == "baseline":
+        assert cfg.model.options["num_blocks"] == 6 and cfg.model.options["mid_channels"] == 64
+        assert cfg.train.epochs == 81 and cfg.train.lr == 5e-5

@@ -8,26 +8,9 @@ import pytest
 import torch
 
 from flowood.cli.app import main
+from tests.tiny import TINY_TRAIN_ARGS
 
-TINY = [
-    "--set",
-    "model.num_blocks=1",
-    "--set",
-    "model.mid_channels=4",
-    "--set",
-    "data.limit=64",
-    "--set",
-    "data.test_limit=64",
-    "--set",
-    "train.batch_size=32",
-    "--set",
-    "train.max_minutes=null",
-    "--set",
-    "train.num_samples=4",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+TINY = TINY_TRAIN_ARGS
 """Overrides that make the demo preset train in about a second (2 steps of a 4-channel RealNVP)."""
 
 
