@@ -192,7 +192,7 @@ def training_curves_png(metrics: list[dict[str, Any]]) -> bytes | None:
         ax.legend(frameon=False)
         if lr.size:
             ax2 = fig.add_subplot(1, 2, 2)
-            ax2.plot(lr[:, 0], lr[:, 1], color="#555555")
+            ax2.plot(lr[:, 0], lr[:, 1], color="#555555", marker="o", markersize=3)
             ax2.set_xlabel(xlabel)
             ax2.set_ylabel("learning rate")
             if (lr[:, 1] > 0).all():
