@@ -65,5 +65,5 @@ def test_score_bits_per_dim_reproducible_and_matches_flow():
     assert a.shape == (10,)
     assert np.allclose(a, b)
     flow.eval()
-    flow.preprocess[0].generator = torch.Generator().manual_seed(3)
+    flow.set_dequantization_rng(torch.Generator().manual_seed(3))
     assert np.allclose(a, flow.bits_per_dim(images).detach().double().numpy(), atol=1e-5)

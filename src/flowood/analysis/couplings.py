@@ -20,7 +20,15 @@ import torch
 from torch import Tensor
 
 from flowood.analysis.display import HIDDEN_COLOUR, UNCHANGED_COLOUR, UNSEEN_COLOUR, show_panel
-from flowood.analysis.style import dataset_color, figure_style, figure_title, grid_figsize, new_figure, save_figure
+from flowood.analysis.style import (
+    dataset_color,
+    figure_style,
+    figure_title,
+    grid_figsize,
+    layout_panel_grid,
+    new_figure,
+    save_figure,
+)
 from flowood.flows.coupling import AffineCoupling
 from flowood.flows.model import NormalizingFlow
 
@@ -325,12 +333,5 @@ def plot_coupling(
             f"on {shape})\ny = (x + t)·exp(s); red: transformed (hidden from the st-net); grey: not seen / unchanged",
             fontsize=11,
         )
-        fig.subplots_adjust(
-            left=1.8 / fig.get_figwidth(),
-            right=0.98,
-            top=1 - 0.75 / fig.get_figheight(),
-            bottom=0.1 / fig.get_figheight(),
-            wspace=0.08,
-            hspace=0.1,
-        )
+        layout_panel_grid(fig)
         return save_figure(fig, path)

@@ -14,7 +14,15 @@ import torch
 from torch import Tensor
 
 from flowood.analysis.display import show_panel
-from flowood.analysis.style import dataset_color, figure_style, figure_title, grid_figsize, new_figure, save_figure
+from flowood.analysis.style import (
+    dataset_color,
+    figure_style,
+    figure_title,
+    grid_figsize,
+    layout_panel_grid,
+    new_figure,
+    save_figure,
+)
 from flowood.flows.model import NormalizingFlow
 
 
@@ -97,12 +105,5 @@ def plot_latents(
                     axes[r][col].set_title(cols[col], fontsize=11)
             axes[r][0].set_ylabel(f"{name}\n#{i}", color=dataset_color(name), rotation=0, ha="right", va="center")
         figure_title(fig, title or f"{flow.name}: latents z = f(x) on the image grid")
-        fig.subplots_adjust(
-            left=1.8 / fig.get_figwidth(),
-            right=0.98,
-            top=1 - 0.75 / fig.get_figheight(),
-            bottom=0.1 / fig.get_figheight(),
-            wspace=0.08,
-            hspace=0.1,
-        )
+        layout_panel_grid(fig)
         return save_figure(fig, path)

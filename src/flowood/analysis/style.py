@@ -139,3 +139,16 @@ def figure_title(fig: Figure, text: str, fontsize: float | None = None) -> None:
 def grid_figsize(nrows: int, ncols: int, panel_in: float = 1.6, label_in: float = 1.8, title_in: float = 0.9):
     """Inches ``(width, height)`` for a grid of image panels with a row-label margin and a title band."""
     return label_in + ncols * panel_in, title_in + nrows * panel_in
+
+
+def layout_panel_grid(fig: Figure, label_in: float = 1.8, title_in: float = 0.75) -> None:
+    """Place a grid of image panels (see :func:`grid_figsize`): a fixed row-label margin on the left and a
+    title band on top, in inches, so the layout does not change with the number of rows."""
+    fig.subplots_adjust(
+        left=label_in / fig.get_figwidth(),
+        right=0.98,
+        top=1 - title_in / fig.get_figheight(),
+        bottom=0.1 / fig.get_figheight(),
+        wspace=0.08,
+        hspace=0.1,
+    )

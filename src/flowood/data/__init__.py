@@ -14,7 +14,7 @@ look-up order, :mod:`flowood.data.tabular` for the tabular protocols and :mod:`f
 
 from flowood.data.base import ArrayDataset, DatasetInfo
 from flowood.data.locate import cache_dir
-from flowood.data.registry import available_names, dataset_info, list_datasets, load_dataset
+from flowood.data.registry import available_names, dataset_info, list_datasets, load_dataset, pick_split
 
 __all__ = [
     "ArrayDataset",
@@ -24,4 +24,5 @@ __all__ = [
     "dataset_info",
     "list_datasets",
     "load_dataset",
+    "pick_split",
 ]

@@ -631,3 +631,17 @@ def list_datasets(root: str | Path | None = None) -> list[DatasetInfo]:
             )
         )
     return out
+
+
+def pick_split(name: str, preferred: str) -> str:
+    """``preferred`` if dataset ``name`` has it, else its first split (e.g. ``mnist-mini`` has only ``test``)."""
+    try:
+        splits = list(dataset_info(name).splits)
+    except Exception:  # user paths and unknown names are reported by load_dataset itself
+        return preferred
+    if preferred in splits or not splits:
+        return preferred
+    for alt in ("half-train", "train") if preferred == "train" else ("half-test", "test"):
+        if alt in splits:
+            return alt
+    return splits[0]

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowood.data import pick_split
 from flowood.errors import DatasetError
 from flowood.experiments.runs import Run, load_run
 from flowood.ood import detection_metrics, score_bits_per_dim, summarize_scores
 from flowood.perf import FastPath, resolve_fast_path
-from flowood.train.data import TensorBatches, load_split, pick_split
+from flowood.train.data import TensorBatches, load_split
 from flowood.train.trainer import resolve_device
 
 METRIC_DOC = (

@@ -30,6 +30,7 @@ from flowood.errors import ConfigError
 from flowood.experiments.evaluate import evaluate_run
 from flowood.experiments.presets import get_preset
 from flowood.experiments.runs import load_run
+from flowood.experiments.visualize import load_images
 from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.trainer import train
@@ -161,18 +162,10 @@ def likelihood_failure(ctx: Context, exp_dir: Path) -> dict[str, Any]:
     }
 
 
-def _images(name: str, n: int, like: tuple[int, ...]) -> torch.Tensor:
-    from flowood.data import load_dataset
-    from flowood.train.data import pick_split
-
-    ds = load_dataset(name, pick_split(name, "test"), limit=n, seed=0, channels=like[0], size=like[1])
-    return ds.as_float()
-
-
 def _datasets(ctx: Context, run_dir: Path, n: int) -> dict[str, torch.Tensor]:
     run = load_run(run_dir)
     names = [run.run_config.data.dataset, *run.run_config.data.ood]
-    return {name: _images(name, n, run.flow.input_shape) for name in names}
+    return {name: load_images(name, run.flow.input_shape, limit=n) for name in names}
 
 
 def latents(ctx: Context, exp_dir: Path) -> dict[str, Any]:

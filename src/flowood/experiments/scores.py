@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowood.data import pick_split
 from flowood.errors import ConfigError
 from flowood.experiments.runs import Run, load_run
 from flowood.ood import detection_metrics, score_bits_per_dim
@@ -49,7 +50,7 @@ from flowood.ood.scores import (
 )
 from flowood.perf import FastPath
 from flowood.train.config import apply_overrides, config_from_dict
-from flowood.train.data import TensorBatches, load_split, pick_split
+from flowood.train.data import TensorBatches, load_split
 from flowood.train.trainer import train
 
 LN2 = math.log(2.0)

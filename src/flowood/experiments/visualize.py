@@ -55,17 +55,6 @@ def load_run_dir(run_dir: str | Path) -> Any:
     return load_run(path)
 
 
-def _split_for(name: str, preferred: str = "test") -> str:
-    """``preferred`` when the dataset has it, else its first split (``glyphs`` and bundles differ)."""
-    from flowood.data import dataset_info
-
-    try:
-        splits = list(dataset_info(name).splits)
-    except DatasetError:
-        return preferred  # unknown names are reported by load_dataset with the full list
-    return preferred if preferred in splits or not splits else splits[0]
-
-
 def load_images(
     name: str, input_shape: Sequence[int], *, limit: int, root: str | None = None, seed: int = 0
 ) -> torch.Tensor:
@@ -74,10 +63,12 @@ def load_images(
     Grey/RGB conversion and a square resize are asked of the loader when the dataset's native shape differs
     from the flow's (MNIST for a CIFAR-10 model, say), so OOD sets of another format still go through the flow.
     """
-    from flowood.data import load_dataset
+    from flowood.data import load_dataset, pick_split
 
     c, h, w = (int(s) for s in input_shape)
-    ds = load_dataset(name, _split_for(name), root=root, limit=limit, seed=seed, channels=c, size=h if h == w else None)
+    ds = load_dataset(
+        name, pick_split(name, "test"), root=root, limit=limit, seed=seed, channels=c, size=h if h == w else None
+    )
     if ds.kind != "image" or tuple(ds.shape) != (c, h, w):
         raise DatasetError(f"{name} samples have shape {tuple(ds.shape)} but the flow expects {(c, h, w)}")
     return ds.as_float()

@@ -125,6 +125,23 @@ class NormalizingFlow(nn.Module):
         x, ld_pre = self.preprocess_images(images)
         return self.log_prob(x) + ld_pre
 
+    def log_likelihood(self, data: Tensor) -> Tensor:
+        """``(B,)`` log-likelihood in nats of a data batch: the discrete 8-bit likelihood
+        (:meth:`log_likelihood_8bit`) of images in ``[0, 1]`` for image flows, the continuous density
+        (:meth:`log_prob`) of vectors for flows without preprocessing."""
+        return self.log_likelihood_8bit(data) if self.preprocess is not None else self.log_prob(data)
+
+    def set_dequantization_rng(self, generator: torch.Generator | None, shard: tuple[int, int] | None = None) -> None:
+        """Draw dequantisation noise from ``generator`` (``None``: torch's global RNG) for reproducible
+        scores and exact resume; ``shard=(rank, world)`` keeps this rank's slice of a global batch's noise.
+        A no-op for flows without image preprocessing."""
+        if self.preprocess is None:
+            return
+        for module in self.preprocess.modules():
+            if isinstance(module, Dequantize):
+                module.generator = generator
+                module.shard = shard
+
     def bits_per_dim(self, images: Tensor) -> Tensor:
         """``(B,)`` bits per dimension of 8-bit images in ``[0, 1]``."""
         return bits_per_dim(self.log_likelihood_8bit(images), self.num_dims)

@@ -34,8 +34,7 @@ def iter_bits_per_dim(
     flow.eval()
     device = next(flow.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    if flow.preprocess is not None:
-        flow.preprocess[0].generator = gen
+    flow.set_dequantization_rng(gen)
     autocast = fast.autocast if fast is not None else contextlib.nullcontext
     scale = flow.num_dims * math.log(2.0)
     try:
@@ -46,11 +45,10 @@ def iter_bits_per_dim(
             if fast is not None:
                 batch = fast.prepare_input(batch)
             with autocast():
-                ll = flow.log_likelihood_8bit(batch) if flow.preprocess is not None else flow.log_prob(batch)
+                ll = flow.log_likelihood(batch)
             yield -ll.double() / scale
     finally:
-        if flow.preprocess is not None:
-            flow.preprocess[0].generator = None
+        flow.set_dequantization_rng(None)
         flow.train(was_training)
 
 

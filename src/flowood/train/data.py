@@ -220,22 +220,6 @@ class TensorBatches:
         return self._convert(self.data[:n])
 
 
-def pick_split(name: str, preferred: str) -> str:
-    """``preferred`` if dataset ``name`` has it, else its first split (e.g. ``mnist-mini`` has only ``test``)."""
-    from flowood.data import dataset_info
-
-    try:
-        splits = list(dataset_info(name).splits)
-    except Exception:
-        return preferred
-    if preferred in splits or not splits:
-        return preferred
-    for alt in ("half-train", "train") if preferred == "train" else ("half-test", "test"):
-        if alt in splits:
-            return alt
-    return splits[0]
-
-
 def load_split(
     cfg: DataConfig,
     split: str,

@@ -28,13 +28,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from flowood.data import pick_split
 from flowood.errors import ConfigError, FlowoodError
 from flowood.flows import NormalizingFlow, build_flow
 from flowood.flows.normalization import ActNorm
 from flowood.perf import eager_stance, resolve_fast_path
 from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from flowood.train.config import RunConfig, config_from_dict, load_config
-from flowood.train.data import Standardizer, TensorBatches, load_split, pick_split
+from flowood.train.data import Standardizer, TensorBatches, load_split
 from flowood.train.distributed import all_reduce_sum, cleanup, env_dist_info, per_rank_batch, setup
 from flowood.train.optim import build_ema, build_optimizer, lr_factor_fn
 
@@ -68,13 +69,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _log_likelihood(flow: NormalizingFlow, batch: Tensor) -> Tensor:
-    return flow.log_likelihood_8bit(batch) if flow.preprocess is not None else flow.log_prob(batch)
-
-
 def nll_bpd(flow: NormalizingFlow, batch: Tensor) -> tuple[Tensor, Tensor]:
     """Per-sample ``(log-likelihood nats, bits/dim)`` of a batch (images in [0,1] or vectors)."""
-    ll = _log_likelihood(flow, batch)
+    ll = flow.log_likelihood(batch)
     return ll, -ll / (flow.num_dims * LN2)
 
 
@@ -87,8 +84,8 @@ class LikelihoodObjective(nn.Module):
         self.flow = flow
 
     def forward(self, batch: Tensor, ood_batch: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        ll = _log_likelihood(self.flow, batch)
-        return ll, (_log_likelihood(self.flow, ood_batch) if ood_batch is not None else None)
+        ll = self.flow.log_likelihood(batch)
+        return ll, (self.flow.log_likelihood(ood_batch) if ood_batch is not None else None)
 
 
 def unwrap_flow(model: nn.Module) -> NormalizingFlow:
@@ -111,8 +108,8 @@ def compute_loss(flow: nn.Module, batch: Tensor, ood_batch: Tensor | None, cfg: 
     under autocast), so the loss is accumulated in fp32.
     """
     if isinstance(flow, NormalizingFlow):
-        ll_in = _log_likelihood(flow, batch)
-        ll_ood = _log_likelihood(flow, ood_batch) if ood_batch is not None else None
+        ll_in = flow.log_likelihood(batch)
+        ll_ood = flow.log_likelihood(ood_batch) if ood_batch is not None else None
     else:
         ll_in, ll_ood = flow(batch, ood_batch)
     scale = unwrap_flow(flow).num_dims * LN2
@@ -177,24 +174,16 @@ def evaluate_bpd(flow: NormalizingFlow, batches: TensorBatches, batch_size: int,
     """Mean bits/dim over a dataset in eval mode (finite values only; NaN if none)."""
     was_training = flow.training
     flow.eval()
-    _set_dequant_generator(flow, generator)
+    flow.set_dequantization_rng(generator)
     total, count = 0.0, 0
     for batch in batches.sequential(batch_size):
         _, bpd = nll_bpd(flow, batch)
         finite = torch.isfinite(bpd)
         total += float(bpd[finite].sum())
         count += int(finite.sum())
-    _set_dequant_generator(flow, None)
+    flow.set_dequantization_rng(None)
     flow.train(was_training)
     return total / count if count else float("nan")
-
-
-def _set_dequant_generator(
-    flow: NormalizingFlow, generator: torch.Generator | None, shard: tuple[int, int] | None = None
-) -> None:
-    if flow.preprocess is not None:
-        flow.preprocess[0].generator = generator
-        flow.preprocess[0].shard = shard
 
 
 def _save_samples(flow: NormalizingFlow, path: Path, n: int, seed: int) -> None:
@@ -343,11 +332,11 @@ class Trainer:
         noise = float(getattr(self.cfg.train, "input_noise", 0.0) or 0.0)
         if self.kind == "vector" and noise > 0:  # the same augmentation train_step applies
             batch = batch + noise * torch.randn(batch.shape, generator=gen, device=batch.device, dtype=batch.dtype)
-        _set_dequant_generator(self.flow, gen)
+        self.flow.set_dequantization_rng(gen)
         self.flow.train()
         with torch.no_grad():
-            _log_likelihood(self.flow, batch)
-        _set_dequant_generator(self.flow, None)
+            self.flow.log_likelihood(batch)
+        self.flow.set_dequantization_rng(None)
         for m, state in zip(norms, saved, strict=True):
             m.load_state_dict(state)
 
@@ -527,7 +516,7 @@ class Trainer:
                 )
                 running, seen = 0.0, 0
                 ood_running, ood_seen = 0.0, 0
-                _set_dequant_generator(self.flow, self.dequant_gen, self.shard if self.dist.enabled else None)
+                self.flow.set_dequantization_rng(self.dequant_gen, self.shard if self.dist.enabled else None)
                 for batch in bar:
                     ood_batch = (
                         self.ood_data.random_batch(tcfg.batch_size, self.ood_gen, shard=self.shard)
@@ -566,7 +555,7 @@ class Trainer:
                         stop = True
                         break
                 bar.close()
-                _set_dequant_generator(self.flow, None)
+                self.flow.set_dequantization_rng(None)
                 self.last_train_bpd = running / seen if seen else float("nan")
                 self.last_ood_train_bpd = ood_running / ood_seen if ood_seen else None
                 self._end_epoch(writer, partial=stop and self.step_in_epoch < self.steps_per_epoch)
