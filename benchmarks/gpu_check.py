@@ -99,23 +99,25 @@ def install_shims() -> list[str]:
 
 def time_to_result(args: argparse.Namespace, shims: list[str]) -> tuple[dict[str, Any], Any]:
     """Train for ``args.seconds`` with the fast path, then score in-distribution test and OOD data."""
+    from flowood.data import pick_split
     from flowood.experiments.presets import get_preset
     from flowood.ood.metrics import detection_metrics
     from flowood.ood.scoring import score_bits_per_dim
     from flowood.perf import eager_stance, resolve_fast_path
     from flowood.train import trainer as trainer_mod
     from flowood.train.config import config_from_dict
-    from flowood.train.data import TensorBatches, load_split, pick_split
+    from flowood.train.data import TensorBatches, load_split
 
     preset = get_preset(args.preset)
     raw = {
         "model": preset["model"],
-        "data": {"dataset": args.dataset, "ood": [args.ood]},
+        "data": {"dataset": args.dataset, "ood": [args.ood], "root": args.data_root},
         "train": {
-            "optimizer": "adam",
-            "lr": 5e-5,
+            # The preset's optimiser and learning rate, scaled from the preset's batch size to --batch-size.
+            "optimizer": preset["train"].get("optimizer", "adam"),
+            "lr": float(preset["train"].get("lr", 5e-5)),
             "lr_scaling": args.lr_scaling,
-            "reference_batch_size": 32,
+            "reference_batch_size": int(preset["train"].get("batch_size", 32)),
             "batch_size": args.batch_size,
             "warmup_steps": args.warmup_steps,
             "epochs": 100_000,
@@ -263,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="training wall time (compilation included)")
     p.add_argument("--dataset", default="fashionmnist-mini", help="in-distribution data (fashionmnist if present)")
     p.add_argument("--ood", default="mnist-mini")
+    p.add_argument("--data-root", default=None, help="searched first for datasets (<root>/FashionMNIST/raw/*.gz)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr-scaling", default="linear", choices=["none", "linear", "sqrt"])
     p.add_argument("--warmup-steps", type=int, default=200)
