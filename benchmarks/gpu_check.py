@@ -167,7 +167,7 @@ def time_to_result(args: argparse.Namespace, shims: list[str]) -> tuple[dict[str
         ("exact", resolve_fast_path(device, exact=True)),
     ):
         t1 = time.perf_counter()
-        with eager_stance():
+        with eager_stance(), fast.backends():
             in_bpd = score_bits_per_dim(flow, test.sequential(1024), seed=0, fast=fast)
             ood_bpd = score_bits_per_dim(flow, ood.sequential(1024), seed=1, fast=fast)
         metrics = detection_metrics(-in_bpd, -ood_bpd)
@@ -219,24 +219,24 @@ def exactness(args: argparse.Namespace, trained: Any | None) -> dict[str, Any]:
     rows: dict[str, Any] = {"source": source, "batch": int(images.shape[0])}
     try:
         with torch.inference_mode():
-            with eager_stance():
+            with eager_stance(), FastPath(device, allow_tf32=False).backends():
                 exact = flow.bits_per_dim(images).double()
             variants = {
-                "bf16_channels_last_eager": FastPath(device, precision="bf16", channels_last=True),
-                "fp16_channels_last_eager": FastPath(device, precision="fp16", channels_last=True),
+                "bf16_channels_last_eager": FastPath(device, "bf16", channels_last=True, cudnn_benchmark=True),
+                "fp16_channels_last_eager": FastPath(device, "fp16", channels_last=True, cudnn_benchmark=True),
             }
             for name, fast in variants.items():
                 if fast.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
                     continue
-                with eager_stance(), fast.autocast():
+                with eager_stance(), fast.backends(), fast.autocast():
                     got = flow.bits_per_dim(fast.prepare_input(images)).double()
                 rows[name] = _diff(exact, got)
             if args.check_compiled:
-                fast = FastPath(device, precision="bf16", channels_last=True, compile=True)
+                fast = FastPath(device, "bf16", channels_last=True, compile=True, cudnn_benchmark=True)
                 if getattr(flow.transform, "_compiled_call_impl", None) is None:
                     fast.prepare_model(flow)  # compiles the transform in place (inference graph on first call)
                 t0 = time.perf_counter()
-                with fast.autocast():
+                with fast.backends(), fast.autocast():
                     got = flow.bits_per_dim(fast.prepare_input(images)).double()
                 rows["bf16_channels_last_compiled"] = {**_diff(exact, got), "seconds": round(time.perf_counter() - t0)}
     finally:

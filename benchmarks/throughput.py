@@ -114,6 +114,19 @@ def measure_flow(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Train and score throughput of one flow under one fast-path setting."""
+    with fast.backends():
+        return _measure_flow(flow, fast, train, data, batch, score_batch, args)
+
+
+def _measure_flow(
+    flow: NormalizingFlow,
+    fast: FastPath,
+    train: dict[str, Any],
+    data: Tensor,
+    batch: int,
+    score_batch: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     device = fast.device
     fast.prepare_model(flow)
     params = [p for p in flow.parameters() if p.requires_grad]

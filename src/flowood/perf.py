@@ -14,6 +14,11 @@ What the fast path changes, and why it stays exact in what it computes:
   ``state_dict`` keys do not change). Preprocessing, the base density and the inverse stay eager, so
   sampling and analysis work unchanged; train/eval/inference each compile once.
 * **Fused Adam/AdamW** (``fused=True``) where PyTorch provides it for the device.
+* **cuDNN autotuning** (``torch.backends.cudnn.benchmark``) on CUDA: batch shapes are fixed, so the
+  fastest convolution algorithm is chosen once per shape. The exact path instead switches TF32 off for
+  convolutions and matrix products, so that its "fp32" is IEEE fp32 on Ampere and newer GPUs too
+  (PyTorch's default lets cuDNN use TF32). Both are applied by :meth:`FastPath.backends`, a context
+  manager that restores the previous process-wide settings.
 
 :func:`resolve_fast_path` turns the ``train.*`` settings (``auto`` values included) into a concrete
 :class:`FastPath`; ``exact=True`` (the CLI's ``--exact``) forces fp32, eager, contiguous, unfused.
@@ -62,6 +67,9 @@ class FastPath:
         compile: compile the flow's transform with ``torch.compile``.
         compile_mode: ``torch.compile`` mode (``default``, ``reduce-overhead``, ``max-autotune``, ...).
         fused_optimizer: use ``fused=True`` Adam/AdamW when available.
+        cudnn_benchmark: let cuDNN autotune convolution algorithms (CUDA).
+        allow_tf32: ``False`` forbids TF32 in cuDNN convolutions and CUDA matrix products, ``True``
+            allows it in both, ``None`` leaves PyTorch's settings as they are.
     """
 
     device: torch.device
@@ -70,6 +78,8 @@ class FastPath:
     compile: bool = False
     compile_mode: str = "default"
     fused_optimizer: bool = False
+    cudnn_benchmark: bool = False
+    allow_tf32: bool | None = None
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -87,6 +97,21 @@ class FastPath:
         if dtype is None or self.device.type not in ("cpu", "cuda"):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
+
+    @contextlib.contextmanager
+    def backends(self) -> Iterator[None]:
+        """Apply ``cudnn_benchmark`` / ``allow_tf32`` (process-wide backend flags) inside the context only."""
+        cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+        saved = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+        try:
+            if self.cudnn_benchmark:
+                cudnn.benchmark = True
+            if self.allow_tf32 is not None:
+                cudnn.allow_tf32 = self.allow_tf32
+                matmul.allow_tf32 = self.allow_tf32
+            yield
+        finally:
+            cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = saved
 
     def prepare_input(self, x: Tensor) -> Tensor:
         """Put an image batch in the configured memory format (vectors pass unchanged)."""
@@ -119,6 +144,8 @@ class FastPath:
             "compile": self.compile,
             "compile_mode": self.compile_mode,
             "fused_optimizer": self.fused_optimizer,
+            "cudnn_benchmark": self.cudnn_benchmark,
+            "allow_tf32": self.allow_tf32,
         }
 
 
@@ -135,15 +162,17 @@ def resolve_fast_path(
 ) -> FastPath:
     """Resolve ``auto``/``None`` settings for ``device``.
 
-    Defaults: on CUDA bf16 autocast, channels-last, ``torch.compile`` and a fused optimiser; on the
-    CPU fp32, contiguous, eager, fused Adam (the CPU fused kernel is exact fp32 arithmetic).
-    ``exact=True`` forces fp32, eager, contiguous and the plain (for-each) optimiser.
+    Defaults: on CUDA bf16 autocast, channels-last, ``torch.compile``, a fused optimiser and cuDNN
+    autotuning; on the CPU fp32, contiguous, eager, fused Adam (the CPU fused kernel is exact fp32
+    arithmetic). ``exact=True`` forces fp32 without TF32, eager, contiguous and the plain (for-each)
+    optimiser.
     """
     if exact:
-        return FastPath(device=device)
+        return FastPath(device=device, allow_tf32=False)
     cuda = device.type == "cuda"
     return FastPath(
         device=device,
+        cudnn_benchmark=cuda,
         precision=resolve_precision(precision, device),
         channels_last=cuda if channels_last is None else bool(channels_last),
         compile=cuda if compile is None else bool(compile),

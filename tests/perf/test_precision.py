@@ -99,6 +99,51 @@ def test_resolve_fast_path_defaults():
     assert bf16.prepare_input(torch.zeros(2, 3, 4, 4)).is_contiguous(memory_format=torch.channels_last)
 
 
+def test_cuda_defaults_autotune_cudnn_and_exact_forbids_tf32():
+    # Resolution only: nothing runs on the (absent) GPU.
+    cuda = resolve_fast_path(torch.device("cuda"))
+    assert cuda.cudnn_benchmark and cuda.channels_last and cuda.compile and cuda.allow_tf32 is None
+    assert not resolve_fast_path(CPU).cudnn_benchmark
+    exact = resolve_fast_path(torch.device("cuda"), exact=True)
+    assert exact.is_exact and exact.allow_tf32 is False and not exact.cudnn_benchmark
+    assert exact.describe()["allow_tf32"] is False
+
+
+def test_backend_flags_apply_inside_the_context_and_are_restored():
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32)
+    try:
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = False, True, True
+        with FastPath(CPU, cudnn_benchmark=True, allow_tf32=False).backends():
+            assert (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32) == (True, False, False)
+        assert (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32) == (False, True, True)
+        with pytest.raises(RuntimeError), FastPath(CPU, allow_tf32=False).backends():
+            raise RuntimeError("restored on errors too")
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+        with FastPath(CPU).backends():  # None: leave PyTorch's settings alone
+            assert (cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32) == (False, True, True)
+    finally:
+        cudnn.benchmark, cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+def test_trainer_runs_under_its_backend_flags(tmp_path, monkeypatch):
+    seen: list[bool] = []
+    real = Trainer.train_step
+
+    def spy(self, batch, ood_batch):
+        seen.append(torch.backends.cuda.matmul.allow_tf32)
+        return real(self, batch, ood_batch)
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    before = torch.backends.cuda.matmul.allow_tf32
+    cfg = config_from_dict(tiny_raw(epochs=1, sample_every=0))
+    trainer = Trainer(cfg, tmp_path / "run", quiet=True)
+    trainer.fast = FastPath(CPU, allow_tf32=not before)
+    trainer.run()
+    assert seen == [not before] * 3
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+
+
 def test_lr_scaling_rules():
     assert scaled_lr(1e-4, 512, 32, "none") == 1e-4
     assert scaled_lr(1e-4, 512, 32, "linear") == pytest.approx(1.6e-3)

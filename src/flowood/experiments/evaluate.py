@@ -113,7 +113,7 @@ def evaluate_run(
     if not ood:
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
     test_limit = limit if limit is not None else cfg.test_limit
-    with torch.inference_mode():
+    with torch.inference_mode(), fast.backends():
         in_bpd = score_dataset(
             run, None, limit=test_limit, classes=cfg.classes, batch_size=batch_size, seed=seed, fast=fast
         )
@@ -149,18 +149,19 @@ def evaluate_run(
         from flowood.experiments.scores import ScoredSet, add_scores
 
         sets = [ScoredSet(*item) for item in scored_sets]
-        add_scores(
-            run,
-            report,
-            sets,
-            scores,
-            settings=score_settings,
-            device=device,
-            batch_size=batch_size,
-            fast=fast,
-            quiet=quiet,
-            write=write,
-        )
+        with fast.backends():
+            add_scores(
+                run,
+                report,
+                sets,
+                scores,
+                settings=score_settings,
+                device=device,
+                batch_size=batch_size,
+                fast=fast,
+                quiet=quiet,
+                write=write,
+            )
     if write:
         out = Path(run_dir)
         (out / "report.json").write_text(json.dumps(report, indent=2))

@@ -20,6 +20,7 @@ Auxiliary models, stored in the run directory and reused on the next evaluation:
 
 from __future__ import annotations
 
+import dataclasses
 import copy
 import json
 import math
@@ -343,7 +344,7 @@ def add_scores(
             raise ConfigError(f"score {name} is only defined for image runs; {run.dir} models vectors")
     aux_fast = None
     if fast is not None:
-        aux_fast = FastPath(device=fast.device, precision=fast.precision, channels_last=fast.channels_last)
+        aux_fast = dataclasses.replace(fast, compile=False)  # auxiliary models are scored eagerly
     per_sample: dict[str, dict[str, np.ndarray]] = {}
     info: dict[str, dict[str, Any]] = {}
     datasets: list[Any] | None = None

@@ -493,6 +493,11 @@ class Trainer:
             self.scheduler.step()
 
     def run(self) -> TrainResult:
+        """Train until ``train.epochs`` (or ``max_steps`` / ``max_minutes``), checkpointing as configured."""
+        with self.fast.backends():
+            return self._run()
+
+    def _run(self) -> TrainResult:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
