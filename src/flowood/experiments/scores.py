@@ -20,13 +20,12 @@ Auxiliary models, stored in the run directory and reused on the next evaluation:
 
 from __future__ import annotations
 
-import dataclasses
 import copy
 import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +343,7 @@ def add_scores(
             raise ConfigError(f"score {name} is only defined for image runs; {run.dir} models vectors")
     aux_fast = None
     if fast is not None:
-        aux_fast = dataclasses.replace(fast, compile=False)  # auxiliary models are scored eagerly
+        aux_fast = replace(fast, compile=False)  # auxiliary models are scored eagerly
     per_sample: dict[str, dict[str, np.ndarray]] = {}
     info: dict[str, dict[str, Any]] = {}
     datasets: list[Any] | None = None
