@@ -85,6 +85,32 @@ def preset_flow(name: str, device: torch.device) -> tuple[NormalizingFlow, tuple
     return build_flow(arch, shape, **model).to(device), shape, preset["train"]
 
 
+def flops_per_image(name: str, device: torch.device) -> dict[str, float]:
+    """GFLOP per image of the preset's flow: a training step (forward + backward) and scoring (forward).
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a batch of 2 (convolutions and matrix
+    products: the usual "model FLOPs"; elementwise work is not counted), so that each row can say which
+    fraction of the hardware's peak its throughput uses.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flow, shape, _ = preset_flow(name, device)
+    x = torch.rand(2, *shape, device=device)
+    with FlopCounterMode(display=False) as counter:
+        (-flow.log_likelihood_8bit(x)).mean().backward()
+    train = counter.get_total_flops() / 2
+    flow.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        flow.log_likelihood_8bit(x)
+    score = counter.get_total_flops() / 2
+    return {"train_gflop_per_img": _sig(train / 1e9), "score_gflop_per_img": _sig(score / 1e9)}
+
+
+def _sig(value: float, digits: int = 4) -> float:
+    """``value`` rounded to ``digits`` significant figures (tiny test models and H200 rates alike)."""
+    return float(f"{value:.{digits}g}")
+
+
 def _optimizer(params: list[nn.Parameter], train: dict[str, Any], fused: bool) -> torch.optim.Optimizer:
     lr = float(train.get("lr", 1e-4))
     if train.get("optimizer") == "rmsprop":
@@ -304,6 +330,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     }
     for name in presets:
         preset = get_preset(name)
+        flops = flops_per_image(name, device)
         for batch in args.batch_sizes:
             gen = torch.Generator().manual_seed(0)
             shape = IMAGE_SHAPES.get(preset["data"]["dataset"], (1, 28, 28))
@@ -325,6 +352,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     for key in ("train", "score"):
                         pairs = zip(row[f"{key}_img_s_repeats"], baseline[f"{key}_img_s_repeats"], strict=True)
                         row[f"{key}_ratio_vs_baseline"] = round(statistics.median(a / b for a, b in pairs), 3)
+                if "error" not in row:
+                    # Achieved model TFLOP/s: img/s × GFLOP/img / 1000.
+                    row["train_tflops"] = _sig(row["train_img_s"] * flops["train_gflop_per_img"] / 1e3)
+                    row["score_tflops"] = _sig(row["score_img_s"] * flops["score_gflop_per_img"] / 1e3)
+                row.update(flops)
                 row.update(env)
                 print(json.dumps(row), flush=True)
                 rows.append(row)

@@ -67,6 +67,8 @@ def test_throughput_rows_for_every_mode(tiny_preset, monkeypatch, tmp_path, caps
         assert row["train_img_s"] > 0 and row["score_img_s"] > 0
         assert len(row["train_img_s_repeats"]) == 2
         assert row["train_ratio_vs_baseline"] > 0
+        assert row["train_gflop_per_img"] > 2 * row["score_gflop_per_img"] > 0  # backward ≈ 2× forward
+        assert row["train_tflops"] == pytest.approx(row["train_img_s"] * row["train_gflop_per_img"] / 1e3, rel=1e-2)
     eager, naive = rows[0], rows[-1]
     assert eager["train_ratio_vs_baseline"] == 1.0
     # The naive reference is the same architecture: equal parameter counts make the ratio meaningful.
