@@ -132,7 +132,7 @@ def time_to_result(args: argparse.Namespace, shims: list[str]) -> tuple[dict[str
     if args.compile != "auto":
         raw["train"]["compile"] = args.compile == "on"
     cfg = config_from_dict(raw)
-    run_dir = Path(args.out).parent / "ttr_run"
+    run_dir = Path(args.run_dir) if args.run_dir else Path(args.out).parent / "ttr_run"
     tr = trainer_mod.Trainer(cfg, run_dir, quiet=True)
     real_save = tr.save
     tr.save = lambda: None  # type: ignore[method-assign]  # end-of-run checkpoint only (see module doc)
@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--exact-batch", type=int, default=1024)
     p.add_argument("--preset", default="realnvp-fashionmnist", help="model preset (a small one for CPU smoke runs)")
+    p.add_argument("--run-dir", default=None, help="run directory of the training (default: ttr_run/ beside --out)")
     p.add_argument("--score-limit", type=int, default=None, help="score at most N test / OOD images")
     p.add_argument("--check-compiled", action="store_true", help="also compare the compiled flow (compiles)")
     args = p.parse_args(argv)

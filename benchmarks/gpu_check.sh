@@ -7,12 +7,12 @@
 #
 # 1. environment: nvidia-smi, torch/CUDA versions, which optional imports exist              -> env.json
 # 2. throughput, eager: RealNVP FashionMNIST preset (14.7M parameters), eager-fp32 vs fast-nocompile
-#    (bf16 + channels-last + fused Adam + cuDNN autotuning), batch 256 then 1024   -> throughput_eager.json
+#    (bf16 + channels-last + fused Adam + cuDNN autotuning), batch 256 then 1024   -> throughput_eager.log
 # 3. time to result + exactness: the same preset trained for 60 s with the fast path (eager), test
 #    bits/dim and AUROC vs MNIST (fast and exact scoring), then fast path (eager and compiled) vs exact
-#    bits/dim on 1,024 fixed test images of the trained model                          -> gpu_check.json
+#    bits/dim on 1,024 fixed test images of the trained model                          -> gpu_check.json, ttr_metrics.csv
 #    Uses the full FashionMNIST from .gpu-data/ when staged (carry it), else the embedded 10k bundle.
-# 4. throughput, compiled: eager-fp32 vs fast (torch.compile) at batch 1024       -> throughput_compile.json
+# 4. throughput, compiled: eager-fp32 vs fast (torch.compile) at batch 1024       -> throughput_compile.log
 # Each step has its own timeout and writes its JSON as it goes, so a slow step loses only itself; the
 # cheap steps come first. Budget (s): 20 + 80 + 210 + 180 = 490 < 540.
 set -u
@@ -45,10 +45,13 @@ else
     STEPS=(--score-batch 1024)
     TTR_EXTRA=(--check-compiled)
 fi
+# The device tool brings back at most 8 files from $OUT: only logs and summaries go there (7 files).
+WORK="${WORK:-/tmp/flowood-gpu-check}"
+rm -rf "$WORK"; mkdir -p "$WORK"
 BENCH=(benchmarks/throughput.py --device "$DEVICE" --presets "$PRESET" "${STEPS[@]}")
 
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
-timeout 20 "$PY" - > "$OUT/env.json" 2> "$OUT/env.err" <<'PYEOF'
+timeout 20 "$PY" - > "$OUT/env.json" 2> "$WORK/env.err" <<'PYEOF'
 import importlib, json, platform, torch
 mods = {}
 for m in ["typer", "rich", "tqdm", "yaml", "safetensors", "tensorboard", "sklearn", "scipy", "matplotlib",
@@ -64,24 +67,24 @@ print(json.dumps({
     "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(), "imports": mods,
 }, indent=2))
 PYEOF
-cat "$OUT/env.json"
+cat "$OUT/env.json" "$WORK/env.err"
 
 echo "== throughput, eager (batch $SMALL, $LARGE)"
 timeout 80 "$PY" "${BENCH[@]}" --batch-sizes "$SMALL" "$LARGE" --modes eager-fp32 fast-nocompile \
-    --out "$OUT/throughput_eager.json" > "$OUT/throughput_eager.log" 2>&1
+    --out "$WORK/throughput_eager.json" > "$OUT/throughput_eager.log" 2>&1
 echo "exit $?"; grep '^{' "$OUT/throughput_eager.log" | cut -c1-400
 
 echo "== time to result + exactness (${SECONDS_TTR}s training on $DATASET)"
 timeout 210 "$PY" benchmarks/gpu_check.py all --out "$OUT/gpu_check.json" --seconds "$SECONDS_TTR" \
     --dataset "$DATASET" --data-root .gpu-data --batch-size "$TTR_BATCH" --compile "$TTR_COMPILE" \
-    --preset "$PRESET" "${TTR_EXTRA[@]}" \
+    --preset "$PRESET" --run-dir "$WORK/ttr_run" "${TTR_EXTRA[@]}" \
     > "$OUT/gpu_check.log" 2>&1
 echo "exit $?"; tail -c 3000 "$OUT/gpu_check.log"
 
 echo "== throughput, compiled (batch $LARGE)"
 timeout 180 "$PY" "${BENCH[@]}" --batch-sizes "$LARGE" --modes eager-fp32 fast \
-    --out "$OUT/throughput_compile.json" > "$OUT/throughput_compile.log" 2>&1
+    --out "$WORK/throughput_compile.json" > "$OUT/throughput_compile.log" 2>&1
 echo "exit $?"; grep '^{' "$OUT/throughput_compile.log" | cut -c1-400
 
-rm -rf "$OUT/ttr_run/checkpoints"   # 170 MB of optimiser state is not worth bringing back
+cp "$WORK/ttr_run/metrics.csv" "$OUT/ttr_metrics.csv" 2>/dev/null
 ls -la "$OUT"
