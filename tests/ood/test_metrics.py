@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 import flowood
-from flowood.ood import detection_metrics, score_bits_per_dim, summarize_scores
+from flowood.ood import detection_metrics, paired_auroc_difference, score_bits_per_dim, summarize_scores
 
 
 def test_perfect_and_inverted_separation():
@@ -67,3 +67,40 @@ def test_score_bits_per_dim_reproducible_and_matches_flow():
     flow.eval()
     flow.set_dequantization_rng(torch.Generator().manual_seed(3))
     assert np.allclose(a, flow.bits_per_dim(images).detach().double().numpy(), atol=1e-5)
+
+
+def test_paired_auroc_difference_known_answers():
+    rng = np.random.default_rng(0)
+    in_a, ood_a = rng.normal(size=300), rng.normal(size=200)  # chance
+    in_b, ood_b = in_a + 10.0, ood_a  # model b separates perfectly
+    res = paired_auroc_difference(in_a, ood_a, in_b, ood_b, n_boot=500)
+    full = detection_metrics(in_a, ood_a)["auroc"]
+    assert res["auroc_a"] == pytest.approx(full) and res["auroc_b"] == 1.0
+    assert res["delta"] == pytest.approx(1.0 - full)
+    assert 0.0 < res["low"] <= res["delta"] <= res["high"] <= 1.0
+    # A model compared with itself: the difference is exactly zero in every replicate.
+    same = paired_auroc_difference(in_a, ood_a, in_a, ood_a, n_boot=200)
+    assert same["delta"] == same["low"] == same["high"] == 0.0
+
+
+def test_paired_auroc_difference_interval_covers_zero_for_equal_models():
+    rng = np.random.default_rng(1)
+    signal_in, signal_ood = rng.normal(0.5, 1, size=400), rng.normal(size=400)
+    # Two models with the same skill and independent noise: no real difference.
+    a = (signal_in + rng.normal(size=400), signal_ood + rng.normal(size=400))
+    b = (signal_in + rng.normal(size=400), signal_ood + rng.normal(size=400))
+    res = paired_auroc_difference(*a, *b, n_boot=1000, seed=3)
+    assert res["low"] < 0.0 < res["high"]
+    assert res["high"] - res["low"] < 0.2
+    assert paired_auroc_difference(*a, *b, n_boot=1000, seed=3) == res  # reproducible under a seed
+
+
+def test_paired_auroc_difference_handles_ties_and_nonfinite_and_rejects_unpaired():
+    in_a = np.array([1.0, 1.0, np.nan, 2.0])
+    ood_a = np.array([1.0, -np.inf, 0.0])
+    res = paired_auroc_difference(in_a, ood_a, in_a, ood_a, n_boot=50)
+    assert res["auroc_a"] == pytest.approx(detection_metrics(in_a, ood_a)["auroc"])
+    with pytest.raises(ValueError, match="same samples"):
+        paired_auroc_difference(in_a, ood_a, in_a[:3], ood_a, n_boot=10)
+    with pytest.raises(ValueError, match="level"):
+        paired_auroc_difference(in_a, ood_a, in_a, ood_a, level=1.5)

@@ -35,8 +35,18 @@ def test_image_experiments_write_results(out, name):
 def test_variant_comparison_reports_both_models(out):
     result = reproduce("cycle-mask", out, device="cpu", quiet=True, overrides=TINY)
     nums = result["numbers"]
-    assert set(nums) == {"baseline", "cycle-mask"}
+    assert set(nums) == {"baseline", "cycle-mask", "auroc_gain_95ci"}
     assert nums["baseline"]["test_bits_per_dim"] != nums["cycle-mask"]["test_bits_per_dim"]
+    # The gain and its interval come from the two runs' per-sample scores and agree with their reports.
+    for name, gain in nums["auroc_gain_95ci"].items():
+        assert gain["auroc_a"] == pytest.approx(nums["baseline"]["auroc"][name], abs=1e-9)
+        assert gain["auroc_b"] == pytest.approx(nums["cycle-mask"]["auroc"][name], abs=1e-9)
+        assert gain["low"] <= gain["delta"] <= gain["high"]
+    first = next(iter(nums["auroc_gain_95ci"]))
+    assert result["holds"] == (
+        nums["auroc_gain_95ci"][first]["low"] > 0
+        and nums["cycle-mask"]["test_bits_per_dim"] > nums["baseline"]["test_bits_per_dim"]
+    )
 
 
 def test_negative_training_scores_held_out_half(out):
