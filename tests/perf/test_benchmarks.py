@@ -113,3 +113,36 @@ def test_gpu_check_time_to_result_and_exactness(tiny_preset, tmp_path):
     assert ex["source"] == "time-to-result model" and ex["batch"] == 16
     assert ex["bf16_channels_last_eager"]["finite"] and ex["bf16_channels_last_eager"]["max_abs_diff"] < 0.05
     assert ex["fp16_channels_last_eager"]["max_abs_diff"] < 0.05
+
+
+@pytest.mark.parametrize("script", ["gpu_check.sh", "stage_gpu_data.sh"])
+def test_shell_scripts_parse(script):
+    import subprocess
+
+    done = subprocess.run(["bash", "-n", str(BENCHMARKS / script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_stage_gpu_data_copies_the_four_idx_archives(tmp_path):
+    import shutil
+    import subprocess
+
+    src = tmp_path / "src"
+    src.mkdir()
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    for name in names:
+        (src / f"{name}.gz").write_bytes(b"x")
+    repo = tmp_path / "repo"
+    shutil.copytree(BENCHMARKS, repo / "benchmarks")
+    done = subprocess.run(
+        ["bash", str(repo / "benchmarks" / "stage_gpu_data.sh"), str(src)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (repo / ".gpu-data" / "FashionMNIST" / "raw").iterdir()) == sorted(
+        f"{n}.gz" for n in names
+    )
+    (src / f"{names[0]}.gz").unlink()
+    done = subprocess.run(
+        ["bash", str(repo / "benchmarks" / "stage_gpu_data.sh"), str(src)], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "missing" in done.stderr
