@@ -166,22 +166,47 @@ def _elementwise(x: Tensor, transform: str, log_offset: float) -> Tensor:
     return x
 
 
+#: Largest share of the GPU's free memory a dataset may take to be held on the GPU.
+MAX_DEVICE_FRACTION = 0.5
+
+
+def fits_on_device(nbytes: int, device: torch.device, max_fraction: float = MAX_DEVICE_FRACTION) -> bool:
+    """Whether ``nbytes`` of data should live on ``device``: always on the CPU; on CUDA when it takes at most
+    ``max_fraction`` of the free memory (the rest is for the model, activations and the optimiser)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= max_fraction * free
+
+
 class TensorBatches:
     """Mini-batches of a dataset stored as a single tensor.
 
-    Images stay uint8 on the device and are converted to floats in ``[0, 1]`` per batch; vectors are
-    float32 (already standardised).
+    Images stay uint8 and are converted to floats in ``[0, 1]`` per batch; vectors are float32 (already
+    standardised). The tensor is held on ``device`` when it fits (:func:`fits_on_device`), so batches
+    are gathered without host→device copies; a dataset too large for the GPU stays in pinned host memory
+    and each gathered batch is copied asynchronously.
     """
 
     def __init__(self, data: Tensor, kind: str, device: torch.device) -> None:
         self.kind = kind
-        self.data = data.to(device)
         self.device = device
+        self.on_device = fits_on_device(data.numel() * data.element_size(), device)
+        if self.on_device:
+            self.data = data.to(device)
+        else:
+            self.data = data.cpu()
+            if torch.cuda.is_available():
+                self.data = self.data.pin_memory()
 
     def __len__(self) -> int:
         return self.data.shape[0]
 
     def _convert(self, batch: Tensor) -> Tensor:
+        if not self.on_device:
+            if batch.device.type == "cpu" and torch.cuda.is_available():
+                batch = batch.pin_memory()
+            batch = batch.to(self.device, non_blocking=True)
         return batch.float() / 255.0 if self.kind == "image" else batch.float()
 
     def num_batches(self, batch_size: int, drop_last: bool = True) -> int:
@@ -199,7 +224,7 @@ class TensorBatches:
         rank, world = shard
         local = batch_size // world
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(self), generator=gen).to(self.device)
+        order = torch.randperm(len(self), generator=gen).to(self.data.device)
         for b in range(skip, self.num_batches(batch_size)):
             start = b * batch_size + rank * local
             yield self._convert(self.data[order[start : start + local]])
@@ -210,7 +235,7 @@ class TensorBatches:
         rank, world = shard
         local = batch_size // world
         idx = torch.randint(len(self), (batch_size,), generator=generator)[rank * local : (rank + 1) * local]
-        return self._convert(self.data[idx.to(self.device)])
+        return self._convert(self.data[idx.to(self.data.device)])
 
     def sequential(self, batch_size: int) -> Iterator[Tensor]:
         for start in range(0, len(self), batch_size):
