@@ -151,6 +151,7 @@ def time_to_result(args: argparse.Namespace, shims: list[str]) -> tuple[dict[str
         "dataset": args.dataset,
         "ood": args.ood,
         "train_images": len(tr.train_data),
+        "train_data_on_device": tr.train_data.on_device,
         "batch_size": args.batch_size,
         "lr": tr.scheduler.base_lrs[0],
         "settings": tr.fast.describe(),
