@@ -341,7 +341,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             # Modes are interleaved and repeated so that load changes on a shared machine hit all of them.
             for _ in range(args.repeat):
                 for mode in modes:
-                    runs[mode].append(_measure_mode(name, mode, preset, shape, data, batch, device, args))
+                    result = _measure_mode(name, mode, preset, shape, data, batch, device, args)
+                    runs[mode].append(result)
+                    # Each measurement as soon as it exists: a run killed at its time limit keeps what it had.
+                    print(
+                        "# measured " + json.dumps({"preset": name, "mode": mode, "batch": batch, **result}), flush=True
+                    )
                     torch._dynamo.reset()
             baseline = _aggregate(runs.get("eager-fp32", []))
             for mode in modes:

@@ -59,8 +59,12 @@ def test_throughput_rows_for_every_mode(tiny_preset, monkeypatch, tmp_path, caps
         ]
     )
     rows = bench.run(args)
-    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = capsys.readouterr().out.splitlines()
+    printed = [json.loads(line) for line in lines if line.startswith("{")]
     assert printed == json.loads(out.read_text()) == rows
+    # Every single measurement is printed as it finishes (4 modes × 2 repeats), before the rows.
+    partial = [json.loads(line.removeprefix("# measured ")) for line in lines if line.startswith("# measured ")]
+    assert len(partial) == 8 and all(p["train_img_s"] > 0 for p in partial)
     assert [r["mode"] for r in rows] == ["eager-fp32", "fast", "bf16", "naive"]
     for row in rows:
         assert "error" not in row, row
