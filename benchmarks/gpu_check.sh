@@ -72,7 +72,7 @@ cat "$OUT/env.json" "$WORK/env.err"
 echo "== throughput, eager (batch $SMALL, $LARGE)"
 timeout 80 "$PY" "${BENCH[@]}" --batch-sizes "$SMALL" "$LARGE" --modes eager-fp32 fast-nocompile \
     --out "$WORK/throughput_eager.json" > "$OUT/throughput_eager.log" 2>&1
-echo "exit $?"; grep '^{' "$OUT/throughput_eager.log" | cut -c1-400
+echo "exit $?"; grep -E '^(\{|# measured)' "$OUT/throughput_eager.log" | cut -c1-300
 
 echo "== time to result + exactness (${SECONDS_TTR}s training on $DATASET)"
 timeout 210 "$PY" benchmarks/gpu_check.py all --out "$OUT/gpu_check.json" --seconds "$SECONDS_TTR" \
@@ -84,7 +84,7 @@ echo "exit $?"; tail -c 3000 "$OUT/gpu_check.log"
 echo "== throughput, compiled (batch $LARGE)"
 timeout 180 "$PY" "${BENCH[@]}" --batch-sizes "$LARGE" --modes eager-fp32 fast \
     --out "$WORK/throughput_compile.json" > "$OUT/throughput_compile.log" 2>&1
-echo "exit $?"; grep '^{' "$OUT/throughput_compile.log" | cut -c1-400
+echo "exit $?"; grep -E '^(\{|# measured)' "$OUT/throughput_compile.log" | cut -c1-300
 
 cp "$WORK/ttr_run/metrics.csv" "$OUT/ttr_metrics.csv" 2>/dev/null
 ls -la "$OUT"
