@@ -273,6 +273,8 @@ def _fast_for(mode: str, device: torch.device, optimizer: str) -> FastPath:
         return resolve_fast_path(device, optimizer=optimizer, compile=False)
     if mode == "fast-compile":
         return resolve_fast_path(device, optimizer=optimizer, compile=True)
+    if mode == "fast-cudagraphs":  # compiled with CUDA graphs: no per-kernel launch cost (CUDA only)
+        return resolve_fast_path(device, optimizer=optimizer, compile=True, compile_mode="reduce-overhead")
     if mode == "bf16":
         return resolve_fast_path(device, precision="bf16", optimizer=optimizer, compile=False)
     raise ValueError(f"unknown mode {mode!r}")
@@ -375,7 +377,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--small", action="store_true", help="CPU-sized presets and few steps (make bench)")
     p.add_argument("--presets", nargs="*", help="preset names (default: the paper presets, or small ones)")
-    p.add_argument("--modes", nargs="*", help="eager-fp32, fast, fast-nocompile, fast-compile, bf16, naive")
+    p.add_argument(
+        "--modes", nargs="*", help="eager-fp32, fast, fast-nocompile, fast-compile, fast-cudagraphs, bf16, naive"
+    )
     p.add_argument("--batch-sizes", type=int, nargs="*", help="training batch sizes")
     p.add_argument("--score-batch", type=int, help="scoring batch size")
     p.add_argument("--warmup", type=int, help="untimed steps per mode (compilation happens here)")

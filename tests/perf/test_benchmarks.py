@@ -150,3 +150,17 @@ def test_stage_gpu_data_copies_the_four_idx_archives(tmp_path):
         ["bash", str(repo / "benchmarks" / "stage_gpu_data.sh"), str(src)], capture_output=True, text=True
     )
     assert done.returncode == 1 and "missing" in done.stderr
+
+
+def test_throughput_modes_resolve_to_their_settings():
+    import torch
+
+    bench = _load("throughput")
+    cuda = torch.device("cuda")  # resolution only; nothing runs on a GPU
+    assert bench._fast_for("eager-fp32", cuda, "adam").is_exact
+    fast = bench._fast_for("fast", cuda, "adam")
+    assert fast.compile and fast.channels_last and fast.cudnn_benchmark and fast.compile_mode == "default"
+    assert not bench._fast_for("fast-nocompile", cuda, "adam").compile
+    graphs = bench._fast_for("fast-cudagraphs", cuda, "adam")
+    assert graphs.compile and graphs.compile_mode == "reduce-overhead"
+    assert bench._modes(cuda, None) == ["eager-fp32", "fast-nocompile", "fast"]
