@@ -66,8 +66,8 @@ def plot_bpd_histograms(
             colour = dataset_color(name)
             if fin.size:
                 clipped = np.clip(fin, edges[0], edges[-1])
-                ax.hist(clipped, bins=edges, density=True, color=colour, alpha=0.35, label=label)
-                ax.hist(clipped, bins=edges, density=True, color=colour, histtype="step", linewidth=1.6)
+                ax.hist(clipped, bins=edges.tolist(), density=True, color=colour, alpha=0.35, label=label)
+                ax.hist(clipped, bins=edges.tolist(), density=True, color=colour, histtype="step", linewidth=1.6)
             else:
                 # Keep the dataset in the legend even when every score is non-finite.
                 ax.plot([], [], color=colour, linewidth=6, alpha=0.35, label=label)

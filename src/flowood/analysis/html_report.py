@@ -165,7 +165,7 @@ def training_curves_png(metrics: list[dict[str, Any]]) -> bytes | None:
     epochs = [r.get("epoch") for r in rows]
     use_epoch = all(_finite(e) for e in epochs) and len(set(epochs)) == len(epochs)
     xkey, xlabel = ("epoch", "epoch") if use_epoch else ("step", "training step")
-    series = {}
+    series: dict[str, np.ndarray] = {}
     for key in ("train_bpd", "test_bpd"):
         pts = [(r[xkey], r[key]) for r in rows if _finite(r.get(xkey)) and _finite(r.get(key))]
         if pts:
@@ -177,11 +177,11 @@ def training_curves_png(metrics: list[dict[str, Any]]) -> bytes | None:
         fig = new_figure(9.0, 3.6)
         ax = fig.add_subplot(1, 2 if lr.size else 1, 1)
         colours = {"train_bpd": "#0072B2", "test_bpd": "#D55E00"}
-        for key, pts in series.items():
+        for key, curve in series.items():
             ax.plot(
-                pts[:, 0],
-                pts[:, 1],
-                marker="o" if len(pts) < 40 else None,
+                curve[:, 0],
+                curve[:, 1],
+                marker="o" if len(curve) < 40 else None,
                 markersize=3,
                 color=colours[key],
                 label=key.replace("_bpd", ""),

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import matplotlib
 
@@ -83,7 +84,7 @@ def dataset_color(name: str) -> str:
     return _FALLBACK[digest[0] % len(_FALLBACK)]
 
 
-RC_PARAMS: dict[str, object] = {
+RC_PARAMS: dict[str, Any] = {
     "font.size": 11,
     "axes.titlesize": 12,
     "axes.labelsize": 11,
@@ -104,7 +105,7 @@ RC_PARAMS: dict[str, object] = {
 @contextmanager
 def figure_style() -> Iterator[None]:
     """Context in which flowood's rcParams apply (the user's global matplotlib settings stay untouched)."""
-    with plt.rc_context(RC_PARAMS):
+    with plt.rc_context(cast(Any, RC_PARAMS)):  # matplotlib's stubs type keys as a Literal of every rcParam
         yield
 
 

@@ -71,13 +71,13 @@ def usable_fonts(system_fonts: bool = True) -> tuple[tuple[Path, tuple[np.ndarra
             continue
         if any(g is None or min(g.shape) < 3 for g in glyphs):
             continue
-        keys = {(g.shape, g.tobytes()) for g in glyphs}  # type: ignore[union-attr]
+        keys = {(g.shape, g.tobytes()) for g in glyphs}
         if len(keys) < len(LETTERS):  # one 'missing glyph' box for every letter: not a Latin font
             continue
-        if any(g.shape[0] < 0.4 * _RENDER_PX for g in glyphs):  # type: ignore[union-attr]
+        if any(g.shape[0] < 0.4 * _RENDER_PX for g in glyphs):
             continue  # tiny marks (symbol fonts) rather than capital letters
         out.append((path, tuple(glyphs)))
-    return tuple(out)  # type: ignore[return-value]
+    return tuple(out)
 
 
 def _place(glyph: np.ndarray, size: int, stretch: float, dx: int, dy: int) -> np.ndarray:

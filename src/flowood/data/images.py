@@ -306,8 +306,8 @@ def _celeba_image(path: Path, crop: int, size: int) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as src:
+            im = src.convert("RGB")
             w, h = im.size
             c = min(crop, w, h)
             left, top = (w - c) // 2, (h - c) // 2

@@ -361,7 +361,7 @@ _add(
     )
 )
 
-_USER_DOC = {
+_USER_DOC: dict[str, tuple[Kind, str]] = {
     "folder": ("image", "user images in ImageFolder layout: folder:/path/<class>/<image> (or /path/<split>/<class>/)"),
     "npz": ("image", "user images in an .npz: npz:/path.npz with 'images' or 'x' (uint8 NHWC/NCHW), 'labels'/'y'"),
     "table": ("vector", "user table: table:/path.csv?label=col (header row) or table:/path.npz with 'x' and 'y'"),
@@ -601,7 +601,7 @@ def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
             name=name,
             kind=kind,
             shape=None,
-            splits=("all", "train", "val", "test"),  # type: ignore
+            splits=("all", "train", "val", "test"),
             num_classes=None,
             description=desc,
             locations=[str(path)],
@@ -620,7 +620,7 @@ def list_datasets(root: str | Path | None = None) -> list[DatasetInfo]:
             DatasetInfo(
                 name=f"{scheme}:<path>",
                 kind=kind,
-                shape=None,  # type: ignore[arg-type]
+                shape=None,
                 splits=("all", "train", "val", "test"),
                 num_classes=None,
                 description=desc,

@@ -118,7 +118,9 @@ def evaluate_run(
             run, None, limit=test_limit, classes=cfg.classes, batch_size=batch_size, seed=seed, fast=fast
         )
         bpd_by_set = {cfg.dataset: in_bpd}
-        scored_sets = [(cfg.dataset, None, test_limit, cfg.classes, seed, in_bpd)]
+        scored_sets: list[tuple[str, str | None, int | None, list[int] | None, int, np.ndarray]] = [
+            (cfg.dataset, None, test_limit, cfg.classes, seed, in_bpd)
+        ]
         report: dict[str, Any] = {
             "run_dir": str(Path(run_dir).resolve()),
             "model": run.config.get("model", {}),
@@ -165,7 +167,8 @@ def evaluate_run(
     if write:
         out = Path(run_dir)
         (out / "report.json").write_text(json.dumps(report, indent=2))
-        np.savez(out / "scores.npz", **{k: v for k, v in bpd_by_set.items()})
+        arrays: dict[str, Any] = dict(bpd_by_set)
+        np.savez(out / "scores.npz", **arrays)
         from flowood.analysis.histograms import plot_bpd_histograms
 
         plot_bpd_histograms(bpd_by_set, out / "histogram.png", title=f"{run.flow.name} trained on {cfg.dataset}")

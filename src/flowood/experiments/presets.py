@@ -293,7 +293,7 @@ def preset_parameter_count(name: str) -> int:
         ((pca_dim,) if pca_dim else None)
         or preset.get("input_shape")
         or IMAGE_SHAPES.get(dataset)
-        or tuple(dataset_info(dataset).shape)
+        or tuple(dataset_info(dataset).shape or ())
     )
     with torch.device("meta"):
         flow = build_flow(arch, shape, **model)

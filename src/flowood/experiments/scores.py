@@ -450,9 +450,9 @@ def add_scores(
                 )
                 vec = torch.from_numpy(np.ascontiguousarray(feats)).float()
                 transform = emb.standardizer
-                batches = TensorBatches(vec, "vector", next(emb.flow.parameters()).device).sequential(batch_size)
+                vectors = TensorBatches(vec, "vector", next(emb.flow.parameters()).device).sequential(batch_size)
                 with torch.inference_mode():
-                    bpd = score_bits_per_dim(emb.flow, batches, transform=transform)
+                    bpd = score_bits_per_dim(emb.flow, vectors, transform=transform)
                 values[s.key] = _nats(bpd, emb.flow.num_dims)
             per_sample[name] = values
             info[name] = {
@@ -475,7 +475,7 @@ def add_scores(
         info[name]["seconds"] = round(timings[name], 2)
     report["scores"] = {name: {**SCORES[name].describe(), **info[name]} for name in scores}
     report["score_settings"] = asdict(settings)
-    flat = {f"{name}/{key}": v for name, by in per_sample.items() for key, v in by.items()}
+    flat: dict[str, Any] = {f"{name}/{key}": v for name, by in per_sample.items() for key, v in by.items()}
     if write:
         np.savez(run.dir / "ood_scores.npz", **flat)
     return flat

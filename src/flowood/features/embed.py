@@ -58,7 +58,7 @@ def _load_split(
         from flowood.data import load_dataset
     except ImportError as err:  # pragma: no cover - flowood.data ships with the package
         raise FlowoodError(f"flowood.data is not available: {err}") from err
-    return load_dataset(name, split, root=root, limit=limit, seed=seed, classes=classes)
+    return load_dataset(name, split, root=None if root is None else Path(root), limit=limit, seed=seed, classes=classes)
 
 
 @dataclass
@@ -229,7 +229,7 @@ def _version() -> str:
     return __version__
 
 
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

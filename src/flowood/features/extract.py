@@ -89,7 +89,7 @@ def content_key(images: np.ndarray | torch.Tensor, extractor_id: str) -> str:
     arr = np.ascontiguousarray(arr)
     digest = hashlib.sha256()
     digest.update(f"{arr.dtype.str}|{arr.shape}|{extractor_id}|".encode())
-    digest.update(memoryview(arr).cast("B"))
+    digest.update(arr.reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 

@@ -46,6 +46,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import torch
@@ -199,6 +200,9 @@ class FeatureExtractor(nn.Module):
         weights_id: identity of the loaded weights (part of the feature cache key).
     """
 
+    _mean: Tensor
+    _std: Tensor
+
     def __init__(
         self,
         spec: ExtractorSpec,
@@ -274,7 +278,8 @@ class _LiteFeatures(nn.Module):
         self.model = model
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model.extract_features(x).mean((2, 3))
+        features: Tensor = self.model.extract_features(x)  # type: ignore[operator]  # third-party module
+        return features.mean((2, 3))
 
 
 class RandomCNN(nn.Module):
@@ -300,6 +305,7 @@ class RandomCNN(nn.Module):
                 if isinstance(module, nn.Conv2d):
                     fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
                     module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                    assert module.bias is not None
                     module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.01)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -493,7 +499,7 @@ def _strip_head(name: str, model: nn.Module) -> nn.Module:
         # dropped entirely so the output is the pooled 576/960-d vector.
         model.classifier = nn.Identity()
     elif isinstance(getattr(model, "classifier", None), nn.Sequential):  # efficientnet, mobilenet_v2, convnext
-        head = model.classifier
+        head = cast(nn.Sequential, model.classifier)
         last = len(head) - 1
         if not isinstance(head[last], nn.Linear):
             raise FlowoodError(f"cannot find the classification layer of {name}")

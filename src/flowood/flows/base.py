@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -79,7 +80,7 @@ class FlowSequential(InvertibleModule):
 
     def inverse(self, y: Tensor) -> Tensor:
         for layer in reversed(self.layers):
-            y = layer.inverse(y)
+            y = cast(InvertibleModule, layer).inverse(y)
         return y
 
     def __iter__(self) -> Iterator[nn.Module]:

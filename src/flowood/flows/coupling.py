@@ -57,6 +57,9 @@ class AffineCoupling(InvertibleModule):
         quadrant: conditioning quadrant for the quadrant mask.
     """
 
+    cond: Tensor
+    change: Tensor
+
     def __init__(
         self,
         mask: str,

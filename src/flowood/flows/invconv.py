@@ -48,6 +48,11 @@ class InvConv1x1LU(InvertibleModule):
     ``log|det W| = Σ log_s`` costs O(C) instead of a determinant.
     """
 
+    perm: Tensor
+    sign_s: Tensor
+    lower_mask: Tensor
+    eye: Tensor
+
     def __init__(self, num_channels: int) -> None:
         super().__init__()
         w = _random_rotation(num_channels)

@@ -24,7 +24,7 @@ def _image_shape(input_shape: Sequence[int], name: str) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"{name} needs input_shape=(C, H, W), got {tuple(input_shape)}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _check_st_net(st_net: str, bottleneck_dim: int | None) -> None:
@@ -198,7 +198,7 @@ def build_cycle_mask(
     (k+1) mod 4 from quadrant k mod 4, which prevents consecutive layers from co-adapting."""
     shape = _image_shape(input_shape, "realnvp-cycle-mask")
     _check_st_net(st_net, bottleneck_dim)
-    st = dict(
+    st: dict[str, Any] = dict(
         st_net=st_net,
         mid_channels=mid_channels,
         num_blocks=num_blocks,

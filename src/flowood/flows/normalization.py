@@ -22,6 +22,8 @@ class ActNorm(InvertibleModule):
         scale: target standard deviation after initialisation.
     """
 
+    initialized: Tensor
+
     def __init__(self, num_channels: int, scale: float = 1.0, eps: float = 1e-6) -> None:
         super().__init__()
         self.num_channels = num_channels

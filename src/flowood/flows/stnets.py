@@ -38,6 +38,11 @@ def wn_conv2d(in_ch: int, out_ch: int, kernel_size: int, bias: bool = True, zero
     return conv
 
 
+def _zero(param: Tensor | None) -> None:
+    if param is not None:
+        nn.init.zeros_(param)
+
+
 class _ResidualBlock(nn.Module):
     def __init__(self, channels: int, use_batch_norm: bool) -> None:
         super().__init__()
@@ -142,7 +147,7 @@ class _HighwayLayer(nn.Module):
         self.conv_t = nn.Conv2d(channels, channels, 3, padding=1)
         for conv in (self.conv_h, self.conv_t):
             nn.init.normal_(conv.weight, std=0.05)
-            nn.init.zeros_(conv.bias)
+            _zero(conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         gate = torch.sigmoid(self.conv_t(x))
@@ -159,12 +164,12 @@ class HighwayST(nn.Module):
         super().__init__()
         self.in_conv = nn.Conv2d(in_channels, mid_channels, 3, padding=1)
         nn.init.normal_(self.in_conv.weight, std=0.05)
-        nn.init.zeros_(self.in_conv.bias)
+        _zero(self.in_conv.bias)
         self.layers = nn.Sequential(*(_HighwayLayer(mid_channels) for _ in range(num_blocks)))
         self.out_conv = nn.Conv2d(mid_channels, out_channels, 1)
         if init_zeros:
             nn.init.zeros_(self.out_conv.weight)
-            nn.init.zeros_(self.out_conv.bias)
+            _zero(self.out_conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out_conv(self.layers(self.in_conv(x)))

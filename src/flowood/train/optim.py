@@ -19,7 +19,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
     Returns optimizer param groups: gains with ``weight_decay``, everything else with 0.
     """
-    gains, others = [], []
+    gains: list[nn.Parameter] = []
+    others: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -36,6 +37,11 @@ def base_lr(cfg: TrainConfig) -> float:
     return scaled_lr(cfg.lr, cfg.batch_size, cfg.reference_batch_size, cfg.lr_scaling)
 
 
+def _betas(cfg: TrainConfig) -> tuple[float, float]:
+    beta1, beta2 = cfg.betas  # validated as two numbers by the config
+    return float(beta1), float(beta2)
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
     """Adam, AdamW or RMSprop over :func:`parameter_groups` at learning rate :func:`base_lr`.
 
@@ -46,9 +52,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, *, fused: bool = False) 
     lr = base_lr(cfg)
     extra = {"fused": True} if fused and cfg.optimizer in ("adam", "adamw") else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas), **extra)
+        return torch.optim.Adam(groups, lr=lr, betas=_betas(cfg), **extra)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), **extra)
+        return torch.optim.AdamW(groups, lr=lr, betas=_betas(cfg), **extra)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
