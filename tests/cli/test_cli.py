@@ -36,6 +36,11 @@ def test_train_evaluate_resume_end_to_end(tmp_path, capsys):
         assert set(entry["metrics"]["log_likelihood"]) >= {"auroc", "aupr_in", "aupr_out", "fpr95"}
         assert entry["bits_per_dim"]["n"] == 64
     assert (run / "histogram.png").stat().st_size > 1000
+    scoring = report["scoring"]
+    n_in = report["in_distribution"]["bits_per_dim"]["n"]
+    assert scoring["images"] == n_in + 2 * 64 and scoring["seconds"] > 0
+    assert scoring["images_per_second"] == pytest.approx(scoring["images"] / scoring["seconds"], rel=0.05)
+    assert f"scored {scoring['images']} samples" in out
     assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
     assert "done: 2 epochs" in capsys.readouterr().out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,7 @@ def evaluate_run(
     if not ood:
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
     test_limit = limit if limit is not None else cfg.test_limit
+    start = time.perf_counter()
     with torch.inference_mode(), fast.backends():
         in_bpd = score_dataset(
             run, None, limit=test_limit, classes=cfg.classes, batch_size=batch_size, seed=seed, fast=fast
@@ -147,6 +149,12 @@ def evaluate_run(
                 "bits_per_dim": summarize_scores(ood_bpd),
                 "metrics": {"log_likelihood": detection_metrics(-in_bpd, -ood_bpd)},
             }
+    seconds = time.perf_counter() - start
+    images = sum(len(bpd) for bpd in bpd_by_set.values())
+    # Wall time of the likelihood scoring, data loading included (auxiliary scores are timed separately).
+    report["scoring"].update(
+        {"seconds": round(seconds, 3), "images": images, "images_per_second": round(images / max(seconds, 1e-9), 1)}
+    )
     if scores and set(scores) != {"log_likelihood"}:
         from flowood.experiments.scores import ScoredSet, add_scores
 
@@ -193,4 +201,10 @@ def format_report(report: dict[str, Any]) -> str:
     nonfinite = ind["bits_per_dim"]["nonfinite"] + sum(e["bits_per_dim"]["nonfinite"] for e in report["ood"].values())
     if nonfinite:
         lines.append(f"warning: {nonfinite} non-finite scores (ranked as least in-distribution)")
+    scoring = report.get("scoring", {})
+    if "images_per_second" in scoring:
+        lines.append(
+            f"scored {scoring['images']} samples in {scoring['seconds']:.1f} s ({scoring['images_per_second']:,.0f}/s, "
+            f"{scoring.get('precision', 'fp32')}, batch {scoring.get('batch_size')}; data loading included)"
+        )
     return "\n".join(lines)
