@@ -130,6 +130,19 @@ def _time_loop(step: Callable[[], None], warmup: int, steps: int, device: torch.
     return (time.perf_counter() - start) / steps
 
 
+def _batch_cycler(data: Tensor) -> Callable[[int], Tensor]:
+    """``next_batch(size)``: consecutive slices of the uint8 images ``data``, as floats in [0, 1], wrapping around."""
+    n = data.shape[0]
+    state = {"i": 0}
+
+    def next_batch(size: int) -> Tensor:
+        i = state["i"]
+        state["i"] = (i + size) % (n - size)
+        return data[i : i + size].float() / 255.0
+
+    return next_batch
+
+
 def measure_flow(
     flow: NormalizingFlow,
     fast: FastPath,
@@ -139,36 +152,17 @@ def measure_flow(
     score_batch: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Train and score throughput of one flow under one fast-path setting."""
-    with fast.backends():
-        return _measure_flow(flow, fast, train, data, batch, score_batch, args)
-
-
-def _measure_flow(
-    flow: NormalizingFlow,
-    fast: FastPath,
-    train: dict[str, Any],
-    data: Tensor,
-    batch: int,
-    score_batch: int,
-    args: argparse.Namespace,
-) -> dict[str, Any]:
+    """Train and score throughput of one flow under one fast-path setting (call inside ``fast.backends()``)."""
     device = fast.device
     fast.prepare_model(flow)
     params = [p for p in flow.parameters() if p.requires_grad]
     opt = _optimizer(params, train, fast.fused_optimizer)
     clip = float(train.get("grad_clip") or math.inf)
     scale = flow.num_dims * LN2
-    n = data.shape[0]
-    state = {"i": 0}
-
-    def next_batch(size: int) -> Tensor:
-        i = state["i"]
-        state["i"] = (i + size) % (n - size)
-        return fast.prepare_input(data[i : i + size].float() / 255.0)
+    next_batch = _batch_cycler(data)
 
     def train_step() -> None:
-        x = next_batch(batch)
+        x = fast.prepare_input(next_batch(batch))
         with fast.autocast():
             loss = (-flow.log_likelihood_8bit(x) / scale).mean()
         opt.zero_grad(set_to_none=True)
@@ -211,13 +205,7 @@ def measure_naive(
     model.to(device)
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=float(preset["train"]["lr"]))
-    n = data.shape[0]
-    state = {"i": 0}
-
-    def next_batch(size: int) -> Tensor:
-        i = state["i"]
-        state["i"] = (i + size) % (n - size)
-        return data[i : i + size].float() / 255.0
+    next_batch = _batch_cycler(data)
 
     def train_step() -> None:
         loss = model(next_batch(batch)).mean()
@@ -297,7 +285,8 @@ def _measure_mode(
         flow, _, train = preset_flow(name, device)
         params = sum(p.numel() for p in flow.parameters())
         fast = _fast_for(mode, device, train.get("optimizer", "adam"))
-        return {"parameters": params, **measure_flow(flow, fast, train, data, batch, args.score_batch, args)}
+        with fast.backends():
+            return {"parameters": params, **measure_flow(flow, fast, train, data, batch, args.score_batch, args)}
     except Exception as err:  # report and continue with the next mode
         return {"error": f"{type(err).__name__}: {err}"[:500]}
 
