@@ -220,18 +220,9 @@ def build_st_net(
     dropout: float = 0.0,
 ) -> nn.Module:
     """Build an st-network by name (see module docstring); ``mid_channels`` is the hidden width."""
-    if kind == "resnet":
-        return ResNetST(
-            in_channels,
-            mid_channels,
-            out_channels,
-            num_blocks,
-            double_after_norm=double_after_norm,
-            use_batch_norm=use_batch_norm,
-            init_zeros=init_zeros,
-        )
-    if kind == "bottleneck":
-        if bottleneck_dim is None or bottleneck_dim < 1:
+    if kind in ("resnet", "bottleneck"):
+        bottleneck = kind == "bottleneck"
+        if bottleneck and (bottleneck_dim is None or bottleneck_dim < 1):
             raise ValueError("st_net='bottleneck' needs a positive bottleneck_dim (the paper uses e.g. 50 or 100)")
         return ResNetST(
             in_channels,
@@ -241,8 +232,8 @@ def build_st_net(
             double_after_norm=double_after_norm,
             use_batch_norm=use_batch_norm,
             init_zeros=init_zeros,
-            bottleneck_dim=bottleneck_dim,
-            spatial_shape=spatial_shape,
+            bottleneck_dim=bottleneck_dim if bottleneck else None,
+            spatial_shape=spatial_shape if bottleneck else None,
         )
     if kind == "convnet":
         return ConvNetST(in_channels, mid_channels, out_channels, num_blocks, init_zeros=init_zeros)
