@@ -194,7 +194,7 @@ def exactness(args: argparse.Namespace, trained: Any | None) -> dict[str, Any]:
     """Fast-path vs exact bits/dim on a fixed batch (midpoint dequantisation)."""
     from flowood.experiments.presets import get_preset
     from flowood.flows import build_flow
-    from flowood.perf import FastPath, eager_stance
+    from flowood.perf import FastPath, eager_stance, resolve_fast_path
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if trained is not None:
@@ -220,7 +220,7 @@ def exactness(args: argparse.Namespace, trained: Any | None) -> dict[str, Any]:
     rows: dict[str, Any] = {"source": source, "batch": int(images.shape[0])}
     try:
         with torch.inference_mode():
-            with eager_stance(), FastPath(device, allow_tf32=False).backends():
+            with eager_stance(), resolve_fast_path(device, exact=True).backends():
                 exact = flow.bits_per_dim(images).double()
             variants = {
                 "bf16_channels_last_eager": FastPath(device, "bf16", channels_last=True, cudnn_benchmark=True),
