@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flowood-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-compat lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The suite on other PyTorch releases (torch 2.4.1, the declared floor, and 2.11.0); venvs in .venv-compat/.
+test-compat:
+	PYTHON=$(PYTHON) bash scripts/test_torch_versions.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
@@ -29,4 +33,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/throughput.py --device cpu --small
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat build dist src/*.egg-info .pytest_cache .ruff_cache
