@@ -166,3 +166,27 @@ def test_weight_decay_only_on_weight_norm_gains():
 def test_ema_weights_written(tmp_path, tiny_config):
     train(tiny_config(epochs=1, ema_decay=0.9), tmp_path / "run", quiet=True)
     assert (tmp_path / "run" / "model_ema.safetensors").is_file()
+
+
+def test_redirected_output_gets_plain_heartbeat_lines(tmp_path, tiny_config, capsys):
+    # Under nohup/SLURM stderr is a file: no carriage-return progress bar, but a plain line now and then.
+    trainer = Trainer(tiny_config(epochs=1, sample_every=0), tmp_path / "run")
+    assert not trainer.interactive  # pytest captures stderr
+    trainer.heartbeat_seconds = 0.0
+    trainer.run()
+    out = capsys.readouterr()
+    beats = [line for line in out.out.splitlines() if "steps/s" in line]
+    # 3 steps; the first only sets the clock.
+    assert len(beats) == 2, out.out
+    assert beats[0].startswith("epoch 1/1 step 2/3: bpd ") and "0 non-finite" in beats[0]
+    assert "\r" not in out.err
+
+
+def test_heartbeat_waits_for_its_interval_and_respects_quiet(tmp_path, tiny_config, capsys):
+    trainer = Trainer(tiny_config(epochs=1, sample_every=0), tmp_path / "run")
+    trainer.run()  # the default 60 s interval is not reached by a 3-step run
+    assert "steps/s" not in capsys.readouterr().out
+    quiet = Trainer(tiny_config(epochs=1, sample_every=0), tmp_path / "quiet", quiet=True)
+    quiet.heartbeat_seconds = 0.0
+    quiet.run()
+    assert capsys.readouterr().out == ""

@@ -159,7 +159,7 @@ def extract_features(
             :func:`~flowood.features.resolve_extractor`), a resolved config, or a built extractor.
         batch_size: images per forward pass.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` … (a built extractor is moved there).
-        progress: show a tqdm progress bar (images/s) on stderr.
+        progress: show a tqdm progress bar (images/s) on stderr when it is a terminal.
         size, weights, download: only used when ``extractor`` is a name.
         cache: True for :func:`feature_cache_dir`, a directory path, or False to always recompute.
         desc: progress-bar label.
@@ -186,7 +186,11 @@ def extract_features(
     model = model.to(dev).eval()
     out = np.empty((n, model.feature_dim), dtype=np.float32)
     bar = tqdm(
-        total=n, unit="img", desc=desc or f"embed {model.name}@{model.size}px", disable=not progress, dynamic_ncols=True
+        total=n,
+        unit="img",
+        desc=desc or f"embed {model.name}@{model.size}px",
+        disable=None if progress else True,
+        dynamic_ncols=True,
     )
     with torch.inference_mode(), bar:
         for start in range(0, n, batch_size):

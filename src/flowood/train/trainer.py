@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -217,6 +218,9 @@ class Trainer:
         self.is_main = self.dist.is_main
         self.shard = (self.dist.rank, self.dist.world_size)
         self.quiet = quiet or not self.is_main
+        self.interactive = sys.stderr.isatty()
+        self.heartbeat_seconds = 60.0
+        self._last_heartbeat: tuple[float, int] | None = None
         self.device = setup(self.dist, device or resolve_device(cfg.device))
         per_rank_batch(cfg.train.batch_size, self.dist)  # validates divisibility
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -417,6 +421,24 @@ class Trainer:
                 f"learning rate ×{self.lr_scale:g}"
             )
 
+    def _heartbeat(self, bpd: float) -> None:
+        """Without a terminal, log one plain progress line every ``heartbeat_seconds`` of training."""
+        if self.quiet or self.interactive:
+            return
+        now = time.monotonic()
+        if self._last_heartbeat is None:
+            self._last_heartbeat = (now, self.global_step)
+            return
+        since, step0 = self._last_heartbeat
+        if now - since < self.heartbeat_seconds:
+            return
+        rate = (self.global_step - step0) / (now - since)
+        self._log(
+            f"epoch {self.epoch + 1}/{self.cfg.train.epochs} step {self.step_in_epoch}/{self.steps_per_epoch}: "
+            f"bpd {bpd:.3f}, {rate:.2f} steps/s, {self.nonfinite_steps} non-finite"
+        )
+        self._last_heartbeat = (now, self.global_step)
+
     def _log(self, msg: str) -> None:
         if not self.quiet:
             from tqdm import tqdm
@@ -514,13 +536,16 @@ class Trainer:
                     batches,
                     total=self.steps_per_epoch,
                     initial=skip,
-                    disable=self.quiet,
+                    # A redirected stderr (nohup, SLURM, a pipe) gets plain heartbeat lines instead of
+                    # carriage-return redraws; see _heartbeat.
+                    disable=self.quiet or not self.interactive,
                     desc=f"epoch {self.epoch + 1}/{tcfg.epochs}",
                     leave=False,
                     dynamic_ncols=True,
                 )
                 running, seen = 0.0, 0
                 ood_running, ood_seen = 0.0, 0
+                self._last_heartbeat = None  # rates exclude the evaluation between epochs
                 self.flow.set_dequantization_rng(self.dequant_gen, self.shard if self.dist.enabled else None)
                 for batch in bar:
                     ood_batch = (
@@ -546,6 +571,7 @@ class Trainer:
                             ood_running += ood_value
                             ood_seen += 1
                     bar.set_postfix(bpd=f"{value:.3f}", nonfinite=self.nonfinite_steps)
+                    self._heartbeat(value)
                     if writer is not None and self.global_step % 10 == 0:
                         writer.add_scalar("train/bpd_step", value, self.global_step)
                     self.elapsed = time.monotonic() - start
