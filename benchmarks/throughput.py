@@ -48,6 +48,7 @@ from naive_realnvp import NaiveRealNVP
 
 from flowood.experiments.presets import IMAGE_SHAPES, get_preset
 from flowood.flows import NormalizingFlow, build_flow
+from flowood.host_allocator import host_allocator_state, tune_host_allocator
 from flowood.ood.scoring import iter_bits_per_dim
 from flowood.perf import FastPath, resolve_fast_path
 
@@ -317,6 +318,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "host_allocator": host_allocator_state(),
         "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
     }
     for name in presets:
@@ -379,6 +381,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--repeat", type=int, help="interleaved repetitions of all modes (median reported)")
     p.add_argument("--out", help="also write all rows as a JSON list to this file")
+    p.add_argument(
+        "--host-allocator",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="glibc malloc as the flowood CLI sets it (tuned) or left alone (see flowood.host_allocator)",
+    )
     args = p.parse_args(argv)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     small = args.small or not cuda
@@ -392,4 +400,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    run(parse_args())
+    cli_args = parse_args()
+    if cli_args.host_allocator == "tuned":
+        tune_host_allocator()
+    run(cli_args)

@@ -64,7 +64,9 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one clear line and exit with status 2."""
     from flowood.errors import FlowoodError
+    from flowood.host_allocator import tune_host_allocator
 
+    tune_host_allocator()  # this process is ours: reuse freed activation memory (see flowood.host_allocator)
     try:
         # Standalone mode: Typer reports usage errors itself and exits through SystemExit.
         app(args=argv, prog_name="flowood")
