@@ -266,6 +266,8 @@ def _fast_for(mode: str, device: torch.device, optimizer: str) -> FastPath:
         return resolve_fast_path(device, optimizer=optimizer, compile=True, compile_mode="reduce-overhead")
     if mode == "bf16":
         return resolve_fast_path(device, precision="bf16", optimizer=optimizer, compile=False)
+    if mode == "channels-last":  # fp32, eager: the memory layout alone
+        return resolve_fast_path(device, precision="fp32", channels_last=True, optimizer=optimizer, compile=False)
     raise ValueError(f"unknown mode {mode!r}")
 
 
@@ -369,7 +371,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small", action="store_true", help="CPU-sized presets and few steps (make bench)")
     p.add_argument("--presets", nargs="*", help="preset names (default: the paper presets, or small ones)")
     p.add_argument(
-        "--modes", nargs="*", help="eager-fp32, fast, fast-nocompile, fast-compile, fast-cudagraphs, bf16, naive"
+        "--modes",
+        nargs="*",
+        help="eager-fp32, fast, fast-nocompile, fast-compile, fast-cudagraphs, bf16, channels-last, naive",
     )
     p.add_argument("--batch-sizes", type=int, nargs="*", help="training batch sizes")
     p.add_argument("--score-batch", type=int, help="scoring batch size")

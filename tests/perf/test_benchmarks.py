@@ -164,3 +164,5 @@ def test_throughput_modes_resolve_to_their_settings():
     graphs = bench._fast_for("fast-cudagraphs", cuda, "adam")
     assert graphs.compile and graphs.compile_mode == "reduce-overhead"
     assert bench._modes(cuda, None) == ["eager-fp32", "fast-nocompile", "fast"]
+    layout = bench._fast_for("channels-last", torch.device("cpu"), "adam")
+    assert layout.channels_last and layout.precision == "fp32" and not layout.compile
