@@ -111,6 +111,26 @@ def test_report_from_parts_escapes_html(tmp_path):
         write_html_report(parts)
 
 
+def test_header_says_how_far_training_got(tmp_path):
+    # A run stopped by its time cap: 55 steps into epoch 1 of the 5 configured.
+    config = {"model": {"name": "realnvp"}, "train": {"epochs": 5}}
+    stopped = [{"epoch": 1.0, "step": 55.0, "train_bpd": 9.2, "test_bpd": 8.1, "seconds": 60.04}]
+    text = write_html_report(ReportParts(config=config, metrics=stopped), tmp_path / "a.html").read_text()
+    assert "epoch 1 of 5 · 55 steps · 60 s" in text
+    text = write_html_report(ReportParts(config=config), tmp_path / "b.html").read_text()
+    assert "5 epochs configured, none logged yet" in text
+
+
+def test_training_totals_are_the_last_running_totals(tmp_path):
+    # metrics.csv's nonfinite_steps and seconds are cumulative: 3 non-finite steps in epoch 1, none after.
+    metrics = [
+        {"epoch": 1.0, "step": 10.0, "train_bpd": 9.7, "test_bpd": 9.7, "nonfinite_steps": 3.0, "seconds": 12.57},
+        {"epoch": 2.0, "step": 20.0, "train_bpd": 9.6, "test_bpd": 9.5, "nonfinite_steps": 3.0, "seconds": 34.11},
+    ]
+    text = write_html_report(ReportParts(config={"train": {}}, metrics=metrics), tmp_path / "r.html").read_text()
+    assert "nonfinite steps: 3 total; seconds: 34.1 total" in text and "(2 rows;" in text
+
+
 def test_many_sample_grids_are_subsampled(fake_run):
     for e in range(2, 31):
         write_png(fake_run.dir / "samples" / f"epoch_{e:03d}.png", e)

@@ -382,7 +382,7 @@ def _figure_note(caption: str) -> str:
     return ""
 
 
-def _summary(config: dict[str, Any] | None) -> str:
+def _summary(config: dict[str, Any] | None, metrics: list[dict[str, Any]]) -> str:
     if not config:
         return ""
     model = config.get("model") or {}
@@ -396,8 +396,17 @@ def _summary(config: dict[str, Any] | None) -> str:
     if isinstance(data, dict) and data.get("ood"):
         ood = data["ood"] if isinstance(data["ood"], list) else [data["ood"]]
         bits.append("OOD: " + ", ".join(_swatch(str(o)) for o in ood))
-    if isinstance(train, dict) and train.get("epochs") is not None:
-        bits.append(f"{html.escape(str(train['epochs']))} epochs")
+    planned = train.get("epochs") if isinstance(train, dict) else None
+    last = metrics[-1] if metrics else {}
+    if _finite(last.get("epoch")) and _finite(last.get("step")):
+        # What was trained, not only what was configured: time caps and max_steps stop runs early.
+        of = f" of {html.escape(str(planned))}" if planned is not None else ""
+        text = f"epoch {int(last['epoch'])}{of} · {int(last['step'])} steps"
+        if _finite(last.get("seconds")):
+            text += f" · {float(last['seconds']):.0f} s"
+        bits.append(text)
+    elif planned is not None:
+        bits.append(f"{html.escape(str(planned))} epochs configured, none logged yet")
     return '<p class="meta">' + " · ".join(bits) + "</p>" if bits else ""
 
 
@@ -410,7 +419,7 @@ def render_html(parts: ReportParts) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(parts.title)}</title>",
         f'<style>{_CSS}</style></head><body><div class="container">',
-        f"<header><h1>{html.escape(parts.title)}</h1>{_summary(parts.config)}"
+        f"<header><h1>{html.escape(parts.title)}</h1>{_summary(parts.config, parts.metrics)}"
         f'<p class="meta">generated {when} by flowood</p></header>',
     ]
     toc = [("evaluation", "Evaluation"), ("training", "Training"), ("config", "Config")]
@@ -431,12 +440,16 @@ def render_html(parts: ReportParts) -> str:
         last = parts.metrics[-1]
         extra = []
         for key in ("nonfinite_steps", "seconds"):
-            total = sum(r[key] for r in parts.metrics if _finite(r.get(key)))
-            if any(_finite(r.get(key)) for r in parts.metrics):
-                extra.append(f"{key.replace('_', ' ')}: {_fmt(total, 1) if key == 'seconds' else int(total)} total")
+            # Both columns are running totals (the trainer writes them cumulatively): the last value is the total.
+            logged = [r[key] for r in parts.metrics if _finite(r.get(key))]
+            if logged:
+                extra.append(
+                    f"{key.replace('_', ' ')}: {_fmt(logged[-1], 1) if key == 'seconds' else int(logged[-1])} total"
+                )
+        rows = f"{len(parts.metrics)} row{'s' if len(parts.metrics) != 1 else ''}"
         out.append(
             f'<figure><img alt="training curves" src="{_data_uri(png)}"><figcaption>Train and test bits/dim '
-            f"from metrics.csv ({len(parts.metrics)} rows; last: train {_fmt(last.get('train_bpd'))}, test "
+            f"from metrics.csv ({rows}; last: train {_fmt(last.get('train_bpd'))}, test "
             f"{_fmt(last.get('test_bpd'))} bits/dim; {'; '.join(extra)}).</figcaption></figure>"
         )
     else:
