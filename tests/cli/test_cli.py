@@ -43,6 +43,10 @@ def test_train_evaluate_resume_end_to_end(tmp_path, capsys):
     assert f"scored {scoring['images']} samples" in out
     assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
     assert "done: 2 epochs" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run), "--set", "train.batch_size=8"]) == 2
+    assert "a resumed run can only change train.epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=3", "--quiet"]) == 0
+    assert "done: 3 epochs" in capsys.readouterr().out
 
 
 def test_config_file_and_overrides(tmp_path, capsys):

@@ -65,13 +65,33 @@ def test_resume_is_exact(tmp_path, tiny_config):
 def test_resume_mid_epoch_is_exact(tmp_path, tiny_config):
     train(tiny_config(epochs=2), tmp_path / "full", quiet=True)
     train(tiny_config(epochs=2, max_steps=4), tmp_path / "split", quiet=True)  # stops inside epoch 2
-    raw_cfg = (tmp_path / "split" / "config.yaml").read_text().replace("max_steps: 4", "max_steps: null")
-    (tmp_path / "split" / "config.yaml").write_text(raw_cfg)
-    resume(tmp_path / "split", quiet=True)
+    resume(tmp_path / "split", quiet=True, overrides=["train.max_steps=null"])
+    assert "max_steps: null" in (tmp_path / "split" / "config.yaml").read_text()  # a later resume keeps it
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(tmp_path / "split" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["epoch"] for r in _rows(tmp_path / "split")] == ["1", "2"]
+
+
+def test_resume_says_which_limit_stopped_the_run(tmp_path, tiny_config):
+    train(tiny_config(epochs=2, max_steps=4), tmp_path / "steps", quiet=True)
+    with pytest.raises(ConfigError, match=r"max_steps=4; continue it with --set train.max_steps=N"):
+        resume(tmp_path / "steps", quiet=True)
+    with pytest.raises(ConfigError, match=r"can only change train\.epochs"):
+        resume(tmp_path / "steps", quiet=True, overrides=["train.lr=0.1"])
+    assert resume(tmp_path / "steps", quiet=True, overrides=["train.max_steps=5"]).steps == 5
+    train(tiny_config(epochs=1), tmp_path / "done", quiet=True)
+    with pytest.raises(ConfigError, match=r"finished its 1 epochs; continue it with --epochs N"):
+        resume(tmp_path / "done", quiet=True)
+
+
+def test_resume_of_a_time_capped_run_needs_a_larger_cap(tmp_path, tiny_config):
+    # max_minutes counts the whole run's training time, so the same cap leaves nothing to do.
+    train(tiny_config(epochs=5, max_minutes=1e-4), tmp_path / "run", quiet=True)
+    with pytest.raises(ConfigError, match=r"train.max_minutes=0.0001 .*--set train.max_minutes=M"):
+        resume(tmp_path / "run", quiet=True)
+    result = resume(tmp_path / "run", quiet=True, overrides=["train.max_minutes=null"])
+    assert result.epochs_completed == 5
 
 
 def test_kill_during_checkpoint_write_keeps_previous(tmp_path, tiny_config, monkeypatch):

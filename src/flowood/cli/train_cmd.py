@@ -15,7 +15,9 @@ def train_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key=value, e.g. train.lr=1e-4 (repeat)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory to create."),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory exactly."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the run in this directory exactly (--epochs / --set train.max_* extend it)."
+    ),
     epochs: int | None = typer.Option(None, "--epochs", help="Shortcut for --set train.epochs=N."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -33,12 +35,12 @@ def train_command(
     from flowood.train.trainer import train
 
     if resume is not None:
-        if preset or config or overrides or exact:
+        if preset or config or exact:
             raise ConfigError(
-                "--resume continues a run with its saved config; do not combine it with "
-                "--preset/--config/--set/--exact (use --epochs to extend it)"
+                "--resume continues a run with its saved config; do not combine it with --preset/--config/--exact "
+                "(extend it with --epochs N, or --set train.max_steps=N / train.max_minutes=M)"
             )
-        result = resume_run(resume, quiet=quiet, epochs=epochs)
+        result = resume_run(resume, quiet=quiet, epochs=epochs, overrides=overrides)
     else:
         if out is None:
             raise ConfigError("--out DIR is required for a new run")

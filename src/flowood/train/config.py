@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -135,7 +136,11 @@ class RunConfig:
     def save(self, path: Path) -> None:
         import yaml  # imported where used: the package imports without PyYAML (e.g. on a bare GPU box)
 
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        # Written beside and renamed over: a crash mid-write must not leave a run without its config.
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
 
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop")

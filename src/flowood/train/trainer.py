@@ -20,6 +20,7 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from flowood.flows import NormalizingFlow, build_flow
 from flowood.flows.normalization import ActNorm
 from flowood.perf import eager_stance, resolve_fast_path
 from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from flowood.train.config import RunConfig, config_from_dict, load_config
+from flowood.train.config import RunConfig, apply_overrides, config_from_dict, load_config
 from flowood.train.data import Standardizer, TensorBatches, load_split
 from flowood.train.distributed import all_reduce_sum, cleanup, env_dist_info, per_rank_batch, setup
 from flowood.train.optim import build_ema, build_optimizer, lr_factor_fn
@@ -667,17 +668,59 @@ def train(cfg: RunConfig, out: Path, *, quiet: bool = False) -> TrainResult:
     return Trainer(cfg, out, quiet=quiet).run()
 
 
-def resume(run_dir: Path, *, quiet: bool = False, epochs: int | None = None) -> TrainResult:
-    """Continue the run in ``run_dir`` exactly where its last checkpoint left it."""
+RESUME_OVERRIDABLE = (
+    "train.epochs",
+    "train.max_steps",
+    "train.max_minutes",
+    "train.checkpoint_every",
+    "train.sample_every",
+)
+"""Settings ``resume`` may change: when to stop and how often to write. Anything else would make the
+continued run differ from an uninterrupted one."""
+
+
+def resume(
+    run_dir: Path, *, quiet: bool = False, epochs: int | None = None, overrides: Sequence[str] = ()
+) -> TrainResult:
+    """Continue the run in ``run_dir`` exactly where its last checkpoint left it.
+
+    ``epochs`` and ``overrides`` (``key=value`` for the keys in :data:`RESUME_OVERRIDABLE`) extend or cap
+    the run; the changed settings are saved in its ``config.yaml``. ``train.max_minutes`` and
+    ``train.max_steps`` count the run's whole training, not this continuation.
+    """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    raw = load_config(cfg_path)
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if key not in RESUME_OVERRIDABLE:
+            raise ConfigError(
+                f"--set {text}: a resumed run can only change {', '.join(RESUME_OVERRIDABLE)} "
+                "(anything else would not continue the same run; start a new one with --out)"
+            )
+    raw = apply_overrides(load_config(cfg_path), list(overrides))
     if epochs is not None:
         raw.setdefault("train", {})["epochs"] = epochs
-    cfg = config_from_dict(raw)
-    return Trainer(cfg, run_dir, resume=True, quiet=quiet).run()
+    try:
+        cfg = config_from_dict(raw)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    trainer = Trainer(cfg, run_dir, resume=True, quiet=quiet)
+    t = cfg.train
+    if trainer.epoch >= t.epochs:
+        raise ConfigError(f"{run_dir} has finished its {t.epochs} epochs; continue it with --epochs N (N > {t.epochs})")
+    if t.max_steps is not None and trainer.global_step >= t.max_steps:
+        raise ConfigError(
+            f"{run_dir} stopped at train.max_steps={t.max_steps}; continue it with --set train.max_steps=N "
+            "(N larger, or null for no limit)"
+        )
+    if t.max_minutes is not None and trainer.elapsed >= t.max_minutes * 60:
+        raise ConfigError(
+            f"{run_dir} has used its train.max_minutes={t.max_minutes:g} ({trainer.elapsed / 60:.1f} min of training); "
+            "continue it with --set train.max_minutes=M (the run's total, M larger) or train.max_minutes=null"
+        )
+    return trainer.run()
 
 
 def _load_initial_weights(flow: NormalizingFlow, source: Path) -> None:
