@@ -5,12 +5,12 @@ threshold (adaptive, at most 32 MiB by default) with a fresh ``mmap`` and unmaps
 trims the top of its heap as soon as 128 KiB are free there. A flow's activations are far larger than that
 (64 channels × 28 × 28 × 512 images × 4 B = 103 MB per tensor at scoring batch 512), so each layer of each
 batch faults in new zero-filled pages from the kernel. On 2 CPU cores that made about 40 % of scoring time
-system time: scoring the small RealNVP FashionMNIST preset ran at 123 images/s, and at 223 once freed
-blocks were kept for reuse (benchmarks/RESULTS.md).
+system time: `flowood evaluate` scored a small RealNVP at 119 images/s, and at 201 once freed blocks were
+kept for reuse (benchmarks/RESULTS.md, 2026-11-29).
 
 :func:`tune_host_allocator` raises the mmap threshold to 1 GiB and the trim threshold to 2 GiB with
 ``mallopt``, so freed activations stay in the heap and the next batch reuses them. The cost is memory the
-process keeps after a peak (about 200 MB more peak RSS in that measurement). It changes process-wide
+process keeps after a peak (0.46 GB more peak RSS in that measurement). It changes process-wide
 state, so the library never calls it on import: only ``flowood``'s command-line entry point and the
 benchmark scripts do. ``FLOWOOD_HOST_ALLOCATOR=default`` turns it off. Only glibc on Linux is affected;
 elsewhere it does nothing.
