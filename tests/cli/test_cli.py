@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -112,3 +113,24 @@ def test_demo_wiring_on_a_tiny_budget(tmp_path, capsys):
     assert report["conclusion"] in printed
     assert "AUROC" in report["conclusion"]
     assert (out / "histogram.png").is_file() and (out / "config.yaml").is_file()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_evaluate_shows_scoring_progress_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "demo", "--epochs", "1", "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    args = ["evaluate", str(run), "--ood", "mnist-mini", "--limit", "64", "--batch-size", "16", "--device", "cpu"]
+    assert main(args) == 0
+    assert "score mnist-mini" not in capsys.readouterr().err  # redirected: no bar
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(args) == 0
+    shown = terminal.getvalue()
+    assert "score fashionmnist-mini" in shown and "score mnist-mini" in shown and "/64 " in shown
+    assert main([*args, "--quiet"]) == 0
+    assert terminal.getvalue() == shown  # --quiet: nothing more

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from flowood.data import pick_split
 from flowood.errors import DatasetError
@@ -34,10 +36,12 @@ def score_dataset(
     batch_size: int = 512,
     seed: int = 0,
     fast: FastPath | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """Per-sample bits/dim of one dataset under the run's flow (matched to the flow's input shape).
 
-    ``fast`` sets precision / memory format for scoring (default: fp32, see :func:`evaluate_run`)."""
+    ``fast`` sets precision / memory format for scoring (default: fp32, see :func:`evaluate_run`);
+    ``progress`` shows a progress bar (images) on stderr when it is a terminal."""
     cfg = run.run_config.data
     if name is not None and name == cfg.negative_dataset and split == "test":
         # Negative training drew from this set's training part; score on held-out samples only
@@ -62,7 +66,23 @@ def score_dataset(
     device = next(run.flow.parameters()).device
     data = ds.data.float() if ds.kind == "vector" else ds.data
     batches = TensorBatches(data, ds.kind, device).sequential(batch_size)
+    if progress:
+        batches = _counted(batches, len(data), f"score {ds.name}")
     return score_bits_per_dim(run.flow, batches, seed=seed, transform=transform, fast=fast)
+
+
+def _counted(batches: Iterator[Tensor], total: int, desc: str) -> Iterator[Tensor]:
+    """``batches`` with a tqdm bar that counts images (on a terminal only: logs stay free of redraws).
+
+    The count advances when the next batch is requested, i.e. once the previous one has been scored on the
+    CPU; on a GPU that means queued, since scoring itself never waits for the device.
+    """
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="img", desc=desc, disable=None, leave=False, dynamic_ncols=True) as bar:
+        for batch in batches:
+            yield batch
+            bar.update(len(batch))
 
 
 def evaluate_run(
@@ -117,7 +137,14 @@ def evaluate_run(
     start = time.perf_counter()
     with torch.inference_mode(), fast.backends():
         in_bpd = score_dataset(
-            run, None, limit=test_limit, classes=cfg.classes, batch_size=batch_size, seed=seed, fast=fast
+            run,
+            None,
+            limit=test_limit,
+            classes=cfg.classes,
+            batch_size=batch_size,
+            seed=seed,
+            fast=fast,
+            progress=not quiet,
         )
         bpd_by_set = {cfg.dataset: in_bpd}
         scored_sets: list[tuple[str, str | None, int | None, list[int] | None, int, np.ndarray]] = [
@@ -141,6 +168,7 @@ def evaluate_run(
                 batch_size=batch_size,
                 seed=seed + 1,
                 fast=fast,
+                progress=not quiet,
             )
             key = f"{name}[classes={','.join(map(str, cfg.ood_classes))}]" if same and cfg.ood_classes else name
             bpd_by_set[key] = ood_bpd
