@@ -47,7 +47,11 @@ def test_train_evaluate_resume_end_to_end(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--set", "train.batch_size=8"]) == 2
     assert "a resumed run can only change train.epochs" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--set", "train.epochs=3", "--quiet"]) == 0
-    assert "done: 3 epochs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "done: 3 epochs" in out and "stopped by" not in out
+    assert main(["train", "--resume", str(run), "--epochs", "5", "--set", "train.max_steps=8", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"stopped by train.max_steps; continue with: flowood train --resume {run} --set train.max_steps=N" in out
 
 
 def test_config_file_and_overrides(tmp_path, capsys):

@@ -74,20 +74,22 @@ def test_resume_mid_epoch_is_exact(tmp_path, tiny_config):
 
 
 def test_resume_says_which_limit_stopped_the_run(tmp_path, tiny_config):
-    train(tiny_config(epochs=2, max_steps=4), tmp_path / "steps", quiet=True)
+    assert train(tiny_config(epochs=2, max_steps=4), tmp_path / "steps", quiet=True).stopped_by == "train.max_steps"
     with pytest.raises(ConfigError, match=r"max_steps=4; continue it with --set train.max_steps=N"):
         resume(tmp_path / "steps", quiet=True)
     with pytest.raises(ConfigError, match=r"can only change train\.epochs"):
         resume(tmp_path / "steps", quiet=True, overrides=["train.lr=0.1"])
     assert resume(tmp_path / "steps", quiet=True, overrides=["train.max_steps=5"]).steps == 5
-    train(tiny_config(epochs=1), tmp_path / "done", quiet=True)
+    assert train(tiny_config(epochs=1, max_steps=3), tmp_path / "done", quiet=True).stopped_by == "epochs"
     with pytest.raises(ConfigError, match=r"finished its 1 epochs; continue it with --epochs N"):
         resume(tmp_path / "done", quiet=True)
 
 
 def test_resume_of_a_time_capped_run_needs_a_larger_cap(tmp_path, tiny_config):
     # max_minutes counts the whole run's training time, so the same cap leaves nothing to do.
-    train(tiny_config(epochs=5, max_minutes=1e-4), tmp_path / "run", quiet=True)
+    assert (
+        train(tiny_config(epochs=5, max_minutes=1e-4), tmp_path / "run", quiet=True).stopped_by == "train.max_minutes"
+    )
     with pytest.raises(ConfigError, match=r"train.max_minutes=0.0001 .*--set train.max_minutes=M"):
         resume(tmp_path / "run", quiet=True)
     result = resume(tmp_path / "run", quiet=True, overrides=["train.max_minutes=null"])

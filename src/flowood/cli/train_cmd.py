@@ -71,6 +71,11 @@ def train_command(
         f"test {result.test_bpd:.4f} bits/dim, {result.nonfinite_steps} non-finite steps, "
         f"{result.seconds:.0f}s -> {result.run_dir}"
     )
+    if result.stopped_by != "epochs":
+        typer.echo(
+            f"stopped by {result.stopped_by}; continue with: flowood train --resume {result.run_dir} "
+            f"--set {result.stopped_by}={'M' if result.stopped_by.endswith('minutes') else 'N'}"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -60,6 +60,8 @@ class TrainResult:
     test_bpd: float
     nonfinite_steps: int
     seconds: float
+    stopped_by: str = "epochs"
+    """What ended the run: ``"epochs"`` (all of ``train.epochs``), ``"train.max_steps"`` or ``"train.max_minutes"``."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -528,6 +530,7 @@ class Trainer:
         writer = SummaryWriter(str(self.run_dir / "tensorboard")) if self.is_main else None
         start = time.monotonic() - self.elapsed
         stop = False
+        stopped_by = "epochs"
         try:
             while self.epoch < tcfg.epochs and not stop:
                 self.flow.train()
@@ -585,6 +588,7 @@ class Trainer:
                         time_up, self._time_up = self._time_up, time_up
                     if (tcfg.max_steps is not None and self.global_step >= tcfg.max_steps) or time_up:
                         stop = True
+                        stopped_by = "train.max_minutes" if time_up else "train.max_steps"
                         break
                 bar.close()
                 self.flow.set_dequantization_rng(None)
@@ -595,6 +599,8 @@ class Trainer:
             if writer is not None:
                 writer.close()
         cleanup(self.dist)
+        if self.epoch >= tcfg.epochs:
+            stopped_by = "epochs"  # a limit reached on the last step of the last epoch cut nothing short
         return TrainResult(
             self.run_dir,
             self.epoch,
@@ -603,6 +609,7 @@ class Trainer:
             self.last_test_bpd,
             self.nonfinite_steps,
             self.elapsed,
+            stopped_by,
         )
 
     def _eval_model(self) -> NormalizingFlow:
