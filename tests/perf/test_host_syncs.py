@@ -1,4 +1,4 @@
-"""Host synchronisations, counted: one per training step, none in the forward pass or in scoring.
+"""Host synchronisations, counted: one per training step (the whole loop), none in the forward pass or in scoring.
 
 A device→host read (``.item()``, ``bool(tensor)``, ``float(tensor)``, data-dependent shapes) dispatches
 ``aten._local_scalar_dense`` or one of the ops below; on a GPU each one drains the launch queue. The
@@ -16,6 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import flowood
+import flowood.train.trainer as trainer_mod
 from flowood.ood.scoring import iter_bits_per_dim
 from flowood.perf import FastPath
 from flowood.train.config import config_from_dict
@@ -26,11 +27,30 @@ SYNC_OPS = {"_local_scalar_dense", "is_nonzero", "item", "equal", "nonzero", "ma
 
 
 class CountSyncs(TorchDispatchMode):
-    """Counts the dispatched ops that read device data on the host."""
+    """Counts the dispatched ops that read device data on the host, and ``Tensor.tolist`` calls.
+
+    ``tolist`` copies a whole tensor to the host in one read (on a GPU one sync), but on the CPU it reads
+    memory directly and dispatches nothing, so it is counted where it is called.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.counts: collections.Counter[str] = collections.Counter()
+        self._tolist = torch.Tensor.tolist
+
+    def __enter__(self) -> CountSyncs:
+        original = self._tolist
+
+        def counted_tolist(tensor: torch.Tensor) -> Any:
+            self.counts["tolist"] += 1
+            return original(tensor)
+
+        torch.Tensor.tolist = counted_tolist  # type: ignore[method-assign]
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.Tensor.tolist = self._tolist  # type: ignore[method-assign]
+        super().__exit__(*exc)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = func.overloadpacket.__name__
@@ -69,8 +89,20 @@ def test_one_host_sync_per_training_step(tmp_path, model, train, negative):
         ood = trainer.ood_data.random_batch(32, trainer.ood_gen) if trainer.ood_data is not None else None
         with CountSyncs() as syncs:
             trainer.train_step(batch, ood)
-        # The single finite check of loss and gradient norm before the optimiser step.
-        assert syncs.counts == {"_local_scalar_dense": 1}, syncs.counts
+        # One read: the finite check of loss and gradient norm, with the values the loop logs.
+        assert syncs.counts == {"tolist": 1}, syncs.counts
+
+
+@pytest.mark.parametrize("negative", [False, True], ids=["plain", "negative-training"])
+def test_training_loop_reads_the_device_once_per_step(tmp_path, monkeypatch, negative):
+    # The whole loop, not just train_step: what it logs (bits/dim, the OOD term) must come from that read.
+    data = {"negative_dataset": "mnist-mini", "negative_threshold": -1e9} if negative else None
+    cfg = config_from_dict(tiny_raw(data=data, epochs=2, sample_every=0, checkpoint_every=0))
+    trainer = Trainer(cfg, tmp_path / "run", quiet=True)
+    monkeypatch.setattr(trainer_mod, "evaluate_bpd", lambda *args: 5.0)  # per-epoch monitoring, not the step
+    with CountSyncs() as syncs:
+        result = trainer.run()
+    assert result.steps == 6 and syncs.counts == {"tolist": 6}, syncs.counts
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

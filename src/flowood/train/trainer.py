@@ -309,7 +309,7 @@ class Trainer:
         self.elapsed = 0.0
         self.last_train_bpd = float("nan")
         self.last_ood_train_bpd: float | None = None
-        self._step_ood_bpd: Tensor | None = None
+        self._step_ood_bpd: float | None = None
         self.last_test_bpd = float("nan")
         self.metrics: _MetricsLog | None = None
         if self.is_main:
@@ -455,8 +455,8 @@ class Trainer:
             "global_step": self.global_step,
         }
 
-    def train_step(self, batch: Tensor, ood_batch: Tensor | None) -> Tensor:
-        """One optimisation step; returns the detached training bits/dim of the (global) batch."""
+    def train_step(self, batch: Tensor, ood_batch: Tensor | None) -> float:
+        """One optimisation step; returns the training bits/dim of the (global) batch (NaN if skipped)."""
         self._apply_lr_scale()
         if self.kind == "vector" and self.cfg.train.input_noise > 0:
             # The dequantisation generator is unused for vectors; it is checkpointed, so resume stays exact.
@@ -467,7 +467,6 @@ class Trainer:
             ood_batch = self.fast.prepare_input(ood_batch)
         with self.fast.autocast():
             loss, logs = compute_loss(self.model, batch, ood_batch, self.cfg)
-        self._step_ood_bpd = logs.get("ood_train_bpd")
         self.optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         if self.scaler is not None:
@@ -476,6 +475,7 @@ class Trainer:
         max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         loss_value, train_bpd = loss.detach().float(), logs["train_bpd"].float()
+        wanted: dict[str, Tensor] = {}
         if self.dist.enabled:
             # One small all-reduce: the global mean loss and bits/dim, and whether any rank ran out of time.
             # Gradients are already averaged by DDP, so grad_norm agrees on all ranks.
@@ -484,16 +484,24 @@ class Trainer:
                 self.dist,
             )
             loss_value, train_bpd = reduced[0] / self.dist.world_size, reduced[1] / self.dist.world_size
-            self._time_up = bool(reduced[2] > 0)
-        # The only host sync of the step: one boolean covering loss and all gradients.
-        ok = bool(torch.isfinite(loss_value) & torch.isfinite(grad_norm))
-        if not ok and self.scaler is not None and bool(torch.isfinite(loss_value)):
+            wanted["time_up"] = reduced[2] > 0
+        loss_finite = torch.isfinite(loss_value)
+        wanted.update(ok=loss_finite & torch.isfinite(grad_norm), loss_finite=loss_finite, train_bpd=train_bpd)
+        if "ood_train_bpd" in logs:
+            wanted["ood_train_bpd"] = logs["ood_train_bpd"]
+        # The only host sync of the step: every value the host needs from it, read together.
+        host = dict(zip(wanted, torch.stack([v.float() for v in wanted.values()]).tolist(), strict=True))
+        if self.dist.enabled:
+            self._time_up = bool(host["time_up"])
+        self._step_ood_bpd = host.get("ood_train_bpd")
+        ok = bool(host["ok"])
+        if not ok and self.scaler is not None and host["loss_finite"]:
             # fp16 loss-scale overflow: the scaler lowers its scale; not a divergence.
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self._advance_schedule()
             self.global_step += 1
-            return torch.tensor(float("nan"))
+            return float("nan")
         if not ok:
             self._handle_nonfinite()
         else:
@@ -508,7 +516,7 @@ class Trainer:
             self.scaler.update()
         self._advance_schedule()
         self.global_step += 1
-        return train_bpd if ok else torch.tensor(float("nan"))
+        return host["train_bpd"] if ok else float("nan")
 
     def _advance_schedule(self) -> None:
         # The learning rate is set from global_step by _apply_lr_scale; the scheduler only counts steps.
@@ -563,17 +571,14 @@ class Trainer:
                         and (self._good_state is None or self.global_step % 50 == 0)
                     ):
                         self._good_state = self._snapshot()
-                    bpd = self.train_step(batch, ood_batch)
+                    value = self.train_step(batch, ood_batch)
                     self.step_in_epoch += 1
-                    value = float(bpd)
                     if math.isfinite(value):
                         running += value
                         seen += 1
-                    if ood_batch is not None and self._step_ood_bpd is not None:
-                        ood_value = float(self._step_ood_bpd)
-                        if math.isfinite(ood_value):
-                            ood_running += ood_value
-                            ood_seen += 1
+                    if ood_batch is not None and self._step_ood_bpd is not None and math.isfinite(self._step_ood_bpd):
+                        ood_running += self._step_ood_bpd
+                        ood_seen += 1
                     bar.set_postfix(bpd=f"{value:.3f}", nonfinite=self.nonfinite_steps)
                     self._heartbeat(value)
                     if writer is not None and self.global_step % 10 == 0:
