@@ -228,13 +228,13 @@ def _auroc_gains(base_dir: Path, variant_dir: Path, report: dict[str, Any]) -> d
     Both runs scored the same test images and OOD samples in the same order (same limits and seeds), so
     the per-sample scores in their ``scores.npz`` pair up.
     """
-    base, var = np.load(base_dir / "scores.npz"), np.load(variant_dir / "scores.npz")
     in_key = report["in_distribution"]["dataset"]
-    return {
-        name: paired_auroc_difference(-base[in_key], -base[name], -var[in_key], -var[name])
-        for name in report["ood"]
-        if name in base.files and name in var.files
-    }
+    with np.load(base_dir / "scores.npz") as base, np.load(variant_dir / "scores.npz") as var:
+        return {
+            name: paired_auroc_difference(-base[in_key], -base[name], -var[in_key], -var[name])
+            for name in report["ood"]
+            if name in base.files and name in var.files
+        }
 
 
 def _variant_comparison(ctx: Context, exp_dir: Path, variant: str, label: str) -> dict[str, Any]:
