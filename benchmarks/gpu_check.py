@@ -100,13 +100,13 @@ def install_shims() -> list[str]:
 def time_to_result(args: argparse.Namespace, shims: list[str]) -> tuple[dict[str, Any], Any]:
     """Train for ``args.seconds`` with the fast path, then score in-distribution test and OOD data."""
     from flowood.data import pick_split
-    from flowood.experiments.presets import get_preset
+    from flowood.ood.likelihood import score_bits_per_dim
     from flowood.ood.metrics import detection_metrics
-    from flowood.ood.scoring import score_bits_per_dim
     from flowood.perf import eager_stance, resolve_fast_path
     from flowood.train import trainer as trainer_mod
     from flowood.train.config import config_from_dict
     from flowood.train.data import TensorBatches, load_split
+    from flowood.train.presets import get_preset
 
     preset = get_preset(args.preset)
     raw = {
@@ -192,9 +192,9 @@ def time_to_result(args: argparse.Namespace, shims: list[str]) -> tuple[dict[str
 
 def exactness(args: argparse.Namespace, trained: Any | None) -> dict[str, Any]:
     """Fast-path vs exact bits/dim on a fixed batch (midpoint dequantisation)."""
-    from flowood.experiments.presets import get_preset
     from flowood.flows import build_flow
     from flowood.perf import FastPath, eager_stance, resolve_fast_path
+    from flowood.train.presets import get_preset
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if trained is not None:

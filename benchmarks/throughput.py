@@ -14,7 +14,7 @@ measured in the same process, one after the other, so their ratios hold on a noi
 carries ``ratio_vs_baseline`` (train and score).
 
 Training steps are what ``flowood train`` does per step (autocast forward, fp32 loss, backward, gradient
-clipping, one finite check, optimiser step); scoring is :func:`flowood.ood.scoring.iter_bits_per_dim`
+clipping, one finite check, optimiser step); scoring is :func:`flowood.ood.likelihood.iter_bits_per_dim`
 under ``torch.inference_mode``. Data are random 8-bit images held on the device.
 
     python benchmarks/throughput.py --device cpu --small          # make bench: ~2 minutes on 2 cores
@@ -46,11 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from naive_realnvp import NaiveRealNVP
 
-from flowood.experiments.presets import IMAGE_SHAPES, get_preset
 from flowood.flows import NormalizingFlow, build_flow
 from flowood.host_allocator import host_allocator_state, tune_host_allocator
-from flowood.ood.scoring import iter_bits_per_dim
+from flowood.ood.likelihood import iter_bits_per_dim
 from flowood.perf import FastPath, resolve_fast_path
+from flowood.train.presets import IMAGE_SHAPES, get_preset
 
 PAPER_PRESETS = ["realnvp-fashionmnist", "realnvp-celeba", "glow-fashionmnist", "glow-celeba"]
 SMALL_PRESETS = ["realnvp-fashionmnist-small", "glow-fashionmnist-small"]

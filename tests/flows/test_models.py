@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import flowood
-from flowood.experiments.presets import PRESETS, preset_parameter_count
 from flowood.flows.base import standard_normal_log_prob
+from flowood.train.presets import PRESETS, preset_parameter_count
 
 from .helpers import full_logdet, per_sample_logdet, randomize_
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from flowood.experiments import presets as presets_mod
+from flowood.train import presets as presets_mod
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY_PRESET: dict[str, Any] = {

@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import flowood
 import flowood.train.trainer as trainer_mod
-from flowood.ood.scoring import iter_bits_per_dim
+from flowood.ood.likelihood import iter_bits_per_dim
 from flowood.perf import FastPath
 from flowood.train.config import config_from_dict
 from flowood.train.trainer import Trainer

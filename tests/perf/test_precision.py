@@ -10,7 +10,7 @@ import torch
 import flowood
 from flowood.errors import ConfigError
 from flowood.flows import NormalizingFlow
-from flowood.ood.scoring import score_bits_per_dim
+from flowood.ood.likelihood import score_bits_per_dim
 from flowood.perf import FastPath, resolve_fast_path, resolve_precision, scaled_lr
 from flowood.train.config import EXACT_OVERRIDES, apply_overrides, config_from_dict
 from flowood.train.trainer import Trainer

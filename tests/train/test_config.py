@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flowood.errors import ConfigError
-from flowood.experiments.presets import PRESETS, get_preset
 from flowood.train.config import apply_overrides, config_from_dict, load_config
+from flowood.train.presets import PRESETS, get_preset
 
 from .conftest import tiny_raw
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from flowood.cli.app import main
-from flowood.experiments.presets import get_preset, preset_parameter_count
 from flowood.features import read_embeddings
+from flowood.train.presets import get_preset, preset_parameter_count
 from tests.vector.conftest import write_embedding_file
 
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from flowood.experiments.evaluate import evaluate_run
-from flowood.experiments.presets import get_preset
 from flowood.experiments.runs import load_run
 from flowood.features import embed_dataset
 from flowood.train.config import apply_overrides, config_from_dict
+from flowood.train.presets import get_preset
 from flowood.train.trainer import train
 
 HAVE_LITE0 = importlib.util.find_spec("efficientnet_lite_pytorch") is not None and (

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from flowood.experiments.evaluate import evaluate_run
-from flowood.experiments.presets import get_preset
 from flowood.train.config import apply_overrides, config_from_dict
+from flowood.train.presets import get_preset
 from flowood.train.trainer import train
 
 FAST = ["train.epochs=3", "model.hidden_dim=32", "model.num_couplings=4", "train.lr=1e-3", "device=cpu"]

@@ -30,7 +30,7 @@ from flowood.analysis.style import (
     save_figure,
 )
 from flowood.flows.coupling import AffineCoupling
-from flowood.flows.model import NormalizingFlow
+from flowood.flows.flow import NormalizingFlow
 
 COUPLING_COLUMNS = ("input x", "masked input (st-net sees)", "s (log-scale)", "t (shift)", "output y")
 SPATIAL_MASKS = ("checkerboard", "quadrant", "horizontal", "vertical")

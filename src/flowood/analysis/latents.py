@@ -23,7 +23,7 @@ from flowood.analysis.style import (
     new_figure,
     save_figure,
 )
-from flowood.flows.model import NormalizingFlow
+from flowood.flows.flow import NormalizingFlow
 
 
 @dataclass

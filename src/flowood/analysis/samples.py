@@ -11,7 +11,7 @@ import torch
 from torchvision.utils import make_grid
 
 from flowood.analysis.style import figure_style, figure_title, new_figure, save_figure
-from flowood.flows.model import NormalizingFlow
+from flowood.flows.flow import NormalizingFlow
 
 DEFAULT_TEMPERATURES = (1.0, 0.7, 0.5)
 _PANEL_IN = 3.2

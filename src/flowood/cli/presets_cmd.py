@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from flowood.experiments.presets import PRESETS, get_preset, preset_parameter_count
+from flowood.train.presets import PRESETS, get_preset, preset_parameter_count
 
 
 def presets(

@@ -29,8 +29,8 @@ def train_command(
 
     Multi-GPU: ``torchrun --nproc_per_node=N -m flowood train ...`` (train.batch_size is the global batch).
     """
-    from flowood.experiments.presets import get_preset
     from flowood.train.config import EXACT_OVERRIDES, apply_overrides, config_from_dict, load_config
+    from flowood.train.presets import get_preset
     from flowood.train.trainer import resume as resume_run
     from flowood.train.trainer import train
 

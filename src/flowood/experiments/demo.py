@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from flowood.experiments.evaluate import evaluate_run, format_report
-from flowood.experiments.presets import get_preset
 from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
+from flowood.train.presets import get_preset
 from flowood.train.trainer import train
 
 # Scoring 1,000 images per OOD set keeps evaluation to seconds while AUROC is well resolved.

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from flowood.experiments.evaluate import evaluate_run
-from flowood.experiments.presets import get_preset
 from flowood.features import embed_dataset
 from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.data import Standardizer
+from flowood.train.presets import get_preset
 from flowood.train.trainer import train
 
 IN_DATASET = "fashionmnist-mini"

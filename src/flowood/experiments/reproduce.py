@@ -28,12 +28,12 @@ import torch
 
 from flowood.errors import ConfigError
 from flowood.experiments.evaluate import evaluate_run
-from flowood.experiments.presets import get_preset
 from flowood.experiments.runs import load_run
 from flowood.experiments.visualize import load_images
 from flowood.ood.metrics import paired_auroc_difference
 from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
+from flowood.train.presets import get_preset
 from flowood.train.trainer import train
 
 BUDGETS = ("quick", "paper")

@@ -256,8 +256,8 @@ def ensure_embedding_flow(run: Run, settings: ScoreSettings, *, device: str = "a
     """Train (or reuse) ``RUN/embedding-flow``: the ``tabular-embeddings`` preset on CNN features of the
     in-distribution training/test splits written to ``RUN/embeddings/<dataset>/{train,test}.npz``
     (the layout of ``flowood demo --embeddings``, whose flow is reused when present)."""
-    from flowood.experiments.presets import get_preset
     from flowood.features import embed_dataset
+    from flowood.train.presets import get_preset
 
     emb = run.dir / "embedding-flow"
     if _has_weights(emb):

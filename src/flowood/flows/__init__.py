@@ -1,15 +1,15 @@
 """Invertible transforms and named flow architectures."""
 
+from flowood.flows.architectures import available_flows, build_flow, flow_options
 from flowood.flows.base import FlowSequential, InvertibleModule, standard_normal_log_prob
 from flowood.flows.coupling import AffineCoupling, CouplingInternals
+from flowood.flows.flow import NormalizingFlow, image_preprocess
 from flowood.flows.invconv import InvConv1x1, InvConv1x1LU
 from flowood.flows.masks import MASK_TYPES, build_mask
-from flowood.flows.model import NormalizingFlow, image_preprocess
-from flowood.flows.models import available_flows, build_flow, flow_options
-from flowood.flows.multiscale import FactorOut, Unsqueeze, split_latent_scales
+from flowood.flows.multiscale import FactorOut, split_latent_scales
 from flowood.flows.normalization import ActNorm
 from flowood.flows.preprocess import Dequantize, LogitTransform, bits_per_dim
-from flowood.flows.reshape import Squeeze, squeeze2d, unsqueeze2d
+from flowood.flows.reshape import Squeeze, Unsqueeze, squeeze2d, unsqueeze2d
 from flowood.flows.stnets import ST_NETS, build_st_net
 
 __all__ = [

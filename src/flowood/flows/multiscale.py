@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from flowood.flows.base import InvertibleModule, zero_logdet
-from flowood.flows.reshape import squeeze2d, unsqueeze2d
+from flowood.flows.base import InvertibleModule
+from flowood.flows.reshape import Unsqueeze, squeeze2d
+
+__all__ = ["FactorOut", "Unsqueeze", "split_latent_scales"]  # Unsqueeze re-exported: it lived here until 0.2
 
 
 class FactorOut(InvertibleModule):
@@ -29,20 +31,6 @@ class FactorOut(InvertibleModule):
     def inverse(self, y: Tensor) -> Tensor:
         a, b = y[:, : self.keep], y[:, self.keep :]
         return torch.cat((self.inner.inverse(a), b), dim=1)
-
-
-class Unsqueeze(InvertibleModule):
-    """Depth-to-space, the inverse of :class:`~flowood.flows.reshape.Squeeze`; log-determinant 0."""
-
-    def __init__(self, factor: int = 2) -> None:
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return unsqueeze2d(x, self.factor), zero_logdet(x)
-
-    def inverse(self, y: Tensor) -> Tensor:
-        return squeeze2d(y, self.factor)
 
 
 def split_latent_scales(z: Tensor, keeps: list[int]) -> list[Tensor]:

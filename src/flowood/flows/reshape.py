@@ -46,3 +46,17 @@ class Squeeze(InvertibleModule):
 
     def inverse(self, y: Tensor) -> Tensor:
         return unsqueeze2d(y, self.factor)
+
+
+class Unsqueeze(InvertibleModule):
+    """Depth-to-space, the inverse of :class:`Squeeze`; log-determinant 0."""
+
+    def __init__(self, factor: int = 2) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return unsqueeze2d(x, self.factor), zero_logdet(x)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return squeeze2d(y, self.factor)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flowood.errors import ConfigError
-from flowood.flows.models import available_flows, flow_options
+from flowood.flows.architectures import available_flows, flow_options
 from flowood.perf import LR_SCALINGS, PRECISIONS
 
 
