@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import math
 import re
 import shlex
 from pathlib import Path
@@ -65,9 +66,42 @@ def test_documented_command_parses(line: str) -> None:
         pytest.fail(f"documented command does not parse: {line}\n  -> {message}")
 
 
-def test_readme_python_example_runs() -> None:
+def test_readme_python_example_runs_and_does_what_its_comments_say() -> None:
     (block,) = _blocks(ROOT / "README.md", "python")
-    exec(compile(block, "README.md", "exec"), {})
+    ns: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    torch, flow, x, images = ns["torch"], ns["flow"], ns["x"], ns["images"]
+    # Every `expression  # (shape)` line: the expression evaluates to a tensor of that shape.
+    shapes = 0
+    for line in block.splitlines():
+        code, _, comment = line.partition("#")
+        found = re.match(r"\s*\(([\d, ]+)\)", comment)
+        if found and code.strip() and isinstance(ast.parse(code.strip()).body[0], ast.Expr):
+            shape = tuple(int(n) for n in found.group(1).replace(" ", "").strip(",").split(","))
+            assert tuple(eval(code.strip(), ns).shape) == shape, line
+            shapes += 1
+    assert shapes >= 2
+    # `z, logdet = flow(x)  # z: (8, 1, 28, 28), logdet: (8,)` and the round trip.
+    assert ns["z"].shape == (8, 1, 28, 28) and ns["logdet"].shape == (8,)
+    assert torch.allclose(ns["x_back"], x, atol=1e-4)
+    # The flows the first comment lists exist.
+    listed = re.findall(r"'([\w-]+)'", block.splitlines()[2])
+    assert listed and set(listed) <= set(ns["flowood"].available_flows())
+    # bits/dim = −log-likelihood / (D · ln 2) on the same dequantisation noise; for images, log_likelihood
+    # is the discrete 8-bit likelihood.
+    with torch.no_grad():
+        flow.set_dequantization_rng(torch.Generator().manual_seed(0))
+        nats = flow.log_likelihood_8bit(images)
+        flow.set_dequantization_rng(torch.Generator().manual_seed(0))
+        bpd = flow.bits_per_dim(images)
+        flow.set_dequantization_rng(torch.Generator().manual_seed(0))
+        same = flow.log_likelihood(images)
+    assert torch.allclose(bpd, -nats / (images[0].numel() * math.log(2.0)), rtol=1e-5)
+    assert torch.allclose(same, nats)
+    assert bool((nats < 0).all())  # a discrete likelihood is a probability: log p < 0
+    # Finest first: the pieces of a 2-scale flow hold all D dimensions, the first at half resolution.
+    pieces = flow.split_latent(ns["z"])
+    assert len(pieces) == 2 and pieces[0].shape[-1] == 14 and sum(p[0].numel() for p in pieces) == 28 * 28
 
 
 def _snippets() -> list[tuple[str, str]]:
