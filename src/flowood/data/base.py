@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -228,7 +227,3 @@ def resize_images(data: torch.Tensor, size: int | None, name: str, chunk: int = 
     if not out:
         return torch.empty((0, data.shape[1], size, size), dtype=torch.uint8)
     return torch.cat(out)
-
-
-def as_path(p: str | Path | None) -> Path | None:
-    return None if p is None else Path(p).expanduser()

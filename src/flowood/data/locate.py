@@ -15,7 +15,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from flowood.errors import DatasetError
@@ -48,13 +48,6 @@ def missing_error(name: str, looked: Sequence[str | Path], how: str, extra: str 
     if extra:
         msg += f"\n{extra}"
     return DatasetError(msg)
-
-
-def first_existing(candidates: Iterable[Path]) -> Path | None:
-    for c in candidates:
-        if c.exists():
-            return c
-    return None
 
 
 def gunzip_to(src: Path, dst: Path) -> None:
