@@ -266,7 +266,8 @@ def test_weight_decay_reaches_only_weight_norm_gains_in_the_optimizer(tmp_path):
 
 
 def test_adam_step_with_zero_gradients_moves_only_decayed_parameters():
-    flow = build_flow("realnvp", (1, 4, 4), num_scales=1, num_blocks=1, mid_channels=4)
+    # Random st-net outputs (init_zeros=False): a zero gain would not move under weight decay either.
+    flow = build_flow("realnvp", (1, 4, 4), num_scales=1, num_blocks=1, mid_channels=4, init_zeros=False)
     cfg = config_from_dict(tiny_raw(weight_decay=0.1, lr=1e-2)).train
     optimizer = build_optimizer(flow, cfg)
     before = {n: p.detach().clone() for n, p in flow.named_parameters()}
