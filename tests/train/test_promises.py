@@ -62,12 +62,12 @@ def test_negative_training_loss_is_half_in_minus_ood():
     assert float(logs["train_bpd"]) == pytest.approx(float(_bpd(flow, x_in).mean().detach()), rel=1e-6)
     # The gradient pushes the OOD likelihood down: one step along −∇loss lowers log p(x_ood).
     loss.backward()
-    before = float(flow.log_prob(x_ood).mean())
+    before = float(flow.log_prob(x_ood).mean().detach())
     with torch.no_grad():
         for p in flow.parameters():
             if p.grad is not None:
                 p -= 1e-3 * p.grad
-    assert float(flow.log_prob(x_ood).mean()) < before
+    assert float(flow.log_prob(x_ood).mean().detach()) < before
 
 
 def test_negative_training_pushes_only_ood_samples_above_the_threshold():
