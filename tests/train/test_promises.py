@@ -70,6 +70,7 @@ def test_negative_training_loss_is_half_in_minus_ood():
     assert float(flow.log_prob(x_ood).mean().detach()) < before
 
 
+@torch.no_grad()
 def test_negative_training_pushes_only_ood_samples_above_the_threshold():
     flow = _vector_flow()
     x_in = torch.randn(8, 4)
