@@ -1,4 +1,4 @@
-"""The fast path and exact mode: mixed precision, channels-last, ``torch.compile``, fused optimisers, batch-size scaling.
+"""The fast path and exact mode: mixed precision, channels-last, ``torch.compile``, fused optimisers.
 
 What the fast path changes, and why it stays exact in what it computes:
 
