@@ -1,4 +1,4 @@
-"""The fast path: mixed precision, channels-last, ``torch.compile``, fused optimisers, batch-size scaling.
+"""The fast path and exact mode: mixed precision, channels-last, ``torch.compile``, fused optimisers.
 
 What the fast path changes, and why it stays exact in what it computes:
 
@@ -21,23 +21,48 @@ What the fast path changes, and why it stays exact in what it computes:
   manager that restores the previous process-wide settings.
 
 :func:`resolve_fast_path` turns the ``train.*`` settings (``auto`` values included) into a concrete
-:class:`FastPath`; ``exact=True`` (the CLI's ``--exact``) forces fp32, eager, contiguous, unfused.
+:class:`FastPath`. Exact mode is defined once, by :func:`exact_settings`: ``resolve_fast_path(device,
+exact=True)`` (``flowood evaluate --exact``, the benchmarks' reference rows) builds the reference
+:class:`FastPath` from it, and ``flowood train --exact`` sets the same values as ``train.*`` overrides
+(``flowood.train.config.EXACT_OVERRIDES``; a test keeps the two equal). The trainer resolves those
+settings without ``exact=True``, so on CUDA a ``--exact`` training run keeps cuDNN autotuning and
+PyTorch's TF32 default for convolutions.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 from torch import Tensor, nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-LR_SCALINGS = ("none", "linear", "sqrt")
+"""Accepted values of ``train.precision`` (and of ``flowood evaluate --precision``)."""
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ExactSettings(TypedDict):
+    """The settings exact mode pins, named as the ``train.*`` config fields and :func:`resolve_fast_path`'s
+    keywords."""
+
+    precision: str
+    channels_last: bool
+    compile: bool
+    fused_optimizer: bool
+
+
+def exact_settings() -> ExactSettings:
+    """The one definition of exact mode's settings: fp32, contiguous, eager, the plain (for-each) optimiser.
+
+    :func:`resolve_fast_path` with ``exact=True`` builds its :class:`FastPath` from these (and also switches
+    cuDNN autotuning and TF32 off, backend flags that have no config field); :attr:`FastPath.is_exact`
+    compares against them; the training CLI's ``--exact`` overrides are these values. A new dict on
+    every call, so no caller can alter the definition for the others.
+    """
+    return {"precision": "fp32", "channels_last": False, "compile": False, "fused_optimizer": False}
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
@@ -88,8 +113,17 @@ class FastPath:
 
     @property
     def is_exact(self) -> bool:
-        """fp32, eager, contiguous: the reference path."""
-        return self.precision == "fp32" and not self.compile and not self.channels_last
+        """Whether the forward pass is the reference one: fp32, eager, contiguous (:func:`exact_settings`).
+
+        The optimiser setting is not compared: it does not change what the forward pass computes (and the
+        CPU's fused Adam is exact fp32 arithmetic); nor are the backend flags.
+        """
+        exact = exact_settings()
+        return (
+            self.precision == exact["precision"]
+            and self.compile == exact["compile"]
+            and self.channels_last == exact["channels_last"]
+        )
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast context for the forward pass (a no-op context for fp32)."""
@@ -164,11 +198,12 @@ def resolve_fast_path(
 
     Defaults: on CUDA bf16 autocast, channels-last, ``torch.compile``, a fused optimiser and cuDNN
     autotuning; on the CPU fp32, contiguous, eager, fused Adam (the CPU fused kernel is exact fp32
-    arithmetic). ``exact=True`` forces fp32 without TF32, eager, contiguous and the plain (for-each)
-    optimiser.
+    arithmetic). ``exact=True`` ignores the other settings and returns the reference path:
+    :func:`exact_settings` (fp32, contiguous, eager, the plain for-each optimiser) with cuDNN autotuning
+    and TF32 off, so that fp32 is IEEE fp32 on Ampere and newer GPUs too.
     """
     if exact:
-        return FastPath(device=device, allow_tf32=False)
+        return FastPath(device=device, **exact_settings(), cudnn_benchmark=False, allow_tf32=False)
     cuda = device.type == "cuda"
     return FastPath(
         device=device,
@@ -190,39 +225,3 @@ def eager_stance() -> contextlib.AbstractContextManager:
     PyTorch ≥ 2.6; a no-op context on older versions)."""
     stance = getattr(torch.compiler, "set_stance", None)
     return stance("force_eager") if stance is not None else contextlib.nullcontext()
-
-
-def scaled_lr(lr: float, batch_size: int, reference_batch_size: int | None, rule: str) -> float:
-    """Learning rate for a (global) ``batch_size`` given ``lr`` tuned at ``reference_batch_size``.
-
-    ``linear``: ``lr · B / B_ref`` (Goyal et al. 2017); ``sqrt``: ``lr · sqrt(B / B_ref)`` (the usual
-    rule for Adam); ``none`` or no reference: ``lr`` unchanged.
-    """
-    if rule not in LR_SCALINGS:
-        raise ValueError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {rule!r}")
-    if rule == "none" or not reference_batch_size:
-        return lr
-    ratio = batch_size / reference_batch_size
-    return lr * (ratio if rule == "linear" else math.sqrt(ratio))
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[int]:
-    """Temporarily set torch's intra-op threads (``None``: 1 on an overloaded CPU, else unchanged).
-
-    On a CPU whose 1-minute load average already reaches its core count, two OpenMP threads per process
-    were measured 5-27x slower than one (threads spin waiting for each other), so demos step down to one.
-    """
-    before = torch.get_num_threads()
-    if threads is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # pragma: no cover - not available on every platform
-            load = 0.0
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = 1 if load >= cores else before
-    torch.set_num_threads(max(1, threads))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
