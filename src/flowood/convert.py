@@ -297,7 +297,8 @@ def map_original_state_dict(state: dict[str, Tensor], flow: NormalizingFlow) -> 
             if key.startswith(prefix) and key not in mapped and _module_owns(module, prefix, key):
                 raise CheckpointError(
                     f"the flags expect a tensor for {key} {_shape(expected[key])} (layer {n + 1}, a "
-                    f"{_describe(module)}) but checkpoint layer {orig_prefix.rstrip('.')} has none; check --num_blocks / --st_type"
+                    f"{_describe(module)}) but checkpoint layer {orig_prefix.rstrip('.')} has none; "
+                    "check --num_blocks / --st_type"
                 )
     if len(theirs) < len(ours):
         prefix, module = ours[len(theirs)]
