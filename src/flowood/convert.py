@@ -159,7 +159,7 @@ class OriginalArchitecture:
 
 
 def load_original_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], int | None]:
-    """``(state_dict without the module. prefix, epoch)`` of an original checkpoint, loaded without running code.
+    """``(state_dict, epoch)`` of an original checkpoint, loaded without running code (keys as saved).
 
     Accepts ``{"net": state_dict, "epoch": N}`` (the training scripts' format) or a bare state dict.
     """
@@ -179,8 +179,7 @@ def load_original_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], int |
         obj = obj["net"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected {{'net': state_dict, 'epoch': N}} or a state dict of tensors")
-    state = {str(k).removeprefix("module."): v for k, v in obj.items()}
-    return state, int(epoch) if isinstance(epoch, int | float) else None
+    return {str(k): v for k, v in obj.items()}, int(epoch) if isinstance(epoch, int | float) else None
 
 
 def _flowood_units(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
@@ -208,7 +207,8 @@ def _original_units(state: dict[str, Tensor], tabular: bool) -> list[tuple[str, 
     pattern = _TABULAR_UNIT if tabular else _IMAGE_UNIT
     units: dict[tuple[int, ...], tuple[str, dict[str, Tensor]]] = {}
     for key, value in state.items():
-        m = pattern.match(key)
+        # DataParallel's prefix is kept in the prefix so that errors name tensors as the file has them.
+        m = pattern.match(key.removeprefix("module."))
         if m is None:
             raise CheckpointError(
                 f"checkpoint tensor {key!r} is not a layer of an original "
@@ -259,7 +259,7 @@ def _shape(t: Tensor) -> str:
 
 
 def map_original_state_dict(state: dict[str, Tensor], flow: NormalizingFlow) -> dict[str, Tensor]:
-    """Rename and reshape an original state dict (``module.`` stripped) for ``flow``'s ``load_state_dict``.
+    """Rename and reshape an original state dict (with or without ``module.``) for ``flow.load_state_dict``.
 
     Raises:
         CheckpointError: naming the first original tensor (in forward order) that has no place in
@@ -269,14 +269,29 @@ def map_original_state_dict(state: dict[str, Tensor], flow: NormalizingFlow) -> 
     ours = _flowood_units(flow.transform, "transform.")
     theirs = _original_units(state, tabular)
     expected = flow.state_dict()
+    # Layer kinds, then counts: with a layer too many or too few every later layer would be misaligned.
+    for n, ((orig_prefix, local), (prefix, module)) in enumerate(zip(theirs, ours, strict=False)):
+        kind, want = _original_kind(local), _kind(module)
+        if kind != want:
+            raise CheckpointError(
+                f"checkpoint layer {orig_prefix.rstrip('.')} is {kind} where the flags put {want} "
+                f"({prefix.rstrip('.')}, layer {n + 1}); check --flow"
+            )
+    if len(theirs) > len(ours):
+        orig_prefix, local = theirs[len(ours)]
+        raise CheckpointError(
+            f"checkpoint tensor {orig_prefix + next(iter(local))} belongs to layer {len(ours) + 1} of "
+            f"{len(theirs)} but the flags build {len(ours)} layers with weights; "
+            "check --num_scales / --num_coupling_layers_per_scale"
+        )
+    if len(theirs) < len(ours):
+        prefix, module = ours[len(theirs)]
+        raise CheckpointError(
+            f"the checkpoint has {len(theirs)} layers with weights but the flags build {len(ours)}: nothing for "
+            f"{prefix.rstrip('.')} (a {_describe(module)}); check --num_scales / --num_coupling_layers_per_scale"
+        )
     mapped: dict[str, Tensor] = {}
     for n, (orig_prefix, local) in enumerate(theirs):
-        if n >= len(ours):
-            first = orig_prefix + next(iter(local))
-            raise CheckpointError(
-                f"checkpoint tensor {first} belongs to layer {n + 1} but the given flags build only {len(ours)} "
-                "layers with weights (check --num_scales / --num_coupling_layers_per_scale)"
-            )
         prefix, module = ours[n]
         reverse = {}
         for k, v in _map_unit(local, module).items():
@@ -300,16 +315,28 @@ def map_original_state_dict(state: dict[str, Tensor], flow: NormalizingFlow) -> 
                     f"{_describe(module)}) but checkpoint layer {orig_prefix.rstrip('.')} has none; "
                     "check --num_blocks / --st_type"
                 )
-    if len(theirs) < len(ours):
-        prefix, module = ours[len(theirs)]
-        raise CheckpointError(
-            f"the checkpoint has {len(theirs)} layers with weights but the flags build {len(ours)}: nothing for "
-            f"{prefix.rstrip('.')} (a {_describe(module)}); check --num_scales / --num_coupling_layers_per_scale"
-        )
     missing = [k for k in expected if k not in mapped]
     if missing:
         raise CheckpointError(f"no checkpoint tensor for {missing[0]}; check the architecture flags")
     return mapped
+
+
+def _original_kind(local: dict[str, Tensor]) -> str:
+    if "logs" in local:
+        return "an ActNorm"
+    if any(k.startswith("st_net.") for k in local):
+        return "a coupling layer"
+    if set(local) == {"weight"} and local["weight"].dim() == 2:
+        return "a 1x1 convolution"
+    return "an unknown layer (" + ", ".join(sorted(local)) + ")"
+
+
+def _kind(module: nn.Module) -> str:
+    if isinstance(module, ActNorm):
+        return "an ActNorm"
+    if isinstance(module, AffineCoupling):
+        return "a coupling layer"
+    return "a 1x1 convolution"
 
 
 def _module_owns(module: nn.Module, prefix: str, key: str) -> bool:
@@ -343,7 +370,7 @@ def from_flows_ood(
     """
     name, options = arch.flowood_model()
     if isinstance(checkpoint, dict):
-        state, epoch = {k.removeprefix("module."): v for k, v in checkpoint.items()}, None
+        state, epoch = dict(checkpoint), None
     else:
         state, epoch = load_original_checkpoint(checkpoint)
     try:
