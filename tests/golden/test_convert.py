@@ -64,7 +64,7 @@ def test_glow_converts_and_keeps_its_function(golden, tmp_path):
 
 
 def test_with_and_without_the_dataparallel_prefix(golden, tmp_path):
-    state, epoch = load_original_checkpoint(golden / "realnvp.pt")
+    state, _ = load_original_checkpoint(golden / "realnvp.pt")
     assert all(k.startswith("module.") for k in state)
     bare = tmp_path / "bare.pt"
     torch.save({"net": {k.removeprefix("module."): v for k, v in state.items()}, "epoch": 7}, bare)
