@@ -228,28 +228,25 @@ def _local_name(local: str) -> str:
     return re.sub(r"(^|\.)weight_v$", r"\1parametrizations.weight.original1", local)
 
 
-def _map_unit(local: dict[str, Tensor], module: nn.Module) -> dict[str, Tensor]:
-    """The original layer's tensors under the flowood layer's state-dict names (shapes checked later)."""
+def _map_unit(local: dict[str, Tensor], module: nn.Module) -> list[tuple[str, str, Tensor]]:
+    """``(original local key, flowood local key, tensor)`` for one layer (shapes are checked by the caller)."""
     if isinstance(module, ActNorm):
-        out = {}
-        if "bias" in local:
-            out["bias"] = local["bias"].reshape(-1)
-        if "logs" in local:
-            out["log_scale"] = local["logs"].reshape(-1)
-        out["initialized"] = torch.tensor(True)
-        return out | {k: v for k, v in local.items() if k not in ("bias", "logs")}
-    out = {_local_name(k): v for k, v in local.items()}
+        names = {"bias": "bias", "logs": "log_scale"}
+        out = [(k, names.get(k, k), v.reshape(-1) if k in names else v) for k, v in local.items()]
+        return [*out, ("initialized", "initialized", torch.tensor(True))]
+    out = [(k, _local_name(k), v) for k, v in local.items()]
     if isinstance(module, AffineCoupling) and module.mask_type == "tabular":
-        # Original st_net: Linear, ReLU, Dropout-or-empty, (Linear, ReLU)*, Linear; flowood's has no empty slot.
+        # Original st_net: Linear, ReLU, Dropout-or-empty, (Linear, ReLU)*, Linear; flowood's has no empty slot,
+        # so the linear layers are matched in order.
         ours = sorted({int(k.split(".")[2]) for k in module.state_dict() if k.startswith("st_net.net.")})
-        theirs = sorted({int(k.split(".")[1]) for k in out if re.match(r"^st_net\.\d+\.", k)})
+        theirs = sorted({int(k.split(".")[1]) for _, k, _ in out if re.match(r"^st_net\.\d+\.", k)})
         renumber = dict(zip(theirs, ours, strict=False)) if len(theirs) == len(ours) else {}
-        mapped = {}
-        for k, v in out.items():
+        mapped = []
+        for orig, k, v in out:
             m = re.match(r"^st_net\.(\d+)\.(.+)$", k)
             if m and int(m.group(1)) in renumber:
                 k = f"st_net.net.{renumber[int(m.group(1))]}.{m.group(2)}"
-            mapped[k] = v
+            mapped.append((orig, k, v))
         out = mapped
     return out
 
@@ -293,10 +290,8 @@ def map_original_state_dict(state: dict[str, Tensor], flow: NormalizingFlow) -> 
     mapped: dict[str, Tensor] = {}
     for n, (orig_prefix, local) in enumerate(theirs):
         prefix, module = ours[n]
-        reverse = {}
-        for k, v in _map_unit(local, module).items():
-            reverse[prefix + k] = (orig_prefix + _original_key(local, k), v)
-        for key, (orig_key, value) in reverse.items():
+        for orig_local, local_key, value in _map_unit(local, module):
+            key, orig_key = prefix + local_key, orig_prefix + orig_local
             if key not in expected:
                 raise CheckpointError(
                     f"checkpoint tensor {orig_key} {_shape(value)} has no counterpart in the flow the flags describe "
@@ -308,8 +303,8 @@ def map_original_state_dict(state: dict[str, Tensor], flow: NormalizingFlow) -> 
                     f"{_shape(expected[key])}; check --num_mid_channels / --num_blocks / --latent_dim / the image shape"
                 )
             mapped[key] = value.to(expected[key].dtype)
-        for key in expected:
-            if key.startswith(prefix) and key not in mapped and _module_owns(module, prefix, key):
+        for key in (prefix + k for k in module.state_dict()):
+            if key not in mapped:
                 raise CheckpointError(
                     f"the flags expect a tensor for {key} {_shape(expected[key])} (layer {n + 1}, a "
                     f"{_describe(module)}) but checkpoint layer {orig_prefix.rstrip('.')} has none; "
@@ -337,17 +332,6 @@ def _kind(module: nn.Module) -> str:
     if isinstance(module, AffineCoupling):
         return "a coupling layer"
     return "a 1x1 convolution"
-
-
-def _module_owns(module: nn.Module, prefix: str, key: str) -> bool:
-    return key[len(prefix) :] in module.state_dict()
-
-
-def _original_key(local: dict[str, Tensor], mapped_key: str) -> str:
-    for k in local:
-        if k == mapped_key or _local_name(k) == mapped_key:
-            return k
-    return mapped_key
 
 
 def _describe(module: nn.Module) -> str:
