@@ -87,3 +87,16 @@ def test_original_style_training_runs_and_differs_from_the_former_default(tmp_pa
     a, b = results["former"], results["original"]
     assert math.isfinite(a.test_bpd) and math.isfinite(b.test_bpd)
     assert a.test_bpd != b.test_bpd
+
+
+def test_per_group_clipping_reads_nothing_back_to_the_host():
+    from tests.perf.test_host_syncs import CountSyncs
+
+    flow = _flow()
+    opt = torch.optim.Adam(parameter_groups(flow, 5e-5, "gains"))
+    for p in flow.parameters():
+        p.grad = torch.randn_like(p)
+    with CountSyncs() as counter:
+        total = clip_gradients(opt, 1.0, "per_group")
+    assert sum(counter.counts.values()) == 0, counter.counts
+    assert torch.isfinite(total)
