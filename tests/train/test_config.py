@@ -46,6 +46,9 @@ def test_overrides_parse_types():
         ("train.nonfinite=ignore", "train.nonfinite"),
         ("device=tpu", "device must be"),
         ("bogus", "key=value"),
+        ("train.loss_scale=bits", "train.loss_scale: 'bits' is not one of bits_per_dim, nats"),
+        ("train.grad_clip_scope=layer", "train.grad_clip_scope: 'layer' is not one of global, per_group"),
+        ("train.weight_decay_scope=none", "train.weight_decay_scope: 'none' is not one of gains, all"),
     ],
 )
 def test_bad_values_give_clear_errors(override, message):
@@ -67,3 +70,30 @@ def test_load_config_errors_name_the_file(tmp_path):
     bad.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_config(bad)
+
+
+def test_loss_scale_and_clip_scope_defaults_are_flowoods_former_ones():
+    t = config_from_dict(tiny_raw()).train
+    assert (t.loss_scale, t.grad_clip_scope, t.weight_decay_scope) == ("bits_per_dim", "global", "gains")
+    t = config_from_dict(apply_overrides(tiny_raw(), ["train.loss_scale=nats", "train.grad_clip_scope=per_group"]))
+    assert (t.train.loss_scale, t.train.grad_clip_scope) == ("nats", "per_group")
+
+
+@pytest.mark.parametrize("name", ["realnvp-fashionmnist", "realnvp-celeba", "glow-fashionmnist", "glow-celeba"])
+def test_paper_presets_train_as_the_original_commands_ran(name):
+    """train_unsup.py: nats loss, clip 100 per optimizer group, --weight_decay default 5e-5 (RealNVP: gains,
+    Glow: all parameters), init_zeros=False (RealNVP st-nets random); Glow with plain 1x1 convolutions."""
+    cfg = config_from_dict(get_preset(name))
+    t = cfg.train
+    assert (t.loss_scale, t.grad_clip_scope, t.grad_clip, t.weight_decay) == ("nats", "per_group", 100.0, 5e-5)
+    if cfg.model.name == "realnvp":
+        assert t.weight_decay_scope == "gains" and cfg.model.options["init_zeros"] is False
+    else:
+        assert t.weight_decay_scope == "all" and cfg.model.options["lu_decomposed"] is False
+    assert "Remaining differences" in PRESETS[name]["description"]
+
+
+@pytest.mark.parametrize("name", [n for n in PRESETS if not PRESETS[n].get("paper")])
+def test_cpu_presets_keep_the_former_loss_and_clipping(name):
+    t = config_from_dict(get_preset(name)).train
+    assert (t.loss_scale, t.grad_clip_scope) == ("bits_per_dim", "global")

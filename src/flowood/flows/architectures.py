@@ -101,7 +101,10 @@ def build_realnvp(
     """Multi-scale RealNVP (Dinh et al. 2017) in the layout of the original OOD code.
 
     Per scale: 3 checkerboard couplings, squeeze, 3 channel-wise couplings (st-net width doubled),
-    factor out half of the channels; the last scale has 4 checkerboard couplings.
+    factor out half of the channels; the last scale has 4 checkerboard couplings. Checkerboard parities
+    0, 1, 0 (+ 1) are the original's ``reverse_mask`` False, True, False (+ True), so the original's
+    weights give the original's function (``flowood.convert``; ``tests/golden``). The original's
+    default ``init_zeros=False`` (random st-net output layers) is what its README commands ran.
     """
     shape = _image_shape(input_shape, "realnvp")
     if num_scales < 1:
@@ -159,7 +162,11 @@ def build_glow(
     logit_alpha: float = 0.9,
 ) -> tuple[InvertibleModule, list[int]]:
     """Glow (Kingma & Dhariwal 2018): per scale, squeeze then ``num_steps`` × (ActNorm, invertible
-    1×1 convolution, channel-wise affine coupling); factor out half the channels between scales."""
+    1×1 convolution, channel-wise affine coupling); factor out half the channels between scales.
+
+    The original code's Glow uses the plain 1×1 convolution (``lu_decomposed=False``, what the paper
+    presets use, giving the original's parameter counts); the LU parametrisation stores ``C² + C`` more
+    numbers per convolution (masked full ``lower`` and ``upper`` matrices and ``log_s``)."""
     shape = _image_shape(input_shape, "glow")
     f = 2**num_scales
     if shape[1] % f or shape[2] % f:

@@ -14,8 +14,9 @@ from flowood.flows.base import (
     float32_region,
     full_precision,
     standard_normal_log_prob,
+    zero_logdet,
 )
-from flowood.flows.multiscale import split_latent_scales
+from flowood.flows.multiscale import innermost_scale_squeezes, original_order_latent, split_latent_scales
 from flowood.flows.preprocess import Dequantize, LogitTransform, bits_per_dim
 
 
@@ -111,18 +112,34 @@ class NormalizingFlow(nn.Module):
                 return m
         raise RuntimeError("preprocess has no LogitTransform")
 
-    def preprocess_images(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Images in ``[0, 1]`` → continuous flow input and the preprocessing log-det ``(B,)``."""
+    def preprocess_images(self, images: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Images in ``[0, 1]`` → continuous flow input and the preprocessing log-det ``(B,)``.
+
+        ``noise``: dequantisation noise ``u ∈ [0, 1)`` shaped like ``images`` (default: drawn), e.g. to
+        repeat another implementation's computation exactly.
+        """
         if self.preprocess is None:
             raise ValueError(f"{self.name} flow has no image preprocessing; pass continuous vectors to log_prob")
-        return self.preprocess(images)
+        if noise is None:
+            return self.preprocess(images)
+        x, logdet = images, zero_logdet(images)
+        for layer in self.preprocess.modules():
+            if isinstance(layer, Dequantize):
+                x, ld = layer.with_noise(x, noise)
+            elif isinstance(layer, LogitTransform):
+                x, ld = layer(x)
+            else:
+                continue
+            logdet = logdet + ld
+        return x, logdet
 
-    def log_likelihood_8bit(self, images: Tensor) -> Tensor:
+    def log_likelihood_8bit(self, images: Tensor, noise: Tensor | None = None) -> Tensor:
         """Discrete log-likelihood ``(B,)`` in nats of 8-bit images given as floats in ``[0, 1]``.
 
-        Dequantisation (with ``−D·log 256``) + logit (with its log-det) + flow + base density.
+        Dequantisation (with ``−D·log 256``) + logit (with its log-det) + flow + base density;
+        ``noise`` as in :meth:`preprocess_images`.
         """
-        x, ld_pre = self.preprocess_images(images)
+        x, ld_pre = self.preprocess_images(images, noise)
         return self.log_prob(x) + ld_pre
 
     def log_likelihood(self, data: Tensor) -> Tensor:
@@ -151,6 +168,18 @@ class NormalizingFlow(nn.Module):
         if not self.latent_keeps:
             return [z]
         return split_latent_scales(z, self.latent_keeps)
+
+    def latent_original_order(self, z: Tensor) -> Tensor:
+        """``z (B, *input_shape)`` flattened to ``(B, D)`` in the original code's order.
+
+        The original (``flow_ssl``) concatenates the factored-out pieces finest first and then the
+        coarsest scale's remainder, each flattened in ``(C, H, W)`` order; for Glow that last piece is
+        still squeezed (see :func:`~flowood.flows.multiscale.split_latent_scales`). For image flows only.
+        """
+        self._check(z)
+        if z.dim() != 4:
+            return z.reshape(z.shape[0], -1)
+        return original_order_latent(z, self.latent_keeps, innermost_scale_squeezes(self.transform))
 
 
 def image_preprocess(alpha: float = 0.9, noise: str = "uniform") -> FlowSequential:

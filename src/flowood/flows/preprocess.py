@@ -42,9 +42,13 @@ class Dequantize(InvertibleModule):
         self.shard: tuple[int, int] | None = None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.with_noise(x, None)
+
+    def with_noise(self, x: Tensor, noise: Tensor | None) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` with given noise ``u`` in ``[0, 1)``, shaped like ``x`` (``None``: draw it)."""
         with float32_region(x):
             x = full_precision(x)
-            u = self._noise(x)
+            u = self._noise(x) if noise is None else full_precision(noise).to(x.device)
             y = (torch.round(x * (NUM_BINS - 1)) + u) / NUM_BINS
             d = x[0].numel()
             logdet = x.new_full((x.shape[0],), -d * math.log(NUM_BINS))

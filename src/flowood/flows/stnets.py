@@ -11,7 +11,10 @@ raw outputs ``(B, C_out, H, W)`` that the coupling splits into ``s`` and ``t``.
 * ``mlp``: a fully connected network for vectors.
 
 The last layer is zero-initialised by default (``init_zeros``) so every coupling starts as the
-identity, which keeps the first steps of training stable.
+identity, which keeps the first steps of training stable. The original code starts RealNVP st-nets from
+random weights (``init_zeros=False``, what its README commands ran; the paper presets do the same); its
+Glow highway st-net's output convolution is zero whatever ``init_zeros`` says, as flowood's highway's with
+the default.
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ class ResNetST(nn.Module):
     its negation and passed through ``num_blocks`` residual blocks whose outputs are summed through 1×1
     "skip" convolutions. With ``bottleneck_dim`` set, the skip path is dropped and the features after
     ``num_blocks // 2`` blocks are squeezed through a dense layer of that width.
+
+    Against the original (``ResNetAE``, ``st_type=resnet_ae``): the same function for ``num_blocks >= 2``.
+    With ``num_blocks = 1`` the original never applies its bottleneck (it tests ``i == num_blocks // 2 - 1``,
+    i.e. ``i == -1``): its dense layers are dead weights and its st-net is a skip-less ResNet; flowood applies
+    the bottleneck after the single block (and with no blocks, right after the input convolution).
+    ``flowood convert`` refuses such checkpoints rather than compute another function.
     """
 
     def __init__(

@@ -86,6 +86,16 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip: float | None = 100.0
+    # What the minimised loss is, and so the scale grad_clip and weight_decay act on: the mean over the batch
+    # of bits/dim (flowood's former and CPU presets' choice) or of the NLL in nats per sample (the original's;
+    # D·ln 2 times larger: 543× on 28×28, 2,129× on 32×32×3).
+    loss_scale: str = "bits_per_dim"
+    # grad_clip on the norm of all gradients together (global) or of each optimizer group on its own
+    # (per_group, the original's utils.clip_grad_norm; the weight-norm gains are their own group).
+    grad_clip_scope: str = "global"
+    # Which parameters weight_decay acts on: weight-norm gains only (gains; the original RealNVP) or all
+    # (all; the original Glow's and RealNVPTabular's optimizer over net.parameters(), one group).
+    weight_decay_scope: str = "gains"
     warmup_steps: int = 0
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
@@ -144,6 +154,9 @@ class RunConfig:
 
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop")
+LOSS_SCALES = ("bits_per_dim", "nats")
+GRAD_CLIP_SCOPES = ("global", "per_group")
+WEIGHT_DECAY_SCOPES = ("gains", "all")
 NONFINITE_POLICIES = ("skip", "rollback", "raise")
 
 
@@ -236,6 +249,13 @@ def validate(cfg: RunConfig) -> None:
     t = cfg.train
     if t.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer: {t.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+    for key, choices in (
+        ("loss_scale", LOSS_SCALES),
+        ("grad_clip_scope", GRAD_CLIP_SCOPES),
+        ("weight_decay_scope", WEIGHT_DECAY_SCOPES),
+    ):
+        if getattr(t, key) not in choices:
+            raise ConfigError(f"train.{key}: {getattr(t, key)!r} is not one of {', '.join(choices)}")
     if t.nonfinite not in NONFINITE_POLICIES:
         raise ConfigError(f"train.nonfinite: {t.nonfinite!r} is not one of {', '.join(NONFINITE_POLICIES)}")
     for key in ("epochs", "batch_size", "eval_batch_size"):

@@ -39,7 +39,7 @@ from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weig
 from flowood.train.config import RunConfig, apply_overrides, config_from_dict, load_config
 from flowood.train.data import Standardizer, TensorBatches, load_split
 from flowood.train.distributed import all_reduce_sum, cleanup, env_dist_info, per_rank_batch, setup
-from flowood.train.optim import build_ema, build_optimizer, lr_factor_fn
+from flowood.train.optim import build_ema, build_optimizer, clip_gradients, lr_factor_fn
 
 METRIC_FIELDS = ["epoch", "step", "train_bpd", "test_bpd", "ood_train_bpd", "lr", "nonfinite_steps", "seconds"]
 LN2 = math.log(2.0)
@@ -103,8 +103,10 @@ def unwrap_flow(model: nn.Module) -> NormalizingFlow:
 
 
 def compute_loss(flow: nn.Module, batch: Tensor, ood_batch: Tensor | None, cfg: RunConfig) -> tuple[Tensor, dict]:
-    """Training objective in bits/dim and the quantities to log.
+    """Training objective and the quantities to log (``train_bpd``: bits/dim whatever the loss scale).
 
+    The loss is the batch mean of bits/dim or, with ``train.loss_scale: nats``, of the NLL in nats per
+    sample (the original's; D·ln 2 times larger, which is what ``grad_clip`` and ``weight_decay`` then act on).
     ``flow`` is a :class:`NormalizingFlow` or a (DDP-wrapped) :class:`LikelihoodObjective`.
     With an OOD batch (negative training, paper appendix B):
     ``loss = 0.5 · (mean NLL_in − w · mean NLL_ood)``, the OOD mean taken over samples whose
@@ -117,14 +119,16 @@ def compute_loss(flow: nn.Module, batch: Tensor, ood_batch: Tensor | None, cfg: 
     else:
         ll_in, ll_ood = flow(batch, ood_batch)
     scale = unwrap_flow(flow).num_dims * LN2
-    loss_in = (-ll_in / scale).mean()
+    unit = scale if cfg.train.loss_scale == "bits_per_dim" else 1.0
+    loss_in = (-ll_in / unit).mean()
+    train_bpd = loss_in.detach() * (unit / scale)
     if ood_batch is None or ll_ood is None:
-        return loss_in, {"train_bpd": loss_in.detach()}
-    bpd_ood = -ll_ood / scale
-    active = (ll_ood.detach() > cfg.data.negative_threshold).to(bpd_ood.dtype)
-    ood_term = (bpd_ood * active).sum() / active.sum().clamp_min(1.0)
+        return loss_in, {"train_bpd": train_bpd}
+    nll_ood = -ll_ood / unit
+    active = (ll_ood.detach() > cfg.data.negative_threshold).to(nll_ood.dtype)
+    ood_term = (nll_ood * active).sum() / active.sum().clamp_min(1.0)
     loss = 0.5 * (loss_in - cfg.data.negative_weight * ood_term)
-    return loss, {"train_bpd": loss_in.detach(), "ood_train_bpd": bpd_ood.detach().mean()}
+    return loss, {"train_bpd": train_bpd, "ood_train_bpd": (-ll_ood / scale).detach().mean()}
 
 
 class _MetricsLog:
@@ -471,9 +475,8 @@ class Trainer:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.flow.parameters() if p.grad is not None]
         max_norm = self.cfg.train.grad_clip if self.cfg.train.grad_clip else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        grad_norm = clip_gradients(self.optimizer, max_norm, self.cfg.train.grad_clip_scope)
         loss_value, train_bpd = loss.detach().float(), logs["train_bpd"].float()
         wanted: dict[str, Tensor] = {}
         if self.dist.enabled:

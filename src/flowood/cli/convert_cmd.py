@@ -1,0 +1,76 @@
+"""``flowood convert``: a checkpoint of the original flows_ood scripts → a flowood run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def convert_command(
+    checkpoint: Path = typer.Argument(..., help="Original checkpoint ({'net': state_dict, 'epoch': N}, .pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
+    flow: str = typer.Option(
+        "RealNVP",
+        "--flow",
+        help="Original --flow: RealNVP, Glow, RealNVPCycleMask, RealNVPMaskHorizontal, RealNVPTabular.",
+    ),
+    dataset: str | None = typer.Option(
+        None, "--dataset", help="Original --dataset (FashionMNIST, MNIST, CIFAR10, SVHN, CelebA): the image shape."
+    ),
+    img_shape: str | None = typer.Option(None, "--img_shape", help="C,H,W instead of --dataset."),
+    num_scales: int = typer.Option(2, "--num_scales"),
+    num_blocks: int = typer.Option(8, "--num_blocks"),
+    num_mid_channels: int = typer.Option(64, "--num_mid_channels"),
+    st_type: str = typer.Option("resnet", "--st_type", help="resnet, resnet_ae or highway."),
+    latent_dim: int = typer.Option(100, "--latent_dim", help="Bottleneck width of --st_type resnet_ae."),
+    num_coupling_layers_per_scale: int = typer.Option(8, "--num_coupling_layers_per_scale"),
+    no_batchnorm: bool = typer.Option(False, "--no_batchnorm"),
+    in_dim: int = typer.Option(1792, "--in_dim", help="RealNVPTabular input dimension."),
+    dropout: bool = typer.Option(False, "--dropout", help="RealNVPTabular trained with --dropout."),
+    data: str | None = typer.Option(
+        None, "--data", help="flowood dataset the run evaluates on (default: the one named by --dataset)."
+    ),
+    ood: list[str] = typer.Option([], "--ood", help="OOD dataset(s) for `flowood evaluate`, repeat or a,b."),
+) -> None:
+    """Load an original checkpoint (weights only, no code runs), check it against the flags, write RUN.
+
+    Flags and their defaults are the original train_unsup.py's; the run directory is read by
+    `flowood evaluate`, `visualize`, `report` and `benchmark` like one from `flowood train`.
+    """
+    from flowood.convert import OriginalArchitecture, from_flows_ood, write_run
+    from flowood.errors import ConfigError
+
+    shape = None
+    if img_shape is not None:
+        try:
+            shape = tuple(int(s) for s in img_shape.split(","))
+        except ValueError:
+            raise ConfigError(f"--img_shape expects C,H,W (e.g. 1,28,28), got {img_shape!r}") from None
+    arch = OriginalArchitecture(
+        flow=flow,
+        dataset=dataset,
+        img_shape=shape,
+        num_scales=num_scales,
+        num_blocks=num_blocks,
+        num_mid_channels=num_mid_channels,
+        st_type=st_type,
+        latent_dim=latent_dim,
+        num_coupling_layers_per_scale=num_coupling_layers_per_scale,
+        no_batchnorm=no_batchnorm,
+        in_dim=in_dim,
+        dropout=dropout,
+    )
+    target = data or arch.flowood_dataset()
+    if target is None:
+        raise ConfigError("give --data DATASET (the flowood dataset to evaluate on) or an original --dataset")
+    model, epoch = from_flows_ood(checkpoint, arch)
+    names = [n for item in ood for n in item.split(",") if n]
+    provenance = {"converted_from": str(checkpoint), "original_epoch": str(epoch)}
+    write_run(model, out, dataset=target, ood=names, provenance=provenance)
+    params = sum(p.numel() for p in model.parameters())
+    typer.echo(f"converted {checkpoint} (epoch {epoch}, {params:,} parameters) → {out} ({model.name})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert_command)
