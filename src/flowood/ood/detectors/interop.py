@@ -20,7 +20,7 @@ Only detectors whose fit needs the flow and in-distribution training samples wor
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -61,7 +61,7 @@ class _FlowContext:
         self.in_dataset = "in-distribution"
         self.evaluated: list[str] = []
         self.batch_size = batch_size
-        self.input_transform = None
+        self.input_transform: Callable[[Tensor], Tensor] | None = None
         self._samples = samples
 
     def train_samples(self, limit: int | None) -> Samples:
