@@ -33,6 +33,7 @@ def _root(
 def _register() -> None:
     # Each command module exposes register(app); importing them here keeps `flowood --help` complete.
     from flowood.cli import (
+        benchmark_cmd,
         datasets_cmd,
         demo_cmd,
         embed_cmd,
@@ -54,6 +55,7 @@ def _register() -> None:
         visualize_cmd,
         report_cmd,
         reproduce_cmd,
+        benchmark_cmd,
     ):
         module.register(app)
 
