@@ -118,3 +118,16 @@ def test_tiny_protocol_end_to_end(tmp_path: Path, capsys):
     stamp = (out / "run" / "model.safetensors").stat().st_mtime_ns
     assert main(args) == 0
     assert (out / "run" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_cli_list_and_errors(tmp_path: Path, capsys):
+    assert main(["benchmark", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "fashionmnist" in out and all(name in out for name in DETECTORS)
+    assert main(["benchmark"]) == 2
+    assert "name a protocol" in capsys.readouterr().err
+    # CIFAR-10 is not on this machine: the in-distribution set missing is an error that says how to get it.
+    if not dataset_info("cifar10").available_now:
+        assert main(["benchmark", "cifar10", "--out", str(tmp_path / "c"), "--device", "cpu", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "cifar10" in err and "not on this machine" in err
