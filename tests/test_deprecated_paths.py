@@ -10,6 +10,7 @@ RENAMED = [
     ("flowood.flows.models", "flowood.flows.architectures", "build_flow"),
     ("flowood.ood.scoring", "flowood.ood.likelihood", "score_bits_per_dim"),
     ("flowood.experiments.presets", "flowood.train.presets", "get_preset"),
+    ("flowood.ood.scores", "flowood.ood.detectors", "mutate_images"),
 ]
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from flowood.cli.app import main
 from flowood.errors import ConfigError
-from flowood.experiments import scores as scores_mod
+from flowood.experiments import demo as demo_mod
+from flowood.experiments.auxiliary import ScoreSettings
 from flowood.experiments.evaluate import evaluate_run
-from flowood.experiments.scores import ScoreSettings
 
 from .conftest import TINY
 
@@ -181,10 +181,8 @@ def test_waic_needs_two_members_and_vector_runs_reject_image_scores(tiny_run: Pa
 
 
 def test_demo_all_scores_wiring(tmp_path: Path, monkeypatch, capsys):
-    import flowood.experiments.demo as demo
-
-    monkeypatch.setattr(demo, "DEMO_OOD_LIMIT", 48)
-    monkeypatch.setattr(scores_mod, "demo_settings", tiny_settings)
+    monkeypatch.setattr(demo_mod, "DEMO_OOD_LIMIT", 48)
+    monkeypatch.setattr(demo_mod, "demo_settings", tiny_settings)
     out = tmp_path / "demo"
     assert main(["demo", "--all-scores", "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
@@ -192,7 +190,7 @@ def test_demo_all_scores_wiring(tmp_path: Path, monkeypatch, capsys):
     report = json.loads((out / "report.json").read_text())
     for name in ("mnist-mini", "glyphs"):
         metrics = report["ood"][name]["metrics"]
-        assert set(metrics) == set(scores_mod.DEMO_SCORES)
+        assert set(metrics) == set(demo_mod.DEMO_SCORES)
         assert all(set(m) >= METRIC_KEYS for m in metrics.values())
     assert report["scores"]["typicality"]["M"] == 8
     assert report["conclusion"]

@@ -54,6 +54,7 @@ class ReportParts:
         coupling_stats: rows of ``figures/coupling_stats.json`` (claim-3 measurement), or None.
         figures: ``(caption, png path or bytes)`` in display order.
         notes: extra lines shown under the title (e.g. what is missing and how to produce it).
+        benchmark: a ``flowood benchmark`` leaderboard (``leaderboard.json``), shown as its own section.
     """
 
     title: str = "flowood run report"
@@ -63,6 +64,7 @@ class ReportParts:
     coupling_stats: list[dict[str, Any]] | None = None
     figures: list[tuple[str, Path | bytes]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    benchmark: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------------------------------- reading files
@@ -410,6 +412,60 @@ def _summary(config: dict[str, Any] | None, metrics: list[dict[str, Any]]) -> st
     return '<p class="meta">' + " · ".join(bits) + "</p>" if bits else ""
 
 
+def _gain_text(row: dict[str, Any], metric: str) -> str:
+    gain = (row.get("gain") or {}).get(metric)
+    if not gain:
+        return ""
+    return f" <small>({gain['delta']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}])</small>"
+
+
+def _benchmark_section(board: dict[str, Any]) -> str:
+    """``flowood benchmark``: detector × OOD set AUROC (with its gain over raw likelihood), every metric,
+    wall times and the datasets that were missing."""
+    by = {(r["detector"], r["ood"]): r for r in board.get("results", [])}
+    dets = list(board.get("detectors", {}))
+    out = [
+        '<section id="benchmark"><h2>Benchmark</h2>',
+        f'<p class="meta">protocol {html.escape(str(board.get("protocol")))} · budget '
+        f"{html.escape(str(board.get('budget')))} · in-distribution {html.escape(str(board.get('in_distribution')))}"
+        f" · {html.escape(str(board.get('seconds')))} s</p>",
+        '<p class="note">AUROC of each detector (higher = better; 0.5 = chance). In parentheses: the difference to '
+        "raw likelihood on the same samples with its paired-bootstrap 95 % interval.</p>",
+    ]
+    for group in ("near", "far"):
+        sets = board.get("ood", {}).get(group) or []
+        if not sets:
+            continue
+        rows = []
+        for d in dets:
+            cells = [f"<code>{html.escape(d)}</code>"]
+            for s_ in sets:
+                r = by.get((d, s_))
+                cells.append(_auroc_cell(r["auroc"]) + _gain_text(r, "auroc") if r else "-")
+            rows.append(cells)
+        out.append(f"<h3>{group} OOD</h3>" + _table(["detector", *map(html.escape, sets)], rows))
+    rows = [
+        [
+            f"<code>{html.escape(r['detector'])}</code>",
+            html.escape(r["ood"]),
+            *(_fmt(r[m]) + _gain_text(r, m) for m in ("auroc", "aupr_in", "aupr_out", "fpr95")),
+        ]
+        for r in board.get("results", [])
+    ]
+    out.append("<h3>Every metric</h3>" + _table(["detector", "OOD set", "AUROC", "AUPR-in", "AUPR-out", "FPR95"], rows))
+    times = [
+        [f"<code>{html.escape(d)}</code>", _fmt(i.get("seconds"), 1)] for d, i in board.get("detectors", {}).items()
+    ]
+    out.append("<h3>Wall time per detector (s)</h3>" + _table(["detector", "seconds"], times))
+    for m in board.get("missing", []):
+        out.append(
+            f'<p class="note warn">Missing: <b>{html.escape(m["name"])}</b> ({html.escape(m.get("group", ""))}) '
+            f"{html.escape(m['why'])}. How to get it: {html.escape(m['how_to_get'])}</p>"
+        )
+    out.append("</section>")
+    return "".join(out)
+
+
 def render_html(parts: ReportParts) -> str:
     """The report page as one HTML string (no external references)."""
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -427,10 +483,14 @@ def render_html(parts: ReportParts) -> str:
         toc.insert(1, ("couplings", "Couplings"))
     if parts.figures:
         toc.append(("figures", "Figures"))
+    if parts.benchmark:
+        toc.insert(0, ("benchmark", "Benchmark"))
     out.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in toc) + "</nav>")
     for note in parts.notes:
         out.append(f'<p class="note warn">{html.escape(note)}</p>')
 
+    if parts.benchmark:
+        out.append(_benchmark_section(parts.benchmark))
     out.append('<section id="evaluation"><h2>Evaluation</h2>' + _evaluation_section(parts.report) + "</section>")
     out.append(_coupling_section(parts.coupling_stats))
 

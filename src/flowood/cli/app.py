@@ -33,6 +33,7 @@ def _root(
 def _register() -> None:
     # Each command module exposes register(app); importing them here keeps `flowood --help` complete.
     from flowood.cli import (
+        benchmark_cmd,
         convert_cmd,
         datasets_cmd,
         demo_cmd,
@@ -56,6 +57,7 @@ def _register() -> None:
         report_cmd,
         reproduce_cmd,
         convert_cmd,
+        benchmark_cmd,
     ):
         module.register(app)
 

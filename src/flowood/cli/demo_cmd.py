@@ -19,8 +19,9 @@ def demo_command(
     all_scores: bool = typer.Option(
         False,
         "--all-scores",
-        help="Report every OOD score (likelihood ratio, input complexity, typicality, WAIC, "
-        "embedding likelihood; docs/scores.md) with small auxiliary models (<= 10 minutes on 2 CPU cores).",
+        help="Report every OOD detector (likelihood ratio, input complexity, typicality, WAIC, DoSE, per-scale, "
+        "latent typicality, embedding likelihood and the model-free baselines; docs/scores.md) with small "
+        "auxiliary models (about 10-15 minutes on 2 CPU cores).",
     ),
 ) -> None:
     """Run the paper's headline experiment on the embedded data and explain the result."""

@@ -23,13 +23,23 @@ def evaluate_command(
     scores: list[str] = typer.Option(
         [],
         "--scores",
-        help="OOD scores, comma-separated or 'all' (default log_likelihood): log_likelihood, "
-        "bits_per_dim, likelihood_ratio, input_complexity, typicality, waic, embedding_likelihood (docs/scores.md).",
+        help="OOD detectors, comma-separated or 'all' (default log_likelihood); `flowood benchmark --list` or "
+        "docs/scores.md lists them.",
     ),
     ensemble_size: int = typer.Option(3, "--ensemble-size", help="waic: number K of flows in the ensemble."),
     mutation_rate: float = typer.Option(0.2, "--mutation-rate", help="likelihood_ratio: background mutation rate."),
     typicality_m: int = typer.Option(10, "--typicality-m", help="typicality: samples M per batch."),
-    aux_minutes: float = typer.Option(1.0, "--aux-minutes", help="Training cap of each auxiliary flow (minutes)."),
+    aux_minutes: float = typer.Option(1.0, "--aux-minutes", help="waic: training cap of each member (minutes)."),
+    background_minutes: float | None = typer.Option(
+        None,
+        "--background-minutes",
+        help="likelihood_ratio / general_likelihood_ratio: training cap of the background / general flow "
+        "(default: as many steps as the main model took).",
+    ),
+    general_dataset: str | None = typer.Option(
+        None, "--general-dataset", help="general_likelihood_ratio: broad dataset of the general model."
+    ),
+    dose_estimator: str = typer.Option("kde", "--dose-estimator", help="dose: kde (default) or ocsvm."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or auxiliary-training logs."),
 ) -> None:
     """Write report.json, scores.npz and histogram.png into RUN_DIR and print the table."""
@@ -38,16 +48,19 @@ def evaluate_command(
     names: list[str] = []
     for item in ood:  # accept both `--ood a --ood b` and `--ood a,b`
         names += [n for n in item.split(",") if n]
-    from flowood.experiments.scores import ScoreSettings, format_scores
-    from flowood.ood.scores import parse_scores
+    from flowood.experiments.auxiliary import ScoreSettings
+    from flowood.experiments.evaluate import format_scores
+    from flowood.ood.detectors import parse_detectors
 
-    score_names = parse_scores(scores)
+    score_names = parse_detectors(scores)
     settings = ScoreSettings(
         ensemble_size=ensemble_size,
         mutation_rate=mutation_rate,
         typicality_m=typicality_m,
-        background_minutes=aux_minutes,
+        background_minutes=background_minutes,
         member_minutes=aux_minutes,
+        general_dataset=general_dataset,
+        dose_estimator=dose_estimator,
     )
     report = evaluate_run(
         run_dir,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from flowood.data import glyphs, images, sklearn_tables, tabular, user
+from flowood.data import glyphs, images, sklearn_tables, synthetic, tabular, user
 from flowood.data.base import (
     ArrayDataset,
     DatasetInfo,
@@ -470,6 +470,28 @@ def available_names() -> list[str]:
     return list(SPECS)
 
 
+for _name, _desc in (
+    ("uniform-noise", "synthetic far-OOD set: i.i.d. uniform 8-bit pixels (5k/2k, seeded)"),
+    ("gaussian-noise", "synthetic far-OOD set: i.i.d. N(128, 40^2) pixels, clipped (5k/2k, seeded)"),
+    ("constant-images", "synthetic far-OOD set: one random grey level per image (5k/2k, seeded)"),
+):
+    _add(
+        _Spec(
+            _name,
+            "image",
+            (1, 28, 28),
+            ("train", "test"),
+            None,
+            _desc + "; hflip:/vflip:/invert:NAME derive sets from any image dataset",
+            "generated (no licence needed)",
+            synthetic.HOW,
+            synthetic.load_synthetic,
+            lambda root: (["generated"], True),
+            handles_size=True,
+        )
+    )
+
+
 def load_dataset(
     name: str,
     split: str = "train",
@@ -516,6 +538,22 @@ def load_dataset(
     if limit is not None and limit < 0:
         raise DatasetError(f"limit must be >= 0, got {limit}")
     options = dict(options)
+    derived = synthetic.split_derived(name.strip())
+    if derived is not None:  # hflip:/vflip:/invert:NAME, the base set loaded with the same arguments
+        op, base = derived
+        base_ds = load_dataset(
+            base,
+            split,
+            root=root,
+            download=download,
+            classes=classes,
+            limit=limit,
+            seed=seed,
+            channels=channels,
+            size=size,
+            **options,
+        )
+        return synthetic.derive(op, base_ds, name.strip())
     key = name.strip().lower()
     parsed = _parse_user(
         name.strip() if ":" in name or "/" in name else key, options, root if key == "embeddings" else None
@@ -593,6 +631,11 @@ def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
     key = name.strip().lower()
     if key in SPECS:
         return _info(SPECS[key], root)
+    derived = synthetic.split_derived(name.strip())
+    if derived is not None:
+        base = dataset_info(derived[1], root)
+        base.name, base.description = name, f"{derived[0]} of {base.name}: {base.description}"
+        return base
     scheme = key.partition(":")[0]
     if scheme in _USER_DOC:
         kind, desc = _USER_DOC[scheme]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from flowood.experiments.evaluate import evaluate_run, format_report
+from flowood.experiments.auxiliary import ScoreSettings
+from flowood.experiments.embedding_demo import SETTINGS as EMBEDDING_SETTINGS
+from flowood.experiments.embedding_demo import format_comparison, run_embedding_demo
+from flowood.experiments.evaluate import evaluate_run, format_report, format_scores
 from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.presets import get_preset
@@ -13,6 +17,55 @@ from flowood.train.trainer import train
 
 # Scoring 1,000 images per OOD set keeps evaluation to seconds while AUROC is well resolved.
 DEMO_OOD_LIMIT = 1000
+
+DEMO_MAIN_MINUTES = 2.5
+"""Training cap of the pixel RealNVP in ``flowood demo --all-scores`` (the plain demo uses 3 minutes)."""
+
+DEMO_SCORES = [
+    "log_likelihood",
+    "bits_per_dim",
+    "likelihood_ratio",
+    "input_complexity",
+    "typicality",
+    "typicality_m1",
+    "waic",
+    "embedding_likelihood",
+    "dose",
+    "per_scale",
+    "latent_typicality",
+    "compressed_size",
+    "embedding_gaussian",
+]
+"""Detectors of ``flowood demo --all-scores``: every registered one except ``general_likelihood_ratio``
+(it needs a broad dataset the embedded bundle does not have)."""
+
+
+def demo_settings() -> ScoreSettings:
+    """Auxiliary-model sizes of ``flowood demo --all-scores``.
+
+    The background trains as long as the pixel flow (its step count), K = 3 members of 0.5 min each, the
+    embedding flow with the settings of ``flowood demo --embeddings`` capped at 1.5 min."""
+    emb = EMBEDDING_SETTINGS
+    return ScoreSettings(
+        ensemble_size=3,
+        member_minutes=0.5,
+        aux_test_limit=256,
+        extractor=emb.extractor,
+        embedding_size=emb.size,
+        embedding_train_limit=emb.train_limit,
+        embedding_test_limit=emb.test_limit,
+        embedding_minutes=min(emb.minutes, 1.5),
+        embedding_max_steps=emb.max_steps,
+        embedding_overrides=list(emb.overrides),
+    )
+
+
+def demo_evaluate_options(all_scores: bool, quiet: bool = False) -> dict[str, Any]:
+    """Extra :func:`~flowood.experiments.evaluate.evaluate_run` arguments of ``flowood demo`` (``{}`` unless
+    ``--all-scores``)."""
+    if not all_scores:
+        return {}
+    return {"scores": list(DEMO_SCORES), "score_settings": demo_settings(), "quiet": quiet}
 
 
 def demo_config(minutes: float | None = None, overrides: list[str] | None = None, device: str = "auto") -> Any:
@@ -52,10 +105,8 @@ def run_demo(
 
     With ``embeddings``, also fit a flow on efficientnet-lite0 features of the same data in
     ``out/embedding-flow`` (:mod:`flowood.experiments.embedding_demo`) and add its metrics to the report.
-    With ``all_scores``, evaluate every OOD score of :mod:`flowood.experiments.scores` (small auxiliary models;
-    the pixel flow then trains for 2.5 minutes unless ``minutes`` is given)."""
-    from flowood.experiments.scores import DEMO_MAIN_MINUTES, demo_evaluate_options
-
+    With ``all_scores``, evaluate the detectors of :data:`DEMO_SCORES` (small auxiliary models; the pixel flow
+    then trains for 2.5 minutes unless ``minutes`` is given)."""
     minutes = DEMO_MAIN_MINUTES if all_scores and minutes is None else minutes
     cfg = demo_config(minutes, overrides, device)
     extra = demo_evaluate_options(all_scores, quiet)
@@ -64,11 +115,7 @@ def run_demo(
         report = evaluate_run(out, cfg.data.ood, device=device, limit=DEMO_OOD_LIMIT, **extra)
     report["conclusion"] = conclusion(report)
     if embeddings:
-        from flowood.experiments.embedding_demo import run_embedding_demo
-
         run_embedding_demo(out, report, device=device, quiet=quiet)
-    import json
-
     (Path(out) / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -78,14 +125,10 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
     print()
     print(report["conclusion"])
     if "embedding_flow" in report:
-        from flowood.experiments.embedding_demo import format_comparison
-
         print()
         print(format_comparison(report))
         print(report["embedding_conclusion"])
     if "scores" in report:
-        from flowood.experiments.scores import format_scores
-
         print()
         print(format_scores(report))
     print(

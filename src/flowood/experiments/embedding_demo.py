@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flowood.experiments.evaluate import evaluate_run
-from flowood.features import embed_dataset
+from flowood.features import embed_dataset, read_embeddings
 from flowood.perf import cpu_threads
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.data import Standardizer
@@ -168,8 +168,6 @@ def run_embedding_demo(
 
 
 def _feature_dim(path: Path) -> int:
-    from flowood.features import read_embeddings
-
     bundle = read_embeddings(path)
     return int(next(iter(bundle.embeddings.values())).shape[1])
 

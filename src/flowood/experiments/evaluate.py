@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flowood.data import pick_split
-from flowood.errors import DatasetError
+from flowood.analysis.histograms import plot_bpd_histograms
+from flowood.data.base import ArrayDataset
+from flowood.errors import ConfigError, DatasetError
+from flowood.experiments.auxiliary import RunContext, ScoreSettings
 from flowood.experiments.runs import Run, load_run
+from flowood.experiments.samples import scored_samples
 from flowood.ood import detection_metrics, score_bits_per_dim, summarize_scores
+from flowood.ood.detectors import DETECTORS, Samples, parse_detectors
 from flowood.perf import FastPath, resolve_fast_path
-from flowood.train.data import TensorBatches, load_split
+from flowood.train.data import TensorBatches
 from flowood.train.trainer import resolve_device
 
 METRIC_DOC = (
@@ -38,31 +43,26 @@ def score_dataset(
     fast: FastPath | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Per-sample bits/dim of one dataset under the run's flow (matched to the flow's input shape).
+    """Per-sample bits/dim of one dataset under the run's flow: the samples of
+    :func:`flowood.experiments.samples.scored_samples` (matched to the flow's input shape).
 
     ``fast`` sets precision / memory format for scoring (default: fp32, see :func:`evaluate_run`);
     ``progress`` shows a progress bar (images) on stderr when it is a terminal."""
-    cfg = run.run_config.data
-    if name is not None and name == cfg.negative_dataset and split == "test":
-        # Negative training drew from this set's training part; score on held-out samples only
-        # (the embedded mnist-mini has no train split: its half-train/half-test halves serve instead).
-        split = "half-test"
-    ds = load_split(
-        cfg,
-        pick_split(name or cfg.dataset, split),
-        name=name,
-        limit=limit,
-        classes=classes,
-        seed=run.run_config.seed,
-        like_shape=run.flow.input_shape,
-    )
+    ds = scored_samples(run, name, split=split, limit=limit, classes=classes)
+    return score_loaded(run, ds, batch_size=batch_size, seed=seed, fast=fast, progress=progress)
+
+
+def score_loaded(
+    run: Run,
+    ds: ArrayDataset,
+    *,
+    batch_size: int = 512,
+    seed: int = 0,
+    fast: FastPath | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """``(N,)`` bits/dim of an already loaded dataset under the run's flow (its standardiser for vectors)."""
     transform = run.standardizer if (ds.kind == "vector" and run.standardizer is not None) else None
-    # Vectors are compared with what the run's standardizer takes in (it may drop features or project).
-    expected = tuple(run.flow.input_shape)
-    if transform is not None and transform.in_dim is not None:
-        expected = (transform.in_dim,)
-    if tuple(ds.shape) != expected:
-        raise DatasetError(f"{ds.name} samples have shape {tuple(ds.shape)} but the run expects {expected}")
     device = next(run.flow.parameters()).device
     data = ds.data.float() if ds.kind == "vector" else ds.data
     batches = TensorBatches(data, ds.kind, device).sequential(batch_size)
@@ -110,9 +110,10 @@ def evaluate_run(
     given, channels-last on CUDA, and ``torch.compile`` if ``compile``; ``exact=True`` scores in
     fp32, eager, contiguous. The precision used is recorded in the report.
 
-    ``scores`` (names from :mod:`flowood.ood.scores`, default ``["log_likelihood"]``) adds the field's other
-    OOD scores under ``report["ood"][NAME]["metrics"][SCORE]``, training their auxiliary models when missing
-    (:func:`flowood.experiments.scores.add_scores`, sized by ``score_settings``; ``quiet`` hides their logs).
+    ``scores`` (detector names from :func:`flowood.ood.detectors.available_detectors`, default
+    ``["log_likelihood"]``) adds the field's other OOD scores under ``report["ood"][NAME]["metrics"][SCORE]``,
+    training their auxiliary models when missing (:func:`run_detectors`, sized by ``score_settings``, a
+    :class:`~flowood.experiments.auxiliary.ScoreSettings`; ``quiet`` hides their logs).
 
     Returns:
         The report dict (see ``report.json`` in the README).
@@ -135,21 +136,12 @@ def evaluate_run(
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
     test_limit = limit if limit is not None else cfg.test_limit
     start = time.perf_counter()
+    sets: list[Samples] = []
     with torch.inference_mode(), fast.backends():
-        in_bpd = score_dataset(
-            run,
-            None,
-            limit=test_limit,
-            classes=cfg.classes,
-            batch_size=batch_size,
-            seed=seed,
-            fast=fast,
-            progress=not quiet,
-        )
+        in_ds = scored_samples(run, None, limit=test_limit, classes=cfg.classes)
+        in_bpd = score_loaded(run, in_ds, batch_size=batch_size, seed=seed, fast=fast, progress=not quiet)
         bpd_by_set = {cfg.dataset: in_bpd}
-        scored_sets: list[tuple[str, str | None, int | None, list[int] | None, int, np.ndarray]] = [
-            (cfg.dataset, None, test_limit, cfg.classes, seed, in_bpd)
-        ]
+        sets.append(Samples(cfg.dataset, in_ds.data, in_ds.kind, in_bpd, noise_seed=seed))
         report: dict[str, Any] = {
             "run_dir": str(Path(run_dir).resolve()),
             "model": run.config.get("model", {}),
@@ -160,19 +152,11 @@ def evaluate_run(
         }
         for name in ood:
             same = name == cfg.dataset
-            ood_bpd = score_dataset(
-                run,
-                name,
-                limit=limit,
-                classes=cfg.ood_classes if same else None,
-                batch_size=batch_size,
-                seed=seed + 1,
-                fast=fast,
-                progress=not quiet,
-            )
+            ds = scored_samples(run, name, limit=limit, classes=cfg.ood_classes if same else None)
+            ood_bpd = score_loaded(run, ds, batch_size=batch_size, seed=seed + 1, fast=fast, progress=not quiet)
             key = f"{name}[classes={','.join(map(str, cfg.ood_classes))}]" if same and cfg.ood_classes else name
             bpd_by_set[key] = ood_bpd
-            scored_sets.append((key, name, limit, cfg.ood_classes if same else None, seed + 1, ood_bpd))
+            sets.append(Samples(key, ds.data, ds.kind, ood_bpd, noise_seed=seed + 1, name=name))
             report["ood"][key] = {
                 "bits_per_dim": summarize_scores(ood_bpd),
                 "metrics": {"log_likelihood": detection_metrics(-in_bpd, -ood_bpd)},
@@ -184,11 +168,8 @@ def evaluate_run(
         {"seconds": round(seconds, 3), "images": images, "images_per_second": round(images / max(seconds, 1e-9), 1)}
     )
     if scores and set(scores) != {"log_likelihood"}:
-        from flowood.experiments.scores import ScoredSet, add_scores
-
-        sets = [ScoredSet(*item) for item in scored_sets]
         with fast.backends():
-            add_scores(
+            run_detectors(
                 run,
                 report,
                 sets,
@@ -205,8 +186,6 @@ def evaluate_run(
         (out / "report.json").write_text(json.dumps(report, indent=2))
         arrays: dict[str, Any] = dict(bpd_by_set)
         np.savez(out / "scores.npz", **arrays)
-        from flowood.analysis.histograms import plot_bpd_histograms
-
         plot_bpd_histograms(bpd_by_set, out / "histogram.png", title=f"{run.flow.name} trained on {cfg.dataset}")
     return report
 
@@ -235,4 +214,98 @@ def format_report(report: dict[str, Any]) -> str:
             f"scored {scoring['images']} samples in {scoring['seconds']:.1f} s ({scoring['images_per_second']:,.0f}/s, "
             f"{scoring.get('precision', 'fp32')}, batch {scoring.get('batch_size')}; data loading included)"
         )
+    return "\n".join(lines)
+
+
+def run_detectors(
+    run: Run,
+    report: dict[str, Any],
+    sets: list[Samples],
+    names: list[str],
+    *,
+    settings: ScoreSettings | None = None,
+    device: str = "auto",
+    batch_size: int = 512,
+    fast: FastPath | None = None,
+    quiet: bool = False,
+    write: bool = True,
+) -> dict[str, np.ndarray]:
+    """Fit every detector in ``names`` on the run and score the in-distribution set ``sets[0]`` and the OOD
+    sets ``sets[1:]`` (exactly the samples the likelihood evaluation scored); fill ``report``.
+
+    ``report["ood"][KEY]["metrics"][NAME]`` gets AUROC, AUPR-in, AUPR-out, FPR95 (+ ``M``/``num_batches`` for
+    per-batch detectors) and ``report["scores"][NAME]`` the detector's description, facts, seconds and the
+    AUROCs of its components. Per-sample values go to ``RUN/ood_scores.npz`` as ``NAME/KEY`` (components as
+    ``NAME.COMPONENT/KEY``).
+
+    Returns:
+        The flat ``"NAME/KEY" -> array`` dict written to ``ood_scores.npz``.
+    """
+    settings = settings or ScoreSettings()
+    names = parse_detectors(names)
+    context = RunContext(
+        run,
+        settings,
+        evaluated=[s.name for s in sets[1:] if s.name is not None],
+        device=device,
+        batch_size=batch_size,
+        fast=fast,
+        quiet=quiet,
+    )
+    for name in names:
+        if DETECTORS[name].info.images_only and not context.is_image:
+            raise ConfigError(f"score {name} is only defined for image runs; {run.dir} models vectors")
+    values = asdict(settings)
+    flat: dict[str, np.ndarray] = {}
+    info: dict[str, dict[str, Any]] = {}
+    in_key = sets[0].key
+    for name in names:
+        start = time.perf_counter()
+        det = DETECTORS[name].from_settings(values)
+        det.fit(context)
+        scored = {s.key: det.score(s) for s in sets}
+        components = {s.key: det.components(s) for s in sets}
+        seconds = time.perf_counter() - start
+        facts = det.facts()
+        comp_auroc: dict[str, dict[str, float]] = {}
+        for s in sets[1:]:
+            metrics: dict[str, Any] = detection_metrics(scored[in_key], scored[s.key])
+            if det.info.per_batch:
+                metrics.update({k: facts[k] for k in ("M", "num_batches") if k in facts})
+            report["ood"].setdefault(s.key, {}).setdefault("metrics", {})[name] = metrics
+            for comp, vals in components[s.key].items():
+                comp_auroc.setdefault(comp, {})[s.key] = detection_metrics(components[in_key][comp], vals)["auroc"]
+        for key, vals in scored.items():
+            flat[f"{name}/{key}"] = vals
+            for comp, cv in components[key].items():
+                flat[f"{name}.{comp}/{key}"] = cv
+        info[name] = {**det.info.describe(), **facts, "seconds": round(seconds, 2)}
+        if comp_auroc:
+            info[name]["components_auroc"] = comp_auroc
+    report["scores"] = info
+    report["score_settings"] = values
+    if write:
+        np.savez(run.dir / "ood_scores.npz", **flat)  # type: ignore[arg-type]
+    return flat
+
+
+def format_scores(report: dict[str, Any]) -> str:
+    """AUROC of every score (rows) on every OOD set (columns), as plain text."""
+    names = list(report.get("scores") or ["log_likelihood"])
+    ood = list(report.get("ood", {}))
+    width = max(14, *(len(n) + 2 for n in ood)) if ood else 14
+    lines = [
+        f"OOD AUROC by score (in-distribution: {report.get('in_distribution', {}).get('dataset', '?')}; "
+        "higher = better separation, 0.5 = chance)"
+    ]
+    lines.append(f"{'score':<26}" + "".join(f"{n:>{width}}" for n in ood))
+    for name in names:
+        row = f"{name:<26}"
+        for key in ood:
+            m = report["ood"][key].get("metrics", {}).get(name)
+            row += f"{m['auroc']:>{width}.3f}" if m else f"{'-':>{width}}"
+        entry = report.get("scores", {}).get(name, {})
+        if entry.get("per_batch") and "M" in entry:
+            row += f"   (per batch, M={entry['M']})"
+        lines.append(row)
     return "\n".join(lines)

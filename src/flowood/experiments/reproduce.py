@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,8 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
+from flowood.analysis.couplings import coupling_statistics, default_layer_indices, plot_coupling
+from flowood.analysis.latents import compute_latents, plot_latents
 from flowood.errors import ConfigError
+from flowood.experiments.embedding_demo import METRIC_KEY, run_embedding_demo
 from flowood.experiments.evaluate import evaluate_run
 from flowood.experiments.runs import load_run
 from flowood.experiments.visualize import load_images
@@ -118,7 +123,6 @@ class Context:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
 
     return yaml.safe_load(path.read_text())
 
@@ -170,7 +174,6 @@ def _datasets(ctx: Context, run_dir: Path, n: int) -> dict[str, torch.Tensor]:
 
 
 def latents(ctx: Context, exp_dir: Path) -> dict[str, Any]:
-    from flowood.analysis.latents import compute_latents, plot_latents
 
     run_dir = ctx.model("baseline")
     flow = load_run(run_dir).flow
@@ -197,7 +200,6 @@ def latents(ctx: Context, exp_dir: Path) -> dict[str, Any]:
 
 
 def couplings(ctx: Context, exp_dir: Path) -> dict[str, Any]:
-    from flowood.analysis.couplings import coupling_statistics, default_layer_indices, plot_coupling
 
     run_dir = ctx.model("baseline")
     flow = load_run(run_dir).flow
@@ -277,7 +279,6 @@ def horizontal_mask(ctx: Context, exp_dir: Path) -> dict[str, Any]:
 
 
 def embeddings(ctx: Context, exp_dir: Path) -> dict[str, Any]:
-    from flowood.experiments.embedding_demo import METRIC_KEY, run_embedding_demo
 
     base_dir = ctx.model("baseline")
     report = copy.deepcopy(_report(base_dir))
@@ -394,7 +395,6 @@ def _summary_md(exp: Experiment, ctx: Context, result: dict[str, Any]) -> str:
 
 
 def hardware() -> str:
-    import platform
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)

@@ -1,6 +1,17 @@
 """OOD detection: scoring datasets with a flow and the detection metrics."""
 
 from flowood.ood.likelihood import score_bits_per_dim
-from flowood.ood.metrics import detection_metrics, paired_auroc_difference, summarize_scores
+from flowood.ood.metrics import (
+    detection_metrics,
+    paired_auroc_difference,
+    paired_metric_differences,
+    summarize_scores,
+)
 
-__all__ = ["detection_metrics", "paired_auroc_difference", "score_bits_per_dim", "summarize_scores"]
+__all__ = [
+    "detection_metrics",
+    "paired_auroc_difference",
+    "paired_metric_differences",
+    "score_bits_per_dim",
+    "summarize_scores",
+]

@@ -1,0 +1,61 @@
+"""The samples an evaluation scores: one function, used by the likelihood evaluation and by every detector."""
+
+from __future__ import annotations
+
+from flowood.data import pick_split
+from flowood.data.base import ArrayDataset
+from flowood.errors import DatasetError
+from flowood.experiments.runs import Run
+from flowood.train.data import load_split
+
+
+def scored_split(run: Run, name: str | None, split: str = "test") -> str:
+    """The split of dataset ``name`` (``None``: the run's own) that an evaluation of ``run`` scores.
+
+    Negative training drew its OOD batches from the negative set's training part, so when that set is
+    evaluated as OOD only its held-out half is scored (``half-test``; the embedded ``mnist-mini`` has no train
+    split, its ``half-train``/``half-test`` halves serve instead)."""
+    cfg = run.run_config.data
+    if name is not None and name == cfg.negative_dataset and split == "test":
+        split = "half-test"
+    return pick_split(name or cfg.dataset, split)
+
+
+def scored_samples(
+    run: Run,
+    name: str | None,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    classes: list[int] | None = None,
+) -> ArrayDataset:
+    """Load exactly the samples an evaluation of ``run`` scores for dataset ``name``, in scoring order.
+
+    Args:
+        run: the loaded run (its data config, seed and input shape decide the subset and the conversion).
+        name: an OOD dataset, or ``None`` for the run's own in-distribution dataset.
+        split: the split asked for (``test``; see :func:`scored_split` for negative training's held-out half).
+        limit: at most this many samples (a seeded subset).
+        classes: keep only these labels.
+
+    Raises:
+        DatasetError: the samples do not have the shape the run's flow (or its standardiser) takes.
+    """
+    cfg = run.run_config.data
+    ds = load_split(
+        cfg,
+        scored_split(run, name, split),
+        name=name,
+        limit=limit,
+        classes=classes,
+        seed=run.run_config.seed,
+        like_shape=run.flow.input_shape,
+    )
+    expected = tuple(run.flow.input_shape)
+    std = run.standardizer
+    if ds.kind == "vector" and std is not None and std.in_dim is not None:
+        # Vectors are compared with what the run's standardizer takes in (it may drop features or project).
+        expected = (std.in_dim,)
+    if tuple(ds.shape) != expected:
+        raise DatasetError(f"{ds.name} samples have shape {tuple(ds.shape)} but the run expects {expected}")
+    return ds

@@ -1,0 +1,94 @@
+"""OOD detectors for likelihood models: the :class:`Detector` protocol and the registry.
+
+>>> from flowood.ood.detectors import available_detectors, get_detector
+>>> det = get_detector("typicality", typicality_m=10)
+
+Adding a detector: one class (a :class:`Detector` subclass with ``info``, ``defaults``, ``fit``, ``score``)
+and one ``register(...)`` line below; document it in ``docs/scores.md``. Every score is *higher = more
+in-distribution*.
+"""
+
+from flowood.ood.detectors.base import (
+    DETECTORS,
+    AuxFlow,
+    Detector,
+    DetectorInfo,
+    FitContext,
+    Samples,
+    available_detectors,
+    detector_info,
+    get_detector,
+    parse_detectors,
+    register,
+)
+from flowood.ood.detectors.complexity import (
+    COMPRESSORS,
+    CompressedSize,
+    InputComplexity,
+    compressed_bits_per_dim,
+    input_complexity,
+)
+from flowood.ood.detectors.dose import DoSE, dose_statistics
+from flowood.ood.detectors.embedding import EmbeddingGaussian, EmbeddingLikelihood
+from flowood.ood.detectors.ensemble import WAIC, waic
+from flowood.ood.detectors.flowstats import FlowStatistics, flow_statistics
+from flowood.ood.detectors.likelihood import BitsPerDim, LogLikelihood
+from flowood.ood.detectors.perscale import PerScale, coarse_minus_finest
+from flowood.ood.detectors.ratio import (
+    DEFAULT_MUTATION_RATE,
+    GeneralLikelihoodRatio,
+    LikelihoodRatio,
+    likelihood_ratio,
+    mutate_images,
+)
+from flowood.ood.detectors.typicality import (
+    LatentTypicality,
+    Typicality,
+    TypicalityM1,
+    latent_typicality_scores,
+    typicality_batches,
+    typicality_scores,
+)
+
+register(LogLikelihood)
+register(BitsPerDim)
+register(LikelihoodRatio)
+register(InputComplexity)
+register(Typicality)
+register(TypicalityM1)
+register(WAIC)
+register(EmbeddingLikelihood)
+register(DoSE)
+register(PerScale)
+register(LatentTypicality)
+register(CompressedSize)
+register(EmbeddingGaussian)
+register(GeneralLikelihoodRatio)
+
+__all__ = [
+    "COMPRESSORS",
+    "DEFAULT_MUTATION_RATE",
+    "DETECTORS",
+    "AuxFlow",
+    "Detector",
+    "DetectorInfo",
+    "FitContext",
+    "FlowStatistics",
+    "Samples",
+    "available_detectors",
+    "coarse_minus_finest",
+    "compressed_bits_per_dim",
+    "detector_info",
+    "dose_statistics",
+    "flow_statistics",
+    "get_detector",
+    "input_complexity",
+    "latent_typicality_scores",
+    "likelihood_ratio",
+    "mutate_images",
+    "parse_detectors",
+    "register",
+    "typicality_batches",
+    "typicality_scores",
+    "waic",
+]

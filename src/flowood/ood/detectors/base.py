@@ -1,0 +1,257 @@
+"""The Detector protocol, the data it sees, and the registry.
+
+flowood's convention everywhere: a detector's score is **higher = more in-distribution**, so
+:func:`flowood.ood.detection_metrics` applies unchanged (in-distribution test set = positive class).
+
+A detector is one class:
+
+* ``info``: a :class:`DetectorInfo` (name, summary, direction, units, cost, reference, per-sample or per-batch);
+* ``defaults``: its settings and their default values (``get_detector(name, **settings)`` validates them);
+* :meth:`Detector.fit` on a :class:`FitContext`: the in-distribution run (its flow, its training data, and
+  the auxiliary flows the experiments layer trains or reuses for it);
+* :meth:`Detector.score` on :class:`Samples`: one value per sample (or per batch where ``info.per_batch``).
+
+This module imports nothing from ``flowood.train`` or ``flowood.experiments``: auxiliary models are asked
+for through the :class:`FitContext` protocol, which :mod:`flowood.experiments.auxiliary` implements.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from torch import Tensor
+
+from flowood.errors import ConfigError
+from flowood.flows import NormalizingFlow
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What a detector is, for the registry, the report and the docs.
+
+    Attributes:
+        name: registry name (``--scores NAME``).
+        summary: one line: what is computed.
+        direction: how the paper's statistic relates to flowood's "higher = in-distribution" value.
+        units: units of the returned value.
+        cost: what it costs beyond the run's own likelihoods (fit and extra passes).
+        reference: the paper that proposed it.
+        per_batch: one score per batch of samples (typicality), not per sample.
+        images_only: only defined for image runs.
+        needs_flow: needs the run's flow (``False`` for model-free baselines).
+    """
+
+    name: str
+    summary: str
+    direction: str
+    units: str
+    cost: str
+    reference: str
+    per_batch: bool = False
+    images_only: bool = False
+    needs_flow: bool = True
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "summary": self.summary,
+            "direction": self.direction,
+            "units": self.units,
+            "cost": self.cost,
+            "reference": self.reference,
+            "per_batch": self.per_batch,
+        }
+
+
+@dataclass
+class Samples:
+    """One set of samples an evaluation scored, as every detector sees it.
+
+    Attributes:
+        key: report key of the set (the in-distribution dataset name, or an OOD set's).
+        data: ``uint8 (N, C, H, W)`` images or ``float32 (N, D)`` vectors, exactly the samples the
+            likelihood evaluation scored, in the same order.
+        kind: ``"image"`` or ``"vector"``.
+        bpd: ``(N,)`` bits/dim of each sample under the run's flow (already computed by the evaluation).
+        noise_seed: seed of the dequantisation noise the evaluation used for this set.
+        name: dataset name as loaded (``None``: the run's own dataset).
+        cache: per-set values shared between detectors (e.g. the flow's per-scale statistics).
+    """
+
+    key: str
+    data: Tensor
+    kind: str
+    bpd: np.ndarray
+    noise_seed: int = 0
+    name: str | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def images(self) -> np.ndarray:
+        """``uint8 (N, C, H, W)`` (image sets only)."""
+        if self.kind != "image":
+            raise ConfigError(f"{self.key}: an image detector was given vectors")
+        return self.data.numpy()
+
+
+class AuxFlow(Protocol):
+    """An auxiliary model trained (or reused) by the experiments layer."""
+
+    directory: Path
+
+    def log_likelihood(self, samples: Samples) -> np.ndarray:
+        """``(N,)`` log-likelihood in nats of ``samples`` (for an embedding flow: of their CNN features)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the report (directory, training steps, settings)."""
+
+
+class FitContext(Protocol):
+    """What :meth:`Detector.fit` may use: the in-distribution run and auxiliary models on demand.
+
+    Attributes:
+        flow: the run's trained flow (eval mode).
+        num_dims: D of one sample.
+        is_image: the run models 8-bit images.
+        in_dataset: the run's in-distribution dataset name.
+        evaluated: names of the OOD sets under evaluation (auxiliary training data must not be one of them).
+        batch_size: scoring batch size.
+        input_transform: the run's vector standardiser (applied before the flow), ``None`` for images.
+    """
+
+    flow: NormalizingFlow
+    num_dims: int
+    is_image: bool
+    in_dataset: str
+    evaluated: list[str]
+    batch_size: int
+    input_transform: Callable[[Tensor], Tensor] | None
+
+    def train_samples(self, limit: int | None) -> Samples:
+        """A seeded subset (at most ``limit``; ``None``: all, never more than the run's ``data.limit``) of the
+        run's in-distribution **training** split, with its bits/dim under the run's flow."""
+
+    def background_flow(self, mutation_rate: float, copies: int) -> AuxFlow:
+        """The run's configuration trained, with the main model's training budget, on mutated training images."""
+
+    def ensemble_member(self, index: int) -> AuxFlow:
+        """Member ``index`` of an ensemble: the run's configuration with another seed."""
+
+    def general_flow(self, dataset: str) -> AuxFlow:
+        """The run's configuration trained on a broad dataset ``dataset``."""
+
+    def embedding_flow(self, extractor: str, size: int, train_limit: int | None, test_limit: int | None) -> AuxFlow:
+        """A tabular flow on CNN features of the in-distribution training split."""
+
+    def features(self, samples: Samples | None, extractor: str, size: int, limit: int | None = None) -> np.ndarray:
+        """``(N, F)`` CNN features of ``samples`` (``None``: of the in-distribution training split, ``limit``)."""
+
+    def log(self, message: str) -> None:
+        """A progress line (silent when quiet)."""
+
+
+class Detector(ABC):
+    """Base class of every detector: settings, ``fit`` on the in-distribution run, ``score`` per sample.
+
+    Subclasses set :attr:`info` and :attr:`defaults` and implement :meth:`fit` and :meth:`score`; they may add
+    :meth:`components` (extra per-sample diagnostics reported next to the score) and :meth:`facts` (what the
+    fit learnt, for the report).
+    """
+
+    info: ClassVar[DetectorInfo]
+    defaults: ClassVar[dict[str, Any]] = {}
+    in_all: ClassVar[bool] = True
+    """Included in ``--scores all`` (``False`` for detectors that need a setting only the user can give)."""
+
+    def __init__(self, **settings: Any) -> None:
+        unknown = sorted(set(settings) - set(self.defaults))
+        if unknown:
+            accepted = ", ".join(sorted(self.defaults)) or "none"
+            raise ConfigError(f"detector {self.info.name} does not take {', '.join(unknown)}; it takes: {accepted}")
+        self.settings: dict[str, Any] = {**self.defaults, **settings}
+        self.fitted = False
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> Detector:
+        """An instance taking from ``values`` (e.g. a flat ``ScoreSettings`` dict) the keys it accepts."""
+        return cls(**{k: v for k, v in values.items() if k in cls.defaults})
+
+    @abstractmethod
+    def fit(self, context: FitContext) -> None:
+        """Learn what the score needs from the in-distribution run (training data, auxiliary models)."""
+
+    @abstractmethod
+    def score(self, samples: Samples) -> np.ndarray:
+        """``(N,)`` float64 scores of ``samples`` (``(num_batches,)`` for per-batch detectors); higher = in."""
+
+    def components(self, samples: Samples) -> dict[str, np.ndarray]:
+        """Named per-sample diagnostics (higher = in-distribution) reported with their own AUROCs."""
+        return {}
+
+    def facts(self) -> dict[str, Any]:
+        """What the fit learnt and the settings used (JSON-serialisable)."""
+        return dict(self.settings)
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError(f"detector {self.info.name}: call fit(context) before score(samples)")
+
+
+DETECTORS: dict[str, type[Detector]] = {}
+"""The registry: name → detector class (filled by :func:`register` in ``flowood.ood.detectors``)."""
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    """Add a detector class to :data:`DETECTORS` under ``cls.info.name``."""
+    name = cls.info.name
+    if name in DETECTORS and DETECTORS[name] is not cls:
+        raise ValueError(f"detector {name!r} is registered twice")
+    DETECTORS[name] = cls
+    return cls
+
+
+def available_detectors() -> list[str]:
+    """Names of every registered detector, in registry order."""
+    return list(DETECTORS)
+
+
+def detector_info(name: str) -> DetectorInfo:
+    """The :class:`DetectorInfo` of a registered detector."""
+    return _cls(name).info
+
+
+def _cls(name: str) -> type[Detector]:
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown score {name!r}; available: {', '.join(DETECTORS)} (or all)")
+    return DETECTORS[name]
+
+
+def get_detector(name: str, **settings: Any) -> Detector:
+    """A new, unfitted detector ``name`` with ``settings`` (unknown settings raise :class:`ConfigError`)."""
+    return _cls(name)(**settings)
+
+
+def parse_detectors(text: str | list[str] | None) -> list[str]:
+    """``"a,b"`` or ``["a", "b,c"]`` (or ``"all"``) → validated detector names, in order, without duplicates.
+
+    ``log_likelihood`` is always first (the report's baseline). Raises :class:`ConfigError` naming the unknown
+    detector and the valid ones.
+    """
+    items: list[str] = []
+    for part in [text] if isinstance(text, str) else list(text or []):
+        items += [p.strip() for p in part.split(",") if p.strip()]
+    if "all" in items:
+        items = [n for n in DETECTORS if DETECTORS[n].in_all]
+    for s in items:
+        _cls(s)
+    out = ["log_likelihood"]
+    for s in items:
+        if s not in out:
+            out.append(s)
+    return out
