@@ -181,10 +181,6 @@ def _defines(module: str, name: str) -> bool:
 #: Violations in today's code, each removed by work in progress (issue 15 unless said otherwise).
 #: Delete an entry when its import is gone; never add one (fix the import instead).
 KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
-    # evaluate -> scores -> embedding_demo -> evaluate, closed by two function-level imports; helper C's
-    # detector registry replaces experiments/scores.py (auxiliary.py, samples.py) and removes both.
-    ("cycle-dodging function import", "flowood.experiments.evaluate", "flowood.experiments.scores"): "helper C",
-    ("cycle-dodging function import", "flowood.experiments.scores", "flowood.experiments.embedding_demo"): "helper C",
     # Loading a run rebuilds its flow with trainer.build_run_flow; RunDir (flowood/runs.py) does it without.
     ("run reader imports the training loop", "flowood.experiments.runs", "flowood.train.trainer"): "helper D",
     # Evaluation borrows the trainer's resolve_device; one resolve_device below both removes it.
