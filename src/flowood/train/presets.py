@@ -298,3 +298,30 @@ def preset_parameter_count(name: str) -> int:
     with torch.device("meta"):
         flow = build_flow(arch, shape, **model)
     return sum(p.numel() for p in flow.parameters() if p.requires_grad)
+
+
+# Neural spline and masked autoregressive variants of the vector presets (issue 16, item 5). Widths are chosen
+# so that each has about the parameter count of the affine preset it varies (docs/tabular.md compares them).
+def _vector_variant(base: str, description: str, model: dict[str, Any]) -> dict[str, Any]:
+    preset = copy.deepcopy(PRESETS[base])
+    preset["description"] = description
+    preset["model"] = model
+    return preset
+
+
+PRESETS.update(
+    {
+        "tabular-spline-breast-cancer": _vector_variant(
+            "tabular-breast-cancer",
+            "tabular-breast-cancer with rational-quadratic spline couplings (6 couplings, 8 bins on [-3, 3], "
+            "18 hidden units: about the affine preset's parameter count)",
+            {"name": "tabular", "coupling": "spline", "num_couplings": 6, "hidden_dim": 18, "num_layers": 2},
+        ),
+        "maf-breast-cancer": _vector_variant(
+            "tabular-breast-cancer",
+            "tabular-breast-cancer with a masked autoregressive flow (5 affine MADE layers, 2 x 92 hidden "
+            "units: about the affine preset's parameter count)",
+            {"name": "maf", "num_layers": 5, "hidden_dim": 92, "num_hidden": 2},
+        ),
+    }
+)
