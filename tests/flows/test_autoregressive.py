@@ -41,6 +41,8 @@ def test_made_degrees_cover_every_order() -> None:
     inputs, hidden = made_degrees(4, [6], reverse=True)
     assert inputs.tolist() == [4, 3, 2, 1]
     assert set(hidden.tolist()) == {1, 2, 3}
+    _, narrow = made_degrees(101, [10], reverse=False)
+    assert narrow.tolist() == [1, 11, 21, 31, 41, 51, 61, 71, 81, 91]  # spread over 1..100, not 1..10
 
 
 @pytest.mark.parametrize("transform", ["affine", "spline"])

@@ -45,15 +45,18 @@ class MaskedLinear(nn.Linear):
 def made_degrees(num_inputs: int, hidden_dims: Sequence[int], reverse: bool) -> list[Tensor]:
     """Degrees of the input units and of every hidden layer (deterministic, no random draws).
 
-    Input ``i`` has degree ``i + 1`` (``D - i`` when ``reverse``); hidden units cycle through
-    ``1 .. D - 1`` so every degree is represented whenever the layer is at least ``D - 1`` wide.
+    Input ``i`` has degree ``i + 1`` (``D - i`` when ``reverse``). A hidden layer at least ``D - 1`` wide
+    cycles through ``1 .. D - 1``, so every degree is represented; a narrower one spreads its units evenly
+    over ``1 .. D - 1`` (rather than using only the first degrees, which would condition every later
+    dimension on the first few inputs only).
     """
     d = num_inputs
     inputs = torch.arange(d, 0, -1) if reverse else torch.arange(1, d + 1)
     degrees = [inputs]
     top = max(d - 1, 1)
     for width in hidden_dims:
-        degrees.append(torch.arange(width) % top + 1)
+        units = torch.arange(width)
+        degrees.append(units % top + 1 if width >= top else units * top // width + 1)
     return degrees
 
 

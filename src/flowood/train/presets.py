@@ -172,7 +172,8 @@ PRESETS.update(
     {
         "tabular-embeddings": {
             "description": "Tabular flow on CNN embeddings (`flowood embed` .npz; set data.dataset=embeddings:FILE): "
-            "log features, constant features dropped, PCA-whitened, input noise 0.3 (docs/embeddings.md)",
+            "log features, constant features dropped, PCA-whitened, input noise 0.3, early stopping on 10 % of the "
+            "training vectors (docs/embeddings.md)",
             "paper": False,
             "input_shape": [1280],
             "model": dict(_TABULAR_MODEL),
@@ -193,6 +194,7 @@ PRESETS.update(
                 "input_noise": 0.3,
                 "eval_batch_size": 1024,
                 "sample_every": 0,
+                "early_stopping": {"patience": 5, "val_fraction": 0.1},
             },
         },
         "tabular-breast-cancer": {
@@ -322,6 +324,23 @@ PRESETS.update(
             "tabular-breast-cancer with a masked autoregressive flow (5 affine MADE layers, 2 x 92 hidden "
             "units: about the affine preset's parameter count)",
             {"name": "maf", "num_layers": 5, "hidden_dim": 92, "num_hidden": 2},
+        ),
+    }
+)
+
+PRESETS.update(
+    {
+        "tabular-spline-embeddings": _vector_variant(
+            "tabular-embeddings",
+            "tabular-embeddings with rational-quadratic spline couplings (6 couplings, 4 bins on [-3, 3], 72 hidden "
+            "units: about the affine preset's parameter count)",
+            {"name": "tabular", "coupling": "spline", "num_couplings": 6, "hidden_dim": 72, "num_bins": 4},
+        ),
+        "maf-embeddings": _vector_variant(
+            "tabular-embeddings",
+            "tabular-embeddings with a masked autoregressive flow (3 affine MADE layers, 2 x 512 hidden units: about "
+            "the affine preset's parameter count)",
+            {"name": "maf", "num_layers": 3, "hidden_dim": 512, "num_hidden": 2},
         ),
     }
 )
