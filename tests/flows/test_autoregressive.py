@@ -111,3 +111,9 @@ def test_train_maf_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["evaluate", str(run), "--device", "cpu"]) == 0
     report = json.loads((run / "report.json").read_text())
     assert report["ood"]["breast-cancer[classes=0]"]["metrics"]["log_likelihood"]["auroc"] > 0.8
+
+
+def test_bad_maf_option_exits_2_from_the_cli(tmp_path: Path, capsys) -> None:
+    args = ["train", "--preset", "maf-breast-cancer", "--out", str(tmp_path / "r"), "--device", "cpu", "-q"]
+    assert main([*args, "--set", "model.transform=foo"]) == 2
+    assert "unknown maf transform 'foo'; choose from affine, spline" in capsys.readouterr().err

@@ -175,3 +175,9 @@ def test_train_spline_tabular_end_to_end(tmp_path: Path, capsys) -> None:
 
     report = json.loads((run / "report.json").read_text())
     assert report["ood"]["breast-cancer[classes=0]"]["metrics"]["log_likelihood"]["auroc"] > 0.8
+
+
+def test_bad_coupling_exits_2_from_the_cli(tmp_path: Path, capsys) -> None:
+    args = ["train", "--preset", "tabular-breast-cancer", "--out", str(tmp_path / "r"), "--device", "cpu", "-q"]
+    assert main([*args, "--set", "model.coupling=spine"]) == 2
+    assert "unknown coupling 'spine'; choose from affine, spline" in capsys.readouterr().err
