@@ -112,15 +112,17 @@ def main() -> None:
     parser.add_argument("--emb-dir", type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--only", nargs="*", help="variant labels to run (default all)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every variant")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     extra, data, ood = _sets(args.suite, args.emb_dir)
+    extra = [*extra, *args.overrides]
     results: dict[str, Any] = {}
     for label, (preset, overrides) in SUITES[args.suite].items():
         if args.only and label not in args.only:
             continue
-        runs = [run_variant(preset, [*extra, *overrides], data, ood, s) for s in args.seeds]
+        runs = [run_variant(preset, [*overrides, *extra], data, ood, s) for s in args.seeds]
         results[label] = {
             "preset": preset,
             "overrides": overrides,

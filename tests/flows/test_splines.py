@@ -113,6 +113,13 @@ def test_spline_coupling_keeps_conditioning_entries() -> None:
     assert torch.equal(y[:, :3], x[:, :3]) and not torch.allclose(y[:, 3:], x[:, 3:])
 
 
+@pytest.mark.parametrize("parity", [0, 1])
+@pytest.mark.parametrize("dim", [2, 5, 6])
+def test_tabular_change_index_is_the_masks_changed_entries(dim: int, parity: int) -> None:
+    layer = SplineCoupling("tabular", (dim,), _mlp, parity)
+    assert layer.change_index.tolist() == torch.nonzero(layer.change[0]).flatten().tolist()
+
+
 def test_spline_coupling_st_net_width() -> None:
     seen: list[tuple[int, int]] = []
 
@@ -121,7 +128,9 @@ def test_spline_coupling_st_net_width() -> None:
         return _mlp(cin, cout)
 
     SplineCoupling("tabular", (7,), factory, num_bins=5)
-    assert seen == [(7, 7 * spline_param_count(5))] and spline_param_count(5) == 14
+    SplineCoupling("tabular", (7,), factory, parity=1, num_bins=5)
+    # Parameters only for the transformed entries: 4 of 7 with parity 0, 3 with parity 1.
+    assert seen == [(7, 4 * 14), (7, 3 * 14)] and spline_param_count(5) == 14
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,10 @@ class SplineCoupling(InvertibleModule):
         mask: ``checkerboard``, ``channel``, ``horizontal``, ``vertical``, ``quadrant`` or ``tabular``.
         shape: per-sample input shape, ``(C, H, W)`` or ``(D,)``.
         st_net_factory: called with ``(in_channels, out_channels)``; ``in_channels`` is ``C`` (``C/2`` for the
-            channel mask, ``D`` for tabular), ``out_channels`` is ``in_channels · (3K - 1)``.
+            channel mask, ``D`` for tabular), ``out_channels`` is ``in_channels · (3K - 1)``, except for the
+            tabular mask, where it is ``(number of transformed entries) · (3K - 1)``: a vector's st-network
+            outputs parameters only for the entries it transforms (half the width of a full-size output,
+            which matters because each entry needs ``3K - 1`` of them).
         parity: 0 or 1, which half conditions.
         quadrant: conditioning quadrant for the quadrant mask.
         num_bins: ``K``.
@@ -158,6 +161,7 @@ class SplineCoupling(InvertibleModule):
 
     cond: Tensor
     change: Tensor
+    change_index: Tensor
 
     def __init__(
         self,
@@ -198,7 +202,15 @@ class SplineCoupling(InvertibleModule):
             self.register_buffer("cond", cond, persistent=False)
             self.register_buffer("change", change, persistent=False)
             net_in = self.shape[0]
-        self.st_net = st_net_factory(net_in, net_in * spline_param_count(num_bins))
+        net_out = net_in
+        if mask == "tabular":
+            # The entries build_mask("tabular") transforms: the second half for parity 0, the first for parity 1
+            # (written out rather than nonzero(change), which has no shape on the meta device).
+            d, half = self.shape[0], self.shape[0] // 2
+            index = torch.arange(half, d) if parity == 0 else torch.arange(0, half)
+            self.register_buffer("change_index", index, persistent=False)
+            net_out = int(self.change_index.numel())
+        self.st_net = st_net_factory(net_in, net_out * spline_param_count(num_bins))
 
     def _params(self, cond_input: Tensor) -> Tensor:
         """Raw spline parameters, shape ``input.shape + (3K - 1,)``, in at least fp32."""
@@ -227,6 +239,11 @@ class SplineCoupling(InvertibleModule):
                 y_change, ld = self._spline(x_change, params, inverse)
                 return self._join_channels(y_change.to(x.dtype), x_id), ld.flatten(1).sum(1)
         params = self._params(x * self.cond)
+        if self.mask_type == "tabular":
+            with float32_region(x):
+                idx = self.change_index
+                y_change, ld = self._spline(x.index_select(1, idx), params, inverse)
+                return x.index_copy(1, idx, y_change.to(x.dtype)), ld.sum(1)
         with float32_region(x):
             y, ld = self._spline(x, params, inverse)
             change = self.change.to(torch.bool)

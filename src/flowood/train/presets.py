@@ -316,8 +316,8 @@ PRESETS.update(
         "tabular-spline-breast-cancer": _vector_variant(
             "tabular-breast-cancer",
             "tabular-breast-cancer with rational-quadratic spline couplings (6 couplings, 8 bins on [-3, 3], "
-            "18 hidden units: about the affine preset's parameter count)",
-            {"name": "tabular", "coupling": "spline", "num_couplings": 6, "hidden_dim": 18, "num_layers": 2},
+            "32 hidden units: about the affine preset's parameter count)",
+            {"name": "tabular", "coupling": "spline", "num_couplings": 6, "hidden_dim": 32, "num_layers": 2},
         ),
         "maf-breast-cancer": _vector_variant(
             "tabular-breast-cancer",
@@ -332,9 +332,9 @@ PRESETS.update(
     {
         "tabular-spline-embeddings": _vector_variant(
             "tabular-embeddings",
-            "tabular-embeddings with rational-quadratic spline couplings (6 couplings, 4 bins on [-3, 3], 72 hidden "
+            "tabular-embeddings with rational-quadratic spline couplings (6 couplings, 8 bins on [-3, 3], 68 hidden "
             "units: about the affine preset's parameter count)",
-            {"name": "tabular", "coupling": "spline", "num_couplings": 6, "hidden_dim": 72, "num_bins": 4},
+            {"name": "tabular", "coupling": "spline", "num_couplings": 6, "hidden_dim": 68, "num_bins": 8},
         ),
         "maf-embeddings": _vector_variant(
             "tabular-embeddings",
