@@ -106,11 +106,13 @@ def test_early_stopping_keeps_the_best_validation_weights(tmp_path: Path) -> Non
     assert any(not torch.equal(last[k], kept[k]) for k in kept)
 
 
-def test_evaluate_scores_the_kept_weights(tmp_path: Path) -> None:
+def test_evaluate_scores_the_kept_weights(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     args = ["train", "--preset", "tabular-breast-cancer", "--out", str(run), "--device", "cpu", "-q"]
     sets = [f"--set={o}" for o in OVERFIT] + ["--set=train.early_stopping={patience: 2, val_fraction: 0.2}"]
     assert main([*args, *sets]) == 0
+    out = capsys.readouterr().out
+    assert "early stopping: kept the weights of epoch" in out and "--resume" not in out
     assert main(["evaluate", str(run), "--device", "cpu"]) == 0
     report = json.loads((run / "report.json").read_text())
     assert report["ood"]["breast-cancer[classes=0]"]["metrics"]["log_likelihood"]["auroc"] > 0.9
