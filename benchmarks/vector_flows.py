@@ -36,6 +36,12 @@ from flowood.train.presets import get_preset, preset_parameter_count
 from flowood.train.trainer import Trainer
 
 _ES_BC = "train.early_stopping={patience: 5, val_fraction: 0.1}"
+_OLD_EMB = [
+    "train.early_stopping=null",
+    "train.lr=1e-3",
+    "train.warmup_steps=100",
+    "model.dropout=0.0",
+]
 SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
     "breast-cancer": {
         "affine coupling": ("tabular-breast-cancer", []),
@@ -49,10 +55,10 @@ SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
         "MAF, whitened + early stopping": ("maf-breast-cancer", [_ES_BC, "data.whiten=true"]),
     },
     "embeddings": {
-        "affine, 30 epochs (0.1 preset)": ("tabular-embeddings", ["train.early_stopping=null", "train.epochs=30"]),
-        "affine + early stopping": ("tabular-embeddings", ["train.early_stopping={patience: 5, val_fraction: 0.1}"]),
-        "spline + early stopping": ("tabular-spline-embeddings", []),
-        "MAF + early stopping": ("maf-embeddings", []),
+        "affine, the 0.1 preset (Adam 1e-3, 30 epochs, no early stopping)": ("tabular-embeddings", _OLD_EMB),
+        "affine (tabular-embeddings)": ("tabular-embeddings", []),
+        "spline (tabular-spline-embeddings)": ("tabular-spline-embeddings", []),
+        "MAF (maf-embeddings)": ("maf-embeddings", []),
     },
 }
 
