@@ -130,3 +130,14 @@ def test_resume_with_early_stopping_is_exact(tmp_path: Path) -> None:
     a = load_file(str(tmp_path / "whole" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_the_initial_weights_are_a_candidate(tmp_path: Path) -> None:
+    # A learning rate this large makes every epoch worse than the start: the run keeps its initial weights.
+    cfg = _cfg("train.lr=0.5", "train.epochs=6", "train.warmup_steps=0", "train.early_stopping={patience: 2}")
+    result = Trainer(cfg, tmp_path / "run", quiet=True).run()
+    assert result.best_epoch == 0 and result.stopped_by == "train.early_stopping"
+    assert result.val_bpd is not None and result.val_bpd < min(_val_column(tmp_path / "run"))
+    initial = Trainer(cfg, tmp_path / "fresh", quiet=True).flow.state_dict()  # same seed: the same initial weights
+    kept = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert all(torch.equal(kept[k], initial[k].cpu()) for k in kept)
