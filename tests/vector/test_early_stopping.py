@@ -119,11 +119,17 @@ def test_evaluate_scores_the_kept_weights(tmp_path: Path, capsys) -> None:
 
 
 def test_resume_with_early_stopping_is_exact(tmp_path: Path) -> None:
-    es = "train.early_stopping={patience: 3, val_fraction: 0.2}"
+    es = "train.early_stopping={patience: 2, val_fraction: 0.2}"
     whole = Trainer(_cfg(*OVERFIT, es), tmp_path / "whole", quiet=True).run()
-    cut = _cfg(*OVERFIT, es, "train.max_steps=20")  # 171 rows / batch 32 = 5 steps per epoch: stops mid-epoch 4
+    assert whole.stopped_by == "train.early_stopping"
+    # Cut the run in its last epoch, after the first of the two epochs without improvement: the patience count
+    # and the best weights so far must come back from the checkpoint for the continued run to stop there too.
+    cut_epoch = whole.epochs_completed - 1
+    steps_per_epoch = whole.steps // whole.epochs_completed
+    cut = _cfg(*OVERFIT, es, f"train.max_steps={cut_epoch * steps_per_epoch + 2}")  # stops mid-epoch
     first = Trainer(cut, tmp_path / "cut", quiet=True).run()
     assert first.stopped_by == "train.max_steps"
+    assert load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["early_stopping"]["bad_epochs"] == 1
     again = resume(tmp_path / "cut", quiet=True, overrides=["train.max_steps=null"])
     assert (again.best_epoch, again.steps, again.stopped_by) == (whole.best_epoch, whole.steps, whole.stopped_by)
     assert again.val_bpd == pytest.approx(whole.val_bpd, rel=1e-6)
