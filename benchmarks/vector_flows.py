@@ -59,6 +59,10 @@ SUITES: dict[str, dict[str, tuple[str, list[str]]]] = {
         "affine (tabular-embeddings)": ("tabular-embeddings", []),
         "spline (tabular-spline-embeddings)": ("tabular-spline-embeddings", []),
         "MAF (maf-embeddings)": ("maf-embeddings", []),
+        "affine, 3 epochs on all training vectors (the epoch count early stopping chose)": (
+            "tabular-embeddings",
+            ["train.early_stopping=null", "train.epochs=3"],
+        ),
     },
 }
 
