@@ -177,7 +177,7 @@ def test_spline_flow_is_deterministic_under_seed() -> None:
 def test_train_spline_tabular_end_to_end(tmp_path: Path, capsys) -> None:
     run = tmp_path / "spline"
     args = ["train", "--preset", "tabular-spline-breast-cancer", "--out", str(run), "--device", "cpu", "-q"]
-    assert main([*args, "--set", "train.epochs=2"]) == 0
+    assert main([*args, "--set", "train.epochs=2", "--set", "model.num_couplings=2"]) == 0
     assert "0 non-finite steps" in capsys.readouterr().out
     assert main(["evaluate", str(run), "--device", "cpu"]) == 0
     import json
