@@ -187,7 +187,7 @@ def test_paper_preset_parameter_counts():
         ("glow", (1, 28, 28), dict(st_net="bottleneck"), "bottleneck_dim"),
         ("realnvp", (1, 4, 4), dict(num_stepz=3), "does not take option"),
         ("tabular", (1, 4, 4), {}, "input_shape=\\(D,\\)"),
-        ("maf", (4,), {}, "unknown flow"),
+        ("iaf", (4,), {}, "unknown flow"),
     ],
 )
 def test_bad_options_raise_clear_errors(name, shape, options, message):

@@ -42,7 +42,7 @@ def test_overrides_parse_types():
         ("train.optimizer=sgd", "train.optimizer"),
         ("train.lr=-1", "train.lr must be > 0"),
         ("model.num_stepz=3", "model.num_stepz: not an option of realnvp"),
-        ("model.name=maf", "unknown flow 'maf'"),
+        ("model.name=iaf", "unknown flow 'iaf'"),
         ("train.nonfinite=ignore", "train.nonfinite"),
         ("device=tpu", "device must be"),
         ("bogus", "key=value"),

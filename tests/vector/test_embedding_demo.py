@@ -35,7 +35,13 @@ def test_demo_embeddings_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
             ood_limit=64,
             max_steps=15,
             threads=1,
-            overrides=["data.transform=none", "model.hidden_dim=16", "train.batch_size=32"],
+            # No early stopping: the demo's step cap is what this test checks.
+            overrides=[
+                "data.transform=none",
+                "model.hidden_dim=16",
+                "train.batch_size=32",
+                "train.early_stopping=null",
+            ],
         ),
     )
     # Score only 64 images per OOD set with the tiny pixel flow (the full sets take most of the time).

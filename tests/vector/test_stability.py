@@ -54,6 +54,7 @@ def test_no_nonfinite_steps_across_seeds(tmp_path: Path, embedded: tuple[Path, P
             "train.max_steps=60",
             "train.warmup_steps=10",
             "train.nonfinite=raise",  # any non-finite loss or gradient fails the test
+            "train.early_stopping=null",  # all 60 steps, even where validation stops improving
         ],
     )
     result = train(config_from_dict(raw), tmp_path / "run", quiet=True)

@@ -71,7 +71,12 @@ def train_command(
         f"test {result.test_bpd:.4f} bits/dim, {result.nonfinite_steps} non-finite steps, "
         f"{result.seconds:.0f}s -> {result.run_dir}"
     )
-    if result.stopped_by != "epochs":
+    if result.best_epoch is not None and result.val_bpd is not None:
+        typer.echo(
+            f"early stopping: kept the weights of epoch {result.best_epoch} (validation {result.val_bpd:.4f} "
+            f"bits/dim){'; no improvement in the last epochs' if result.stopped_by == 'train.early_stopping' else ''}"
+        )
+    if result.stopped_by not in ("epochs", "train.early_stopping"):
         typer.echo(
             f"stopped by {result.stopped_by}; continue with: flowood train --resume {result.run_dir} "
             f"--set {result.stopped_by}={'M' if result.stopped_by.endswith('minutes') else 'N'}"

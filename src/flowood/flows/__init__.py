@@ -1,6 +1,7 @@
 """Invertible transforms and named flow architectures."""
 
 from flowood.flows.architectures import available_flows, build_flow, flow_options
+from flowood.flows.autoregressive import MADE, MaskedAutoregressiveTransform, MaskedLinear
 from flowood.flows.base import FlowSequential, InvertibleModule, standard_normal_log_prob
 from flowood.flows.coupling import AffineCoupling, CouplingInternals
 from flowood.flows.flow import NormalizingFlow, image_preprocess
@@ -10,9 +11,11 @@ from flowood.flows.multiscale import FactorOut, split_latent_scales
 from flowood.flows.normalization import ActNorm
 from flowood.flows.preprocess import Dequantize, LogitTransform, bits_per_dim
 from flowood.flows.reshape import Squeeze, Unsqueeze, squeeze2d, unsqueeze2d
+from flowood.flows.splines import SplineCoupling, rational_quadratic_spline
 from flowood.flows.stnets import ST_NETS, build_st_net
 
 __all__ = [
+    "MADE",
     "MASK_TYPES",
     "ST_NETS",
     "ActNorm",
@@ -25,7 +28,10 @@ __all__ = [
     "InvConv1x1LU",
     "InvertibleModule",
     "LogitTransform",
+    "MaskedAutoregressiveTransform",
+    "MaskedLinear",
     "NormalizingFlow",
+    "SplineCoupling",
     "Squeeze",
     "Unsqueeze",
     "available_flows",
@@ -35,6 +41,7 @@ __all__ = [
     "build_st_net",
     "flow_options",
     "image_preprocess",
+    "rational_quadratic_spline",
     "split_latent_scales",
     "squeeze2d",
     "standard_normal_log_prob",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from flowood.flows.autoregressive import TRANSFORMS, MaskedAutoregressiveTransform
 from flowood.flows.base import FlowSequential, InvertibleModule
 from flowood.flows.coupling import AffineCoupling
 from flowood.flows.flow import NormalizingFlow, image_preprocess
@@ -15,6 +16,7 @@ from flowood.flows.invconv import InvConv1x1, InvConv1x1LU
 from flowood.flows.multiscale import FactorOut
 from flowood.flows.normalization import ActNorm
 from flowood.flows.reshape import Squeeze, Unsqueeze
+from flowood.flows.splines import SplineCoupling
 from flowood.flows.stnets import ST_NETS, build_st_net
 
 IMAGE_ST_NETS = tuple(k for k in ST_NETS if k != "mlp")
@@ -46,7 +48,10 @@ def _coupling(
     use_batch_norm: bool,
     bottleneck_dim: int | None,
     init_zeros: bool,
-) -> AffineCoupling:
+    coupling: str = "affine",
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
+) -> AffineCoupling | SplineCoupling:
     spatial = shape[1:] if len(shape) == 3 else None
     factory = partial(
         _st_factory,
@@ -59,7 +64,24 @@ def _coupling(
         bottleneck_dim=bottleneck_dim,
         init_zeros=init_zeros,
     )
+    if coupling == "spline":
+        return SplineCoupling(mask, shape, factory, parity, quadrant, num_bins=num_bins, tail_bound=tail_bound)
     return AffineCoupling(mask, shape, factory, parity=parity, quadrant=quadrant)
+
+
+COUPLINGS = ("affine", "spline")
+
+
+def _coupling_options(coupling: str, num_bins: int, tail_bound: float) -> dict[str, Any]:
+    """Validated coupling-transform options: ``affine`` (``(x + t)·exp(s)``) or ``spline`` (RQ spline,
+    ``num_bins`` bins on ``[-tail_bound, tail_bound]``, identity outside; see :mod:`flowood.flows.splines`)."""
+    if coupling not in COUPLINGS:
+        raise ValueError(f"unknown coupling {coupling!r}; choose from {', '.join(COUPLINGS)}")
+    if coupling == "spline" and num_bins < 2:
+        raise ValueError(f"coupling='spline' needs num_bins >= 2, got {num_bins}")
+    if not tail_bound > 0:
+        raise ValueError(f"tail_bound must be > 0, got {tail_bound}")
+    return {"coupling": coupling, "num_bins": int(num_bins), "tail_bound": float(tail_bound)}
 
 
 def _st_factory(in_ch: int, out_ch: int, **kwargs: Any):
@@ -97,6 +119,9 @@ def build_realnvp(
     use_batch_norm: bool = True,
     init_zeros: bool = True,
     logit_alpha: float = 0.9,
+    coupling: str = "affine",
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
 ) -> tuple[InvertibleModule, list[int]]:
     """Multi-scale RealNVP (Dinh et al. 2017) in the layout of the original OOD code.
 
@@ -125,6 +150,7 @@ def build_realnvp(
         use_batch_norm=use_batch_norm,
         bottleneck_dim=bottleneck_dim,
         init_zeros=init_zeros,
+        **_coupling_options(coupling, num_bins, tail_bound),
     )
     return body, keeps
 
@@ -160,6 +186,9 @@ def build_glow(
     lu_decomposed: bool = True,
     init_zeros: bool = True,
     logit_alpha: float = 0.9,
+    coupling: str = "affine",
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
 ) -> tuple[InvertibleModule, list[int]]:
     """Glow (Kingma & Dhariwal 2018): per scale, squeeze then ``num_steps`` × (ActNorm, invertible
     1×1 convolution, channel-wise affine coupling); factor out half the channels between scales.
@@ -186,6 +215,7 @@ def build_glow(
         use_batch_norm=use_batch_norm,
         bottleneck_dim=bottleneck_dim,
         init_zeros=init_zeros,
+        **_coupling_options(coupling, num_bins, tail_bound),
     )
     return body, keeps
 
@@ -200,6 +230,9 @@ def build_cycle_mask(
     use_batch_norm: bool = True,
     init_zeros: bool = True,
     logit_alpha: float = 0.9,
+    coupling: str = "affine",
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
 ) -> tuple[InvertibleModule, list[int]]:
     """The paper's cycle-mask RealNVP: 8 couplings on one scale, coupling k transforms quadrant
     (k+1) mod 4 from quadrant k mod 4, which prevents consecutive layers from co-adapting."""
@@ -212,6 +245,7 @@ def build_cycle_mask(
         use_batch_norm=use_batch_norm,
         bottleneck_dim=bottleneck_dim,
         init_zeros=init_zeros,
+        **_coupling_options(coupling, num_bins, tail_bound),
     )
     return FlowSequential(*(_coupling("quadrant", shape, quadrant=k % 4, **st) for k in range(8))), []
 
@@ -233,6 +267,9 @@ def build_horizontal_mask(
     use_batch_norm: bool = True,
     init_zeros: bool = True,
     logit_alpha: float = 0.9,
+    coupling: str = "affine",
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
 ) -> tuple[InvertibleModule, list[int]]:
     """RealNVP with horizontal half-image masks: each coupling transforms the top (or bottom) half
     from the other half; parity alternates."""
@@ -247,6 +284,7 @@ def build_horizontal_mask(
         use_batch_norm=use_batch_norm,
         bottleneck_dim=bottleneck_dim,
         init_zeros=init_zeros,
+        **_coupling_options(coupling, num_bins, tail_bound),
     )
 
 
@@ -261,6 +299,9 @@ def build_vertical_mask(
     use_batch_norm: bool = True,
     init_zeros: bool = True,
     logit_alpha: float = 0.9,
+    coupling: str = "affine",
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
 ) -> tuple[InvertibleModule, list[int]]:
     """RealNVP with vertical half-image masks (left/right halves), parity alternating."""
     return _half_mask_flow(
@@ -274,6 +315,7 @@ def build_vertical_mask(
         use_batch_norm=use_batch_norm,
         bottleneck_dim=bottleneck_dim,
         init_zeros=init_zeros,
+        **_coupling_options(coupling, num_bins, tail_bound),
     )
 
 
@@ -286,29 +328,82 @@ def build_tabular(
     actnorm: bool = False,
     dropout: float = 0.0,
     init_zeros: bool = True,
+    coupling: str = "affine",
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
 ) -> tuple[InvertibleModule, list[int]]:
     """RealNVP for vectors: couplings with alternating half masks and MLP st-networks
-    (``num_layers`` hidden layers of ``hidden_dim`` units), optionally ActNorm before each."""
+    (``num_layers`` hidden layers of ``hidden_dim`` units), optionally ActNorm before each.
+    ``coupling="spline"`` uses rational-quadratic spline couplings (``num_bins`` bins on
+    ``[-tail_bound, tail_bound]``) instead of affine ones."""
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 1 or shape[0] < 2:
         raise ValueError(f"tabular needs input_shape=(D,) with D >= 2, got {tuple(input_shape)}")
+    transform = _coupling_options(coupling, num_bins, tail_bound)
     layers: list[InvertibleModule] = []
     for k in range(num_couplings):
         if actnorm:
             layers.append(ActNorm(shape[0]))
+        factory = partial(
+            _st_factory,
+            st_net="mlp",
+            mid_channels=hidden_dim,
+            num_blocks=num_layers,
+            init_zeros=init_zeros,
+            dropout=dropout,
+        )
+        if transform["coupling"] == "spline":
+            layers.append(
+                SplineCoupling(
+                    "tabular", shape, factory, k % 2, num_bins=transform["num_bins"], tail_bound=transform["tail_bound"]
+                )
+            )
+        else:
+            layers.append(AffineCoupling("tabular", shape, factory, parity=k % 2))
+    return FlowSequential(*layers), []
+
+
+def build_maf(
+    input_shape: Sequence[int],
+    *,
+    num_layers: int = 5,
+    hidden_dim: int = 256,
+    num_hidden: int = 2,
+    transform: str = "affine",
+    num_bins: int = 8,
+    tail_bound: float = 3.0,
+    actnorm: bool = False,
+    dropout: float = 0.0,
+    init_zeros: bool = True,
+) -> tuple[InvertibleModule, list[int]]:
+    """Masked autoregressive flow for vectors (Papamakarios et al. 2017): ``num_layers`` MADE layers
+    (``num_hidden`` masked hidden layers of ``hidden_dim`` units), orderings alternating natural / reversed,
+    each an ``affine`` or ``spline`` autoregressive transform; optionally ActNorm before each layer.
+    Density evaluation is one pass per layer; sampling (the inverse) ``D`` passes per layer."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 1 or shape[0] < 2:
+        raise ValueError(f"maf needs input_shape=(D,) with D >= 2, got {tuple(input_shape)}")
+    if transform not in TRANSFORMS:
+        raise ValueError(f"unknown maf transform {transform!r}; choose from {', '.join(TRANSFORMS)}")
+    if num_layers < 1 or num_hidden < 1 or hidden_dim < 1:
+        raise ValueError(
+            f"maf needs num_layers, num_hidden, hidden_dim >= 1, got {num_layers}, {num_hidden}, {hidden_dim}"
+        )
+    layers: list[InvertibleModule] = []
+    for k in range(num_layers):
+        if actnorm:
+            layers.append(ActNorm(shape[0]))
         layers.append(
-            AffineCoupling(
-                "tabular",
-                shape,
-                partial(
-                    _st_factory,
-                    st_net="mlp",
-                    mid_channels=hidden_dim,
-                    num_blocks=num_layers,
-                    init_zeros=init_zeros,
-                    dropout=dropout,
-                ),
-                parity=k % 2,
+            MaskedAutoregressiveTransform(
+                shape[0],
+                hidden_dim=hidden_dim,
+                num_hidden=num_hidden,
+                reverse=k % 2 == 1,
+                transform=transform,
+                num_bins=num_bins,
+                tail_bound=tail_bound,
+                dropout=dropout,
+                init_zeros=init_zeros,
             )
         )
     return FlowSequential(*layers), []
@@ -330,6 +425,7 @@ FLOWS: dict[str, FlowSpec] = {
     "realnvp-horizontal-mask": FlowSpec(build_horizontal_mask, True, "couplings with top/bottom half masks"),
     "realnvp-vertical-mask": FlowSpec(build_vertical_mask, True, "couplings with left/right half masks"),
     "tabular": FlowSpec(build_tabular, False, "coupling flow with MLP st-nets for vectors"),
+    "maf": FlowSpec(build_maf, False, "masked autoregressive flow (MADE layers) for vectors"),
 }
 
 

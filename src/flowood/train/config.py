@@ -125,6 +125,9 @@ class TrainConfig:
     reference_batch_size: int | None = None
     # Data-parallel (torchrun) only: synchronise batch-norm statistics across GPUs.
     sync_batchnorm: bool = False
+    # Early stopping on a validation split held out of the training split: {patience, val_fraction, min_delta}
+    # (see EarlyStopping); None = off. The weights with the best validation bits/dim are the run's weights.
+    early_stopping: dict[str, Any] | None = None
 
 
 @dataclass
@@ -151,6 +154,44 @@ class RunConfig:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Validated ``train.early_stopping`` settings.
+
+    Attributes:
+        patience: stop after this many epochs without a validation improvement (>= 1).
+        val_fraction: share of the training split held out for validation, in (0, 0.5]; the held-out
+            samples are a seeded random subset (``seed``) and are never trained on; vector standardisation is
+            fitted on the remaining training samples only.
+        min_delta: an epoch improves when its validation bits/dim is lower than the best by more than this.
+    """
+
+    patience: int = 5
+    val_fraction: float = 0.1
+    min_delta: float = 0.0
+
+
+def early_stopping_settings(train: TrainConfig) -> EarlyStopping | None:
+    """``train.early_stopping`` as :class:`EarlyStopping` (``None`` when off), with one-line errors."""
+    raw = train.early_stopping
+    if raw is None:
+        return None
+    valid = {f.name for f in dataclasses.fields(EarlyStopping)}
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        names = ", ".join(f"train.early_stopping.{k}" for k in unknown)
+        raise ConfigError(f"unknown key(s) {names}; valid: {', '.join(sorted(valid))}")
+    hints = typing.get_type_hints(EarlyStopping)
+    es = EarlyStopping(**{k: _check_type(f"train.early_stopping.{k}", v, hints[k]) for k, v in raw.items()})
+    if es.patience < 1:
+        raise ConfigError(f"train.early_stopping.patience must be >= 1 epoch, got {es.patience}")
+    if not 0 < es.val_fraction <= 0.5:
+        raise ConfigError(f"train.early_stopping.val_fraction must be in (0, 0.5], got {es.val_fraction}")
+    if es.min_delta < 0:
+        raise ConfigError(f"train.early_stopping.min_delta must be >= 0 (bits/dim), got {es.min_delta}")
+    return es
 
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop")
@@ -279,6 +320,7 @@ def validate(cfg: RunConfig) -> None:
         )
     if t.input_noise < 0:
         raise ConfigError(f"train.input_noise must be >= 0, got {t.input_noise}")
+    early_stopping_settings(t)
     d = cfg.data
     if d.transform not in ("none", "log"):
         raise ConfigError(f"data.transform: {d.transform!r} is not one of none, log")

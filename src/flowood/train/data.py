@@ -260,3 +260,21 @@ def load_split(
     if name is None or name == cfg.dataset:
         kwargs.update(cfg.options)  # dataset options (e.g. in_class=1) apply to the in-distribution dataset
     return load_dataset(name or cfg.dataset, split, root=cfg.root, limit=limit, classes=classes, seed=seed, **kwargs)
+
+
+def split_validation(data: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Hold out ``round(fraction · N)`` (at least 1) samples of ``data (N, ...)`` for validation.
+
+    Returns ``(train, val)``, a seeded random partition (``seed``) with both parts in their original order,
+    so the split is the same on every run and every resume of a run.
+    """
+    n = data.shape[0]
+    n_val = max(1, round(fraction * n))
+    if n_val >= n:
+        raise ConfigError(
+            f"train.early_stopping.val_fraction={fraction:g} leaves no training samples out of {n}; lower it"
+        )
+    gen = torch.Generator().manual_seed(seed * 100_003 + 7919)
+    held = torch.zeros(n, dtype=torch.bool)
+    held[torch.randperm(n, generator=gen)[:n_val]] = True
+    return data[~held], data[held]

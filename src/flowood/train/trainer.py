@@ -36,12 +36,29 @@ from flowood.flows import NormalizingFlow, build_flow
 from flowood.flows.normalization import ActNorm
 from flowood.perf import eager_stance, resolve_fast_path
 from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from flowood.train.config import RunConfig, apply_overrides, config_from_dict, load_config
-from flowood.train.data import Standardizer, TensorBatches, load_split
+from flowood.train.config import (
+    EarlyStopping,
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    early_stopping_settings,
+    load_config,
+)
+from flowood.train.data import Standardizer, TensorBatches, load_split, split_validation
 from flowood.train.distributed import all_reduce_sum, cleanup, env_dist_info, per_rank_batch, setup
 from flowood.train.optim import build_ema, build_optimizer, clip_gradients, lr_factor_fn
 
-METRIC_FIELDS = ["epoch", "step", "train_bpd", "test_bpd", "ood_train_bpd", "lr", "nonfinite_steps", "seconds"]
+METRIC_FIELDS = [
+    "epoch",
+    "step",
+    "train_bpd",
+    "test_bpd",
+    "ood_train_bpd",
+    "lr",
+    "nonfinite_steps",
+    "seconds",
+    "val_bpd",
+]
 LN2 = math.log(2.0)
 
 
@@ -61,7 +78,12 @@ class TrainResult:
     nonfinite_steps: int
     seconds: float
     stopped_by: str = "epochs"
-    """What ended the run: ``"epochs"`` (all of ``train.epochs``), ``"train.max_steps"`` or ``"train.max_minutes"``."""
+    """What ended the run: ``"epochs"`` (all of ``train.epochs``), ``"train.max_steps"``, ``"train.max_minutes"``
+    or ``"train.early_stopping"``."""
+    best_epoch: int | None = None
+    """With ``train.early_stopping``: the epoch whose weights the run kept (0 = the initial weights)."""
+    val_bpd: float | None = None
+    """With ``train.early_stopping``: the kept weights' validation bits/dim."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -241,15 +263,23 @@ class Trainer:
         self.kind = train_ds.kind
         self.input_shape = tuple(train_ds.shape)
         train_x, test_x = train_ds.data, test_ds.data
+        self.stopper = _EarlyStopper(es) if (es := early_stopping_settings(cfg.train)) is not None else None
+        val_x: Tensor | None = None
+        if self.stopper is not None:
+            if self.dist.enabled:
+                raise ConfigError("train.early_stopping is single-process only; unset it under torchrun")
+            train_x, val_x = split_validation(train_x, self.stopper.settings.val_fraction, cfg.seed)
         self.standardizer: Standardizer | None = None
         if self.kind == "vector" and d.standardize:
             self.standardizer = Standardizer.from_config(d, train_x.float())
             train_x, test_x = self.standardizer(train_x.float()), self.standardizer(test_x.float())
+            val_x = self.standardizer(val_x.float()) if val_x is not None else None
             self.input_shape = (self.standardizer.out_dim,)
             if self.is_main:
                 self.standardizer.save(self.run_dir / "standardize.json")
         self.train_data = TensorBatches(train_x, self.kind, self.device)
         self.test_data = TensorBatches(test_x, self.kind, self.device)
+        self.val_data = TensorBatches(val_x, self.kind, self.device) if val_x is not None else None
         self.ood_data: TensorBatches | None = None
         if d.negative_dataset:
             ood = load_split(
@@ -373,6 +403,7 @@ class Trainer:
             "rng": _rng_state(),
             "config": self.cfg.to_dict(),
             "input_shape": list(self.input_shape),
+            "early_stopping": self.stopper.state() if self.stopper is not None else None,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -392,6 +423,8 @@ class Trainer:
         self.dequant_gen.set_state(state["dequant_gen"])
         self.ood_gen.set_state(state["ood_gen"])
         _set_rng_state(state["rng"])
+        if self.stopper is not None and state.get("early_stopping") is not None:
+            self.stopper.load(state["early_stopping"])
 
     def save(self) -> None:
         """Write the checkpoint and weights (rank 0 only under data-parallel training)."""
@@ -542,6 +575,8 @@ class Trainer:
         start = time.monotonic() - self.elapsed
         stop = False
         stopped_by = "epochs"
+        if self.stopper is not None and self.stopper.best_epoch is None:
+            self._validate()  # the initial weights are a candidate (e.g. a whitened Gaussian start)
         try:
             while self.epoch < tcfg.epochs and not stop:
                 self.flow.train()
@@ -603,12 +638,16 @@ class Trainer:
                 self.last_train_bpd = running / seen if seen else float("nan")
                 self.last_ood_train_bpd = ood_running / ood_seen if ood_seen else None
                 self._end_epoch(writer, partial=stop and self.step_in_epoch < self.steps_per_epoch)
+                if self.stopper is not None and self.stopper.should_stop:
+                    stop, stopped_by = True, "train.early_stopping"
         finally:
             if writer is not None:
                 writer.close()
         cleanup(self.dist)
-        if self.epoch >= tcfg.epochs:
+        if self.epoch >= tcfg.epochs and stopped_by != "train.early_stopping":
             stopped_by = "epochs"  # a limit reached on the last step of the last epoch cut nothing short
+        if self.stopper is not None:
+            self._keep_best()
         return TrainResult(
             self.run_dir,
             self.epoch,
@@ -618,6 +657,44 @@ class Trainer:
             self.nonfinite_steps,
             self.elapsed,
             stopped_by,
+            self.stopper.best_epoch if self.stopper is not None else None,
+            self.stopper.best if self.stopper is not None else None,
+        )
+
+    def _validate(self) -> float:
+        """Validation bits/dim of the current (evaluation) weights; records them if they are the best."""
+        assert self.stopper is not None and self.val_data is not None
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 4)
+        model = self._eval_model()
+        with self.fast.autocast(), eager_stance():
+            val_bpd = evaluate_bpd(model, self.val_data, self.cfg.train.eval_batch_size, gen)
+        # Epoch counter: the end-of-epoch call runs before self.epoch advances; 0 = before any training.
+        epoch = self.epoch + 1 if self.global_step > 0 else 0
+        self.stopper.record(epoch, val_bpd, model)
+        return val_bpd
+
+    def _keep_best(self) -> None:
+        """Make the best-validation weights the run's weights (``model.safetensors`` and the flow in memory).
+
+        The checkpoint keeps the last training state, so ``resume`` still continues the run exactly.
+        """
+        assert self.stopper is not None
+        if self.stopper.best_state is None:
+            return
+        self._eval_model().load_state_dict(self.stopper.best_state)
+        if self.ema is not None:
+            self.flow.load_state_dict(self.stopper.best_state)
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 2)
+        with self.fast.autocast(), eager_stance():
+            self.last_test_bpd = evaluate_bpd(self.flow, self.test_data, self.cfg.train.eval_batch_size, gen)
+        if self.is_main:
+            meta = {"config": str(self.cfg.to_dict()), "input_shape": ",".join(map(str, self.input_shape))}
+            save_weights(self.run_dir / "model.safetensors", self.flow.state_dict(), meta)
+            if self.ema is not None:
+                save_weights(self.run_dir / "model_ema.safetensors", self.flow.state_dict(), meta)
+        self._log(
+            f"early stopping: kept the weights of epoch {self.stopper.best_epoch} (validation "
+            f"{self.stopper.best:.4f} bits/dim, test {self.last_test_bpd:.4f} bits/dim)"
         )
 
     def _eval_model(self) -> NormalizingFlow:
@@ -634,6 +711,7 @@ class Trainer:
         # Monitoring evaluation runs eagerly: compiling a second (eval-mode) graph would cost more than it saves.
         with self.fast.autocast(), eager_stance():
             self.last_test_bpd = evaluate_bpd(self._eval_model(), self.test_data, self.cfg.train.eval_batch_size, gen)
+        val_bpd = self._validate() if self.stopper is not None and not partial else None
         lr = self.optimizer.param_groups[0]["lr"]
         row = {
             "epoch": self.epoch + 1,
@@ -644,6 +722,7 @@ class Trainer:
             "lr": f"{lr:.3e}",
             "nonfinite_steps": self.nonfinite_steps,
             "seconds": f"{self.elapsed:.2f}",
+            "val_bpd": "" if val_bpd is None else f"{val_bpd:.6f}",
         }
         writer.add_scalar("train/bpd", self.last_train_bpd, self.epoch + 1)
         writer.add_scalar("test/bpd", self.last_test_bpd, self.epoch + 1)
@@ -666,6 +745,40 @@ class Trainer:
             self.epoch += 1
             self.step_in_epoch = 0
         self.save()
+
+
+class _EarlyStopper:
+    """Best validation bits/dim so far, its weights, and the epochs since it improved."""
+
+    def __init__(self, settings: EarlyStopping) -> None:
+        self.settings = settings
+        self.best = float("inf")
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self.bad_epochs = 0
+
+    def record(self, epoch: int, val_bpd: float, model: nn.Module) -> None:
+        if math.isfinite(val_bpd) and val_bpd < self.best - self.settings.min_delta:
+            self.best, self.best_epoch, self.bad_epochs = val_bpd, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.settings.patience
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "bad_epochs": self.bad_epochs,
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = float(state["best"]), state["best_epoch"]
+        self.best_state, self.bad_epochs = state["best_state"], int(state["bad_epochs"])
 
 
 def _clone_state(obj: Any) -> Any:
