@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from flowood.data import pick_split
-from flowood.errors import ConfigError, FlowoodError
+from flowood.errors import CheckpointError, ConfigError, FlowoodError
 from flowood.flows import NormalizingFlow, build_flow
 from flowood.flows.normalization import ActNorm
 from flowood.perf import eager_stance, resolve_fast_path
@@ -151,7 +151,20 @@ class _MetricsLog:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Global RNG states as tensors, numbers and lists only, so checkpoints load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -159,8 +172,17 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    npy = state["numpy"]
+    if isinstance(npy, dict):
+        keys = npy["keys"].numpy().astype(np.uint32)
+        np.random.set_state((npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
+    else:  # a flowood 0.1 checkpoint: numpy's own tuple
+        np.random.set_state(npy)
+    py = state["python"]
+    if isinstance(py, dict):
+        random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    else:
+        random.setstate(py)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -736,14 +758,32 @@ def resume(
 
 
 def _load_initial_weights(flow: NormalizingFlow, source: Path) -> None:
-    """Initialise ``flow`` from a run directory (its ``model.safetensors``) or a ``.safetensors`` file:
-    fine-tuning, e.g. negative training that starts from a trained flow. Architectures must match."""
+    """Initialise ``flow`` from a run directory (its ``model.safetensors``, else its checkpoint), a
+    ``.safetensors`` file or a flowood checkpoint ``.pt`` (read without unpickling code): fine-tuning, e.g.
+    negative training that starts from a trained flow. Architectures must match."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = source / "model.safetensors" if source.is_dir() else source
+    path = source
+    if source.is_dir():
+        path = source / "model.safetensors"
+        if not path.is_file() and (source / "checkpoints" / "last.pt").is_file():
+            path = source / "checkpoints" / "last.pt"
     if not path.is_file():
         raise ConfigError(f"train.init_from: no weights at {path} (give a run directory or a .safetensors file)")
-    state = load_file(str(path), device="cpu")
+    if path.suffix in (".pt", ".pth"):
+        try:
+            state = load_checkpoint(path)["model"]
+        except CheckpointError as err:
+            raise ConfigError(f"train.init_from: {err}") from None
+    else:
+        try:
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as err:
+            raise ConfigError(
+                f"train.init_from: {path} is not a readable .safetensors file ({err}); give a run directory, "
+                "a .safetensors file or a flowood checkpoint .pt"
+            ) from None
     try:
         flow.load_state_dict(state)
     except RuntimeError as err:
