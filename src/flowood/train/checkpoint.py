@@ -16,6 +16,8 @@ import errno
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +162,13 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+@contextmanager
+def write_errors(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` (disk full, read-only, permissions) raised while writing ``path`` into a
+    one-line :class:`RunWriteError` naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise RunWriteError(f"cannot write {path}: {describe_write_error(err)}") from None
