@@ -67,3 +67,10 @@ def test_load_config_errors_name_the_file(tmp_path):
     bad.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_config(bad)
+
+
+def test_model_given_as_a_flow_name_means_its_defaults():
+    from flowood.train.config import config_from_dict
+
+    cfg = config_from_dict({"model": "realnvp", "data": {"dataset": "fashionmnist-mini"}})
+    assert cfg.model.name == "realnvp" and cfg.model.options == {}
