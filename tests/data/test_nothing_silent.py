@@ -23,7 +23,7 @@ def test_nonfinite_table_values_name_file_column_and_rows(tmp_path):
         load_dataset(f"table:{tmp_path / 't.npz'}", "all")
 
 
-def test_string_labels_map_to_codes_and_key_X(tmp_path):
+def test_string_labels_map_to_codes_and_key_upper_x(tmp_path):
     rows = [f"{i * 0.1},{i * 0.2},{['setosa', 'virginica', 'versicolor'][i % 3]}" for i in range(12)]
     (tmp_path / "s.csv").write_text("a,b,species\n" + "\n".join(rows) + "\n")
     ds = load_dataset(f"table:{tmp_path / 's.csv'}?label=species", "all")
