@@ -14,6 +14,7 @@ optimiser; under ``torchrun`` the model is wrapped in DistributedDataParallel
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import sys
@@ -35,8 +36,10 @@ from flowood.flows import NormalizingFlow
 from flowood.flows.normalization import ActNorm
 from flowood.perf import eager_stance, resolve_fast_path
 from flowood.runs import RunDir
+from flowood.train import compile_fallback
 from flowood.train.build import build_run_flow
 from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weights, write_errors
+from flowood.train.compile_fallback import failure_reason, uncompile
 from flowood.train.config import RunConfig, apply_overrides, config_from_dict, load_config
 from flowood.train.data import Standardizer, TensorBatches, load_split
 from flowood.train.distributed import all_reduce_sum, cleanup, env_dist_info, per_rank_batch, setup
@@ -328,7 +331,13 @@ class Trainer:
         if not resume:
             self._init_data_dependent()
         self.ema = build_ema(self.flow, t.ema_decay) if t.ema_decay else None
-        self.fast.prepare_model(self.flow)  # compiles the transform in place (lazily, on first call)
+        self._compile_unproven = self.fast.compile  # until the first compiled step has succeeded
+        try:
+            self.fast.prepare_model(self.flow)  # compiles the transform in place (lazily, on first call)
+        except Exception as err:
+            if not self.fast.compile:
+                raise
+            self._fall_back_to_eager(err)
         self.model: nn.Module = self.flow
         if self.dist.enabled:
             self.model = DistributedDataParallel(
@@ -493,13 +502,37 @@ class Trainer:
         )
         self._last_heartbeat = (now, self.global_step)
 
-    def _note(self, msg: str) -> None:
-        """Something the run skipped or cut: printed (also with --quiet) and kept in :attr:`TrainResult.notes`."""
-        self.notes.append(msg)
+    def _fall_back_to_eager(self, err: BaseException) -> None:
+        uncompile(self.flow)
+        self.fast = dataclasses.replace(self.fast, compile=False)
+        self._compile_unproven = False
+        self._note(compile_fallback.WARNING.format(reason=failure_reason(err)), prefix="warning")
+
+    def _first_step_guarded(self, batch: Tensor, ood_batch: Tensor | None) -> float:
+        """The first compiled step; if compiling or running it fails, the same step again eagerly."""
+        rng = (self.dequant_gen.get_state(), self.ood_gen.get_state(), torch.get_rng_state())
+        try:
+            value = self.train_step(batch, ood_batch)
+        except (FlowoodError, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            self._fall_back_to_eager(err)
+            self.dequant_gen.set_state(rng[0])
+            self.ood_gen.set_state(rng[1])
+            torch.set_rng_state(rng[2])
+            self.optimizer.zero_grad(set_to_none=True)
+            value = self.train_step(batch, ood_batch)
+        self._compile_unproven = False
+        return value
+
+    def _note(self, msg: str, prefix: str = "note") -> None:
+        """Something the run skipped, cut or changed: printed (also with --quiet) and kept in
+        :attr:`TrainResult.notes`."""
+        self.notes.append(f"{prefix}: {msg}" if prefix != "note" else msg)
         if self.is_main:
             from tqdm import tqdm
 
-            tqdm.write(f"note: {msg}")
+            tqdm.write(f"{prefix}: {msg}")
 
     def _stop_evaluation(self) -> bool:
         return bool(self._signals) or self._past_deadline()
@@ -665,7 +698,9 @@ class Trainer:
                         and (self._good_state is None or self.global_step % 50 == 0)
                     ):
                         self._good_state = self._snapshot()
-                    value = self.train_step(batch, ood_batch)
+                    value = self._first_step_guarded(batch, ood_batch) if self._compile_unproven else None
+                    if value is None:
+                        value = self.train_step(batch, ood_batch)
                     self.step_in_epoch += 1
                     if math.isfinite(value):
                         sums[0] += value
