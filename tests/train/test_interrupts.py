@@ -119,7 +119,7 @@ def test_max_minutes_bounds_the_end_of_epoch_evaluation(tmp_path, monkeypatch, c
 
 
 def test_cap_reached_during_training_skips_the_evaluation(tmp_path, capsys):
-    result = train(_cfg(epochs=2, max_minutes=1e-4), tmp_path / "run", quiet=True)
+    result = train(_cfg(epochs=2, max_minutes=1e-9), tmp_path / "run", quiet=True)
     assert result.stopped_by == "train.max_minutes" and result.partial_steps == 1
     rows = _rows(tmp_path / "run")
     assert [(r["epoch"], r["test_bpd"], r["partial"]) for r in rows] == [("1", "", "1")]

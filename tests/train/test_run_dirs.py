@@ -52,7 +52,7 @@ def _hold_lock(path):
         "import fcntl, sys, time\n"
         f"fh = open({str(path)!r}, 'a+'); fcntl.flock(fh, fcntl.LOCK_EX)\n"
         "fh.seek(0); fh.truncate(); fh.write(str(__import__('os').getpid())); fh.flush()\n"
-        "print('locked', flush=True); time.sleep(60)\n"
+        "print('locked', flush=True); time.sleep(600)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
