@@ -7,6 +7,7 @@ A run directory (``flowood train --out DIR``)::
     model.safetensors        weights (+ model_ema.safetensors with train.ema_decay); metadata input_shape
     checkpoints/last.pt      full training state, loaded with weights_only=True
     standardize.json         vector data: the standardisation fitted on the training split
+    labels.json              string class labels: {"class_names": [...]} (code i = class_names[i])
     samples/epoch_XXX.png    image runs: samples after each epoch
     tensorboard/             TensorBoard event files
     report.json, scores.npz, histogram.png     written by ``flowood evaluate``
@@ -71,6 +72,7 @@ class RunDir:
     CHECKPOINTS = "checkpoints"
     CHECKPOINT = "checkpoints/last.pt"
     STANDARDIZE = "standardize.json"
+    LABELS = "labels.json"
     REPORT = "report.json"
     SCORES = "scores.npz"
     OOD_SCORES = "ood_scores.npz"
@@ -88,6 +90,7 @@ class RunDir:
         MODEL_EMA,
         CHECKPOINTS,
         STANDARDIZE,
+        LABELS,
         REPORT,
         SCORES,
         OOD_SCORES,
@@ -130,6 +133,10 @@ class RunDir:
     @property
     def standardize(self) -> Path:
         return self.path / self.STANDARDIZE
+
+    @property
+    def labels(self) -> Path:
+        return self.path / self.LABELS
 
     @property
     def report(self) -> Path:

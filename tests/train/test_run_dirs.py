@@ -165,3 +165,18 @@ def test_garbage_metrics_csv_on_resume_is_one_line(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "metrics.csv" in err and "move it aside and resume again" in err and len(err.strip().splitlines()) == 1
+
+
+def test_string_label_mapping_is_saved_with_the_run(tmp_path):
+    import json
+
+    rows = [f"{i * 0.1:.2f},{(i * 7 % 11) * 0.3:.2f},{['cat', 'dog'][i % 2]}" for i in range(60)]
+    (tmp_path / "t.csv").write_text("a,b,kind\n" + "\n".join(rows) + "\n")
+    raw = {
+        "model": {"name": "tabular", "num_couplings": 2, "hidden_dim": 8, "num_layers": 1},
+        "data": {"dataset": f"table:{tmp_path / 't.csv'}?label=kind", "classes": [1], "ood": []},
+        "train": {"epochs": 1, "batch_size": 8},
+        "device": "cpu",
+    }
+    train(config_from_dict(raw), tmp_path / "run", quiet=True)
+    assert json.loads((tmp_path / "run" / "labels.json").read_text()) == {"class_names": ["cat", "dog"]}

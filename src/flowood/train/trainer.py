@@ -15,6 +15,7 @@ optimiser; under ``torchrun`` the model is wrapped in DistributedDataParallel
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import sys
@@ -274,6 +275,10 @@ class Trainer:
         train_ds = load_split(d, "train", limit=d.limit, classes=d.classes, seed=cfg.seed)
         test_ds = load_split(d, "test", limit=d.test_limit, classes=d.classes, seed=cfg.seed)
         self.kind = train_ds.kind
+        if train_ds.class_names and self.is_main:
+            # String labels were mapped to codes 0..K-1; keep the mapping with the run.
+            with write_errors(self.rundir.labels):
+                self.rundir.labels.write_text(json.dumps({"class_names": train_ds.class_names}, indent=1))
         self.input_shape = tuple(train_ds.shape)
         train_x, test_x = train_ds.data, test_ds.data
         self.standardizer: Standardizer | None = None
