@@ -96,6 +96,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     sample_every: int = 1
     num_samples: int = 64
+    sample_temperature: float = 0.7  # of the samples/epoch_XXX.png grids (base std × T)
     max_steps: int | None = None
     max_minutes: float | None = None
     init_from: str | None = None

@@ -205,14 +205,14 @@ def evaluate_bpd(
     return total / count if count else float("nan")
 
 
-def _save_samples(flow: NormalizingFlow, path: Path, n: int, seed: int) -> None:
+def _save_samples(flow: NormalizingFlow, path: Path, n: int, seed: int, temperature: float = 0.7) -> None:
     from torchvision.utils import save_image
 
     was_training = flow.training
     flow.eval()
     device = next(flow.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    images = flow.sample_images(n, temperature=0.7, generator=gen)
+    images = flow.sample_images(n, temperature=temperature, generator=gen)
     flow.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(images.float().cpu(), str(path), nrow=int(math.sqrt(n)) or 1)
@@ -817,6 +817,7 @@ class Trainer:
                     self.rundir.sample_path(self.epoch + 1),
                     self.cfg.train.num_samples,
                     self.cfg.seed,
+                    self.cfg.train.sample_temperature,
                 )
         if self.metrics is not None:
             self.metrics.append(row)
