@@ -63,7 +63,7 @@ def _spread_is_extreme(arrays: dict[str, np.ndarray], in_name: str | None) -> bo
     fins = {k: a[np.isfinite(a)] for k, a in arrays.items() if np.isfinite(a).any()}
     if len(fins) < 2:
         return False
-    ref = fins.get(in_name) if in_name in fins else next(iter(fins.values()))
+    ref = fins[in_name] if in_name is not None and in_name in fins else next(iter(fins.values()))
     q1, q3 = np.percentile(ref, [25, 75])
     width = max(float(q3 - q1), 1e-12)
     medians = [float(np.median(v)) for v in fins.values()]

@@ -139,7 +139,7 @@ def compute_loss(flow: nn.Module, batch: Tensor, ood_batch: Tensor | None, cfg: 
 
 def _rng_state() -> dict[str, Any]:
     """Global RNG states as tensors, numbers and lists only, so checkpoints load with ``weights_only=True``."""
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
