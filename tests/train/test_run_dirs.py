@@ -146,10 +146,9 @@ def test_full_disk_during_training_and_resume_loses_nothing(tmp_path, monkeypatc
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1  # the previous one, loadable
     logged = (run / "metrics.csv").read_text()
     assert logged.count("\n") == 3  # header, epoch 1, epoch 2 (logged before the save failed)
-    with monkeypatch.context() as m:  # resuming while the disk is still full
+    with monkeypatch.context() as m:  # resuming while the disk is still full (small metrics writes still fit)
         m.setattr(ckpt_mod.torch, "save", _torch_save_disk_full)
         m.setattr(RunConfig, "save", _no_space)
-        m.setattr(ckpt_mod.tempfile, "mkstemp", _no_space)
         assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "no space left on device" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
