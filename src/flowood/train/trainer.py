@@ -664,14 +664,16 @@ class Trainer:
         start = self._start = time.monotonic() - self.elapsed
         stop = False
         stopped_by = "epochs"
+        after_epoch = False  # an epoch ended (and was saved) in this call
         try:
             while self.epoch < tcfg.epochs and not stop:
                 if self._signals:
                     self._interrupt()
-                if not self.dist.enabled and self._past_deadline():
-                    # The last end-of-epoch evaluation used up train.max_minutes.
+                if after_epoch and not self.dist.enabled and self._past_deadline():
+                    # The last end-of-epoch evaluation used up train.max_minutes (its checkpoint is written).
                     stopped_by = "train.max_minutes"
                     break
+                after_epoch = True
                 self.flow.train()
                 skip = self.step_in_epoch
                 batches = self.train_data.epoch(tcfg.batch_size, self.cfg.seed, self.epoch, skip=skip, shard=self.shard)
