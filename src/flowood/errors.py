@@ -15,3 +15,17 @@ class DatasetError(FlowoodError):
 
 class CheckpointError(FlowoodError):
     """A checkpoint or run directory cannot be read."""
+
+
+class RunWriteError(CheckpointError):
+    """A run-directory file cannot be written (disk full, read-only, no permission); what was there is kept."""
+
+
+class RunInUseError(CheckpointError):
+    """Another process holds the run directory's lock, or ``--out`` names an existing run."""
+
+
+class TrainingInterruptedError(FlowoodError):
+    """SIGINT/SIGTERM stopped training after a checkpoint was written; the CLI exits with status 130."""
+
+    exit_code = 130

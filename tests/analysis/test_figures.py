@@ -114,3 +114,37 @@ def test_mosaic_and_normalise():
     n = normalise(np.array([-2.0, 0.0, 2.0]), signed=True, hi_pct=100)
     np.testing.assert_allclose(n, [0.0, 0.5, 1.0])
     assert np.all(normalise(np.ones(4)) == 0.5)
+
+
+def test_histogram_tail_is_an_overflow_count_not_a_spike(tmp_path):
+    from flowood.analysis.histograms import histogram_overflow, histogram_range
+
+    rng = np.random.default_rng(0)
+    fm = rng.normal(3.5, 0.3, 2000)
+    fm[:15] = rng.uniform(6, 9, 15)  # a diverged tail far right
+    scores = {"fashionmnist-mini": fm, "mnist-mini": rng.normal(2.3, 0.3, 2000)}
+    _lo, hi = histogram_range(scores)
+    assert hi < 6
+    assert histogram_overflow(scores) == {"fashionmnist-mini": (0, int((fm > hi).sum())), "mnist-mini": (0, 0)}
+    assert histogram_overflow(scores)["fashionmnist-mini"][1] >= 15
+    path = plot_bpd_histograms(scores, tmp_path / "h.png", "realnvp trained on fashionmnist-mini")
+    assert path.stat().st_size > 1000
+
+
+def test_histogram_legend_names_the_in_distribution_set(monkeypatch, tmp_path):
+    import flowood.analysis.histograms as hist
+
+    labels: list[str] = []
+    real = hist.save_figure
+
+    def keep_labels(fig, path):
+        labels.extend(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+        return real(fig, path)
+
+    monkeypatch.setattr(hist, "save_figure", keep_labels)
+    scores = {"a": np.arange(10.0), "b": np.arange(10.0) + 1}
+    plot_bpd_histograms(scores, tmp_path / "h.png", "realnvp trained on b")
+    assert [lbl.endswith("in-distribution") for lbl in labels] == [False, True]
+    labels.clear()
+    plot_bpd_histograms(scores, tmp_path / "h.png", "t", in_distribution="a")
+    assert [lbl.endswith("in-distribution") for lbl in labels] == [True, False]

@@ -136,7 +136,7 @@ def test_many_sample_grids_are_subsampled(fake_run):
         write_png(fake_run.dir / "samples" / f"epoch_{e:03d}.png", e)
     parts = collect_report_parts(fake_run.dir)
     captions = [c for c, _ in parts.figures if c.startswith("training samples")]
-    assert len(captions) == 12 and captions[0].endswith("epoch 001") and captions[-1].endswith("epoch 030")
+    assert len(captions) == 12 and "epoch 001 (temperature" in captions[0] and "epoch 030 (temperature" in captions[-1]
     assert any("12 of 30" in n for n in parts.notes)
 
 
@@ -258,3 +258,31 @@ def test_end_to_end_on_a_trained_run(tmp_path):
     assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
     assert_self_contained((tmp_path / "r.html").read_text())
     shutil.rmtree(run)
+
+
+def test_one_epoch_run_gets_a_per_step_training_curve(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from flowood.analysis.html_report import read_step_curve, training_curves_png
+
+    with SummaryWriter(str(tmp_path / "tensorboard")) as w:
+        for step in range(10, 160, 10):
+            w.add_scalar("train/bpd_step", 6.0 - step / 100, step)
+        w.add_scalar("train/bpd_step", float("nan"), 160)
+    curve = read_step_curve(tmp_path / "tensorboard")
+    assert [s for s, _ in curve] == list(range(10, 160, 10))  # the NaN step left out
+    metrics = [{"epoch": 1.0, "step": 156.0, "train_bpd": 5.0, "test_bpd": 4.9, "lr": 1e-3}]
+    png = training_curves_png(metrics, curve)
+    assert png is not None and png[:4] == b"\x89PNG"
+    (tmp_path / "curve.png").write_bytes(png)
+    assert read_step_curve(tmp_path / "missing") == []
+
+
+def test_training_samples_caption_states_the_temperature_drawn(tmp_path):
+    from flowood.analysis.html_report import collect_report_parts
+
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "epoch_001.png").write_bytes(b"")
+    (tmp_path / "config.yaml").write_text("train: {sample_temperature: 0.5}\n")
+    captions = [c for c, _ in collect_report_parts(tmp_path).figures]
+    assert captions == ["training samples: epoch 001 (temperature 0.5)"]

@@ -13,10 +13,12 @@ from flowood.errors import DatasetError
 
 
 def test_bundle_fashionmnist_mini() -> None:
-    t0 = time.perf_counter()
+    # CPU time of this process (not wall-clock time, which other processes stretch): the bundle is read, not
+    # decoded or rendered.
+    t0 = time.process_time()
     tr = load_dataset("fashionmnist-mini", "train")
     te = load_dataset("fashionmnist-mini", "test")
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     assert isinstance(tr, ArrayDataset) and tr.data.shape == (10000, 1, 28, 28) and tr.data.dtype == torch.uint8
     assert te.data.shape == (2000, 1, 28, 28)
     assert tr.labels.bincount().tolist() == [1000] * 10 and te.labels.bincount().tolist() == [200] * 10

@@ -133,5 +133,5 @@ def test_tabular_missing_and_corrupt(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"power/data\.npy"):
         load_dataset("power", "train", root=tmp_path)
     np.save(tmp_path / "power" / "data.npy", np.zeros((30, 8)))
-    with pytest.raises(DatasetError, match="images only"):
+    with pytest.raises(DatasetError, match="power is a vector dataset: it cannot be converted to images"):
         load_dataset("power", "train", root=tmp_path, size=8)

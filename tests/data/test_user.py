@@ -43,8 +43,8 @@ def test_images_npz_nhwc_nchw_and_splits(tmp_path: Path) -> None:
     assert torch.equal(ds2.data, ds.data) and (ds2.labels == -1).all()
     np.savez(tmp_path / "split.npz", x_train=x[:6], y_train=np.zeros(6), x_test=x[6:], y_test=np.ones(2))
     assert len(load_dataset(f"npz:{tmp_path / 'split.npz'}", "test")) == 2
-    np.savez(tmp_path / "bad.npz", images=x.astype(np.float32))
-    with pytest.raises(DatasetError, match=r"bad\.npz.*uint8"):
+    np.savez(tmp_path / "bad.npz", images=x.astype(np.float32) * 2 + 1)  # floats beyond [0, 255]
+    with pytest.raises(DatasetError, match=r"bad\.npz: float32 pixel values span .*\[0, 1\]"):
         load_dataset(f"npz:{tmp_path / 'bad.npz'}", "all")
 
 

@@ -193,3 +193,15 @@ def test_registry_and_input_errors(grey_images: np.ndarray) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
             resolve_device("cuda")
+
+
+def test_redirected_logs_get_plain_embedding_progress_lines(capsys):
+    from flowood.features.extract import LogProgress
+
+    log = LogProgress("embed x@96px", 100, every=0.0)
+    log.update(40)
+    log.update(100)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == "embed x@96px: 100 images"
+    assert lines[1].startswith("embed x@96px: 40/100 images, ") and "img/s" in lines[1] and "min left" in lines[1]
+    assert lines[2].startswith("embed x@96px: 100/100 images")

@@ -97,3 +97,10 @@ def test_paper_presets_train_as_the_original_commands_ran(name):
 def test_cpu_presets_keep_the_former_loss_and_clipping(name):
     t = config_from_dict(get_preset(name)).train
     assert (t.loss_scale, t.grad_clip_scope) == ("bits_per_dim", "global")
+
+
+def test_model_given_as_a_flow_name_means_its_defaults():
+    from flowood.train.config import config_from_dict
+
+    cfg = config_from_dict({"model": "realnvp", "data": {"dataset": "fashionmnist-mini"}})
+    assert cfg.model.name == "realnvp" and cfg.model.options == {}

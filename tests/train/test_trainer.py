@@ -86,11 +86,12 @@ def test_resume_says_which_limit_stopped_the_run(tmp_path, tiny_config):
 
 
 def test_resume_of_a_time_capped_run_needs_a_larger_cap(tmp_path, tiny_config):
-    # max_minutes counts the whole run's training time, so the same cap leaves nothing to do.
+    # max_minutes counts the whole run's training time, so the same cap leaves nothing to do. (1e-9 minutes:
+    # any step is longer, however fast or loaded the machine.)
     assert (
-        train(tiny_config(epochs=5, max_minutes=1e-4), tmp_path / "run", quiet=True).stopped_by == "train.max_minutes"
+        train(tiny_config(epochs=5, max_minutes=1e-9), tmp_path / "run", quiet=True).stopped_by == "train.max_minutes"
     )
-    with pytest.raises(ConfigError, match=r"train.max_minutes=0.0001 .*--set train.max_minutes=M"):
+    with pytest.raises(ConfigError, match=r"train.max_minutes=1e-09 .*--set train.max_minutes=M"):
         resume(tmp_path / "run", quiet=True)
     result = resume(tmp_path / "run", quiet=True, overrides=["train.max_minutes=null"])
     assert result.epochs_completed == 5
@@ -206,7 +207,9 @@ def test_redirected_output_gets_plain_heartbeat_lines(tmp_path, tiny_config, cap
 
 def test_heartbeat_waits_for_its_interval_and_respects_quiet(tmp_path, tiny_config, capsys):
     trainer = Trainer(tiny_config(epochs=1, sample_every=0), tmp_path / "run")
-    trainer.run()  # the default 60 s interval is not reached by a 3-step run
+    assert trainer.heartbeat_seconds == 60.0
+    trainer.heartbeat_seconds = 3600.0  # an interval no 3-step run reaches, however loaded the machine
+    trainer.run()
     assert "steps/s" not in capsys.readouterr().out
     quiet = Trainer(tiny_config(epochs=1, sample_every=0), tmp_path / "quiet", quiet=True)
     quiet.heartbeat_seconds = 0.0

@@ -19,7 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flowood.analysis.display import HIDDEN_COLOUR, UNCHANGED_COLOUR, UNSEEN_COLOUR, show_panel
+from flowood.analysis.display import (
+    HIDDEN_COLOUR,
+    UNCHANGED_COLOUR,
+    UNSEEN_COLOUR,
+    add_signed_colourbar,
+    show_panel,
+)
 from flowood.analysis.style import (
     dataset_color,
     figure_style,
@@ -317,8 +323,13 @@ def plot_coupling(
         for r, (name, i, inp, (cond, s, t, y), hidden, seen) in enumerate(rows):
             show_panel(axes[r][0], inp, c)
             show_panel(axes[r][1], cond, c, overlays=[(~seen, UNSEEN_COLOUR), (hidden, HIDDEN_COLOUR)])
-            show_panel(axes[r][2], s, c, signed=True, overlays=[(~hidden, UNCHANGED_COLOUR)])
-            show_panel(axes[r][3], t, c, signed=True, overlays=[(~hidden, UNCHANGED_COLOUR)])
+            # s and t carry their own colourbars: each panel is normalised on its own, so the scale differs.
+            add_signed_colourbar(
+                axes[r][2], show_panel(axes[r][2], s, c, signed=True, overlays=[(~hidden, UNCHANGED_COLOUR)])
+            )
+            add_signed_colourbar(
+                axes[r][3], show_panel(axes[r][3], t, c, signed=True, overlays=[(~hidden, UNCHANGED_COLOUR)])
+            )
             show_panel(axes[r][4], y, c)
             label = f"{name}\n#{i}"
             if i == 0:
@@ -334,4 +345,5 @@ def plot_coupling(
             fontsize=11,
         )
         layout_panel_grid(fig)
+        fig.subplots_adjust(wspace=0.3)  # room for the s and t colourbars' tick labels
         return save_figure(fig, path)

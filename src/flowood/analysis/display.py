@@ -127,8 +127,9 @@ def show_panel(
     *,
     signed: bool = False,
     overlays: Sequence[tuple[Tensor, str]] = (),
-) -> None:
-    """Draw one sample's tensor on ``ax`` (ticks hidden).
+) -> float | None:
+    """Draw one sample's tensor on ``ax`` (ticks hidden); for ``signed`` panels return the value ``m`` drawn at
+    the ends of the colormap (``-m`` blue, ``+m`` red: the 99th percentile of ``|value|``), for a colourbar.
 
     Args:
         t: ``(C, H, W)`` values.
@@ -157,6 +158,30 @@ def show_panel(
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
+    if not signed:
+        return None
+    raw = _layout(t, image_channels, signed)
+    if union is not None:
+        px = _mask_pixels(union, image_channels, signed)
+        if px.shape == raw.shape[:2]:
+            raw = raw.copy()
+            raw[px] = np.nan
+    finite = raw[np.isfinite(raw)]
+    return float(np.percentile(np.abs(finite), 99.0)) if finite.size else None
+
+
+def add_signed_colourbar(ax: Axes, m: float | None) -> None:
+    """A slim colourbar beside ``ax`` for a signed panel drawn by :func:`show_panel` (values ``-m .. m``)."""
+    if m is None or not m > 0:
+        return
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = ax.figure.colorbar(
+        ScalarMappable(norm=Normalize(-m, m), cmap="RdBu_r"), ax=ax, fraction=0.046, pad=0.02, ticks=[-m, 0.0, m]
+    )
+    bar.ax.tick_params(labelsize=7, length=2)
+    bar.ax.set_yticklabels([f"{-m:.2g}", "0", f"{m:.2g}"])
 
 
 def _hex_to_rgb(colour: str) -> tuple[float, float, float]:

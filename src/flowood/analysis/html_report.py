@@ -36,7 +36,8 @@ FIGURE_NOTES: dict[str, str] = {
     "the input, for in-distribution and OOD images alike.",
     "coupling": "Paper claim 3: a coupling layer's st-network sees the masked input and predicts s and t; −t "
     "resembles the hidden pixels (a smart interpolation), whatever the dataset.",
-    "samples": "Samples at temperatures 1.0, 0.7, 0.5 (base standard deviation scaled by T).",
+    "samples": "Samples at the temperature T stated in the caption or above each grid (base standard deviation "
+    "scaled by T).",
     "histogram": "Paper claim 1 / Figure 1: bits/dim per dataset; OOD data with lower bits/dim than the "
     "in-distribution test set means the likelihood ranks it as more in-distribution.",
 }
@@ -65,6 +66,8 @@ class ReportParts:
     figures: list[tuple[str, Path | bytes]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     benchmark: dict[str, Any] | None = None
+    step_curve: list[tuple[int, float]] = field(default_factory=list)
+    """``(step, train bits/dim)`` from TensorBoard: the curve of a run with too few epochs for one."""
 
 
 # --------------------------------------------------------------------------------------------------- reading files
@@ -143,9 +146,32 @@ def collect_report_parts(run_dir: str | Path) -> ReportParts:
     shown = _sample_subset(samples, MAX_SAMPLE_FIGURES)
     if len(shown) < len(samples):
         parts.notes.append(f"{len(shown)} of {len(samples)} training-sample grids shown (evenly spaced).")
+    # flowood train draws these at train.sample_temperature (0.7 before that setting existed).
+    train_cfg = (parts.config or {}).get("train") if isinstance(parts.config, dict) else None
+    temperature = (train_cfg or {}).get("sample_temperature", 0.7) if isinstance(train_cfg, dict) else 0.7
     for p in shown:
-        parts.figures.append((f"training samples: {p.stem.replace('_', ' ')}", p))
+        parts.figures.append((f"training samples: {p.stem.replace('_', ' ')} (temperature {temperature:g})", p))
+    parts.step_curve = read_step_curve(run / "tensorboard")
     return parts
+
+
+def read_step_curve(tensorboard_dir: str | Path) -> list[tuple[int, float]]:
+    """``(step, bits/dim)`` of the training loss logged to TensorBoard every 10 steps (``train/bpd_step``),
+    finite values only; empty without events."""
+    path = Path(tensorboard_dir)
+    if not path.is_dir():
+        return []
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        acc.Reload()
+        if "train/bpd_step" not in acc.Tags().get("scalars", []):
+            return []
+        points = {int(e.step): float(e.value) for e in acc.Scalars("train/bpd_step")}
+    except Exception:  # a report never fails on unreadable event files
+        return []
+    return sorted((s, v) for s, v in points.items() if math.isfinite(v))
 
 
 # ------------------------------------------------------------------------------------------------ training curves
@@ -155,17 +181,22 @@ def _finite(v: Any) -> bool:
     return isinstance(v, float) and math.isfinite(v)
 
 
-def training_curves_png(metrics: list[dict[str, Any]]) -> bytes | None:
+def training_curves_png(
+    metrics: list[dict[str, Any]], step_curve: list[tuple[int, float]] | None = None
+) -> bytes | None:
     """PNG bytes of train/test bits/dim vs epoch (and the learning rate), or None without usable rows.
 
     When ``metrics.csv`` logs several rows per epoch (step-level logging), the x-axis is the step instead, so
-    the curve is not drawn as vertical zig-zags.
+    the curve is not drawn as vertical zig-zags. With fewer than 3 epoch rows and a ``step_curve`` (the
+    per-step training loss from TensorBoard) the training curve is drawn per step, the epochs' test bits/dim
+    as points at their steps: a one-epoch run is a curve, not two dots.
     """
     rows = [r for r in metrics if _finite(r.get("epoch")) or _finite(r.get("step"))]
-    if not rows:
+    per_step = step_curve is not None and len(step_curve) >= 2 and len(rows) < 3
+    if not rows and not per_step:
         return None
     epochs = [r.get("epoch") for r in rows]
-    use_epoch = all(_finite(e) for e in epochs) and len(set(epochs)) == len(epochs)
+    use_epoch = all(_finite(e) for e in epochs) and len(set(epochs)) == len(epochs) and not per_step
     xkey, xlabel = ("epoch", "epoch") if use_epoch else ("step", "training step")
     series: dict[str, np.ndarray] = {}
     for key in ("train_bpd", "test_bpd"):
@@ -173,6 +204,10 @@ def training_curves_png(metrics: list[dict[str, Any]]) -> bytes | None:
         if pts:
             series[key] = np.array(pts)
     lr = np.array([(r[xkey], r["lr"]) for r in rows if _finite(r.get(xkey)) and _finite(r.get("lr"))])
+    if per_step and step_curve is not None:
+        series["train_bpd"] = np.array(step_curve, dtype=np.float64)
+        if len(lr) < 2:
+            lr = np.empty(0)  # one logged learning rate is not a curve
     if not series:
         return None
     with figure_style():
@@ -183,10 +218,10 @@ def training_curves_png(metrics: list[dict[str, Any]]) -> bytes | None:
             ax.plot(
                 curve[:, 0],
                 curve[:, 1],
-                marker="o" if len(curve) < 40 else None,
+                marker="o" if len(curve) < 40 and not (per_step and key == "train_bpd") else None,
                 markersize=3,
                 color=colours[key],
-                label=key.replace("_bpd", ""),
+                label=key.replace("_bpd", "") + (" (per step)" if per_step and key == "train_bpd" else ""),
             )
         ax.set_xlabel(xlabel)
         ax.set_ylabel(BPD_LABEL)
@@ -495,7 +530,7 @@ def render_html(parts: ReportParts) -> str:
     out.append(_coupling_section(parts.coupling_stats))
 
     out.append('<section id="training"><h2>Training curves</h2>')
-    png = training_curves_png(parts.metrics) if parts.metrics else None
+    png = training_curves_png(parts.metrics, parts.step_curve) if parts.metrics or parts.step_curve else None
     if png is not None:
         last = parts.metrics[-1]
         extra = []

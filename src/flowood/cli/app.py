@@ -67,16 +67,23 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one clear line and exit with status 2."""
-    from flowood.errors import FlowoodError
+    from flowood.errors import FlowoodError, TrainingInterruptedError
     from flowood.host_allocator import tune_host_allocator
 
     tune_host_allocator()  # this process is ours: reuse freed activation memory (see flowood.host_allocator)
     try:
         # Standalone mode: Typer reports usage errors itself and exits through SystemExit.
         app(args=argv, prog_name="flowood")
+    except TrainingInterruptedError as err:
+        typer.secho(f"interrupted: {err}", fg=typer.colors.YELLOW, err=True)
+        return TrainingInterruptedError.exit_code
     except FlowoodError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         return 2
+    except KeyboardInterrupt:
+        # Outside a training loop (loading data, scoring) nothing is lost that a rerun cannot redo.
+        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        return 130
     except SystemExit as err:
         return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
     return 0

@@ -43,6 +43,7 @@ def evaluate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or auxiliary-training logs."),
 ) -> None:
     """Write report.json, scores.npz and histogram.png into RUN_DIR and print the table."""
+    _validate(limit=limit, batch_size=batch_size, precision=precision, ensemble_size=ensemble_size)
     from flowood.experiments.evaluate import evaluate_run, format_report
 
     names: list[str] = []
@@ -82,6 +83,21 @@ def evaluate_command(
         typer.echo()
         typer.echo(format_scores(report))
     typer.echo(f"wrote {run_dir}/report.json, {run_dir}/histogram.png")
+
+
+def _validate(*, limit: int | None, batch_size: int, precision: str | None, ensemble_size: int) -> None:
+    """Option checks with one-line errors (the evaluation code behind them assumes valid values)."""
+    from flowood.errors import ConfigError
+    from flowood.perf import PRECISIONS
+
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: give a number of samples >= 1 (or leave it out to score everything)")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: give a batch size >= 1 (default 512)")
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if ensemble_size < 1:
+        raise ConfigError(f"--ensemble-size {ensemble_size}: give a number of flows >= 1")
 
 
 def register(app: typer.Typer) -> None:

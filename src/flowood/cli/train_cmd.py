@@ -15,6 +15,9 @@ def train_command(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML config file."),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Override: key=value, e.g. train.lr=1e-4 (repeat)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory to create."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace the run already in --out (its flowood files are removed first)."
+    ),
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the run in this directory exactly (--epochs / --set train.max_* extend it)."
     ),
@@ -35,9 +38,10 @@ def train_command(
     from flowood.train.trainer import train
 
     if resume is not None:
-        if preset or config or exact:
+        if preset or config or exact or force:
             raise ConfigError(
-                "--resume continues a run with its saved config; do not combine it with --preset/--config/--exact "
+                "--resume continues a run with its saved config; do not combine it with "
+                "--preset/--config/--exact/--force "
                 "(extend it with --epochs N, or --set train.max_steps=N / train.max_minutes=M)"
             )
         result = resume_run(resume, quiet=quiet, epochs=epochs, overrides=overrides)
@@ -63,13 +67,14 @@ def train_command(
             cfg = config_from_dict(apply_overrides(raw, extra))
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        result = train(cfg, out, quiet=quiet)
+        result = train(cfg, out, quiet=quiet, overwrite=force)
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun only rank 0 reports
+    partial = f" + {result.partial_steps} steps of the next (partial)" if result.partial_steps else ""
+    test = "not evaluated" if result.test_bpd != result.test_bpd else f"{result.test_bpd:.4f} bits/dim"
     typer.echo(
-        f"done: {result.epochs_completed} epochs, {result.steps} steps, train {result.train_bpd:.4f} bits/dim, "
-        f"test {result.test_bpd:.4f} bits/dim, {result.nonfinite_steps} non-finite steps, "
-        f"{result.seconds:.0f}s -> {result.run_dir}"
+        f"done: {result.epochs_completed} epochs{partial}, {result.steps} steps, train {result.train_bpd:.4f} "
+        f"bits/dim, test {test}, {result.nonfinite_steps} non-finite steps, {result.seconds:.0f}s -> {result.run_dir}"
     )
     if result.best_epoch is not None and result.val_bpd is not None:
         typer.echo(

@@ -14,7 +14,14 @@ look-up order, :mod:`flowood.data.tabular` for the tabular protocols and :mod:`f
 
 from flowood.data.base import ArrayDataset, DatasetInfo
 from flowood.data.locate import cache_dir
-from flowood.data.registry import available_names, dataset_info, list_datasets, load_dataset, pick_split
+from flowood.data.registry import (
+    available_names,
+    dataset_info,
+    list_datasets,
+    load_dataset,
+    pick_ood_split,
+    pick_split,
+)
 
 __all__ = [
     "ArrayDataset",
@@ -24,5 +31,6 @@ __all__ = [
     "dataset_info",
     "list_datasets",
     "load_dataset",
+    "pick_ood_split",
     "pick_split",
 ]

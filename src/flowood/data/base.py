@@ -30,7 +30,8 @@ class ArrayDataset(Dataset):
         kind: ``"image"`` or ``"vector"``.
         name, split: what was asked for.
         source: human-readable provenance (a path, ``"embedded bundle"``, ``"rendered from 23 fonts"``...).
-        class_names: optional names of the label values ``0..K-1``.
+        class_names: optional names of the label values ``0..K-1`` (string labels are mapped to these codes).
+        conversions: notes of what the loader converted (channels, size, float pixels); also printed.
 
     ``ds[i]`` returns ``(x, label)`` with ``x`` float32: ``(C, H, W)`` in ``[0, 1]`` for images, ``(D,)`` for vectors.
     """
@@ -73,6 +74,9 @@ class ArrayDataset(Dataset):
         self.split = split
         self.source = source
         self.class_names: list[str] | None = list(class_names) if class_names is not None else None
+        self.conversions: list[str] = []
+        """What the loader changed to fit the request, one line each (``"RGB -> grey (ITU-R 601 luma)"``,
+        ``"resized 32x32 -> 28x28 (bilinear)"``, ``"float pixels in [0, 1] scaled x255"``); empty when none."""
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -189,7 +193,11 @@ def filter_classes(data: torch.Tensor, labels: torch.Tensor, classes: Sequence[i
     mask = torch.isin(labels, wanted)
     if not bool(mask.any()):
         present = sorted({int(v) for v in labels.unique().tolist()})
-        raise DatasetError(f"{name}: no samples with classes {wanted.tolist()}; labels present: {present}")
+        raise DatasetError(
+            f"{name}: no samples with classes {wanted.tolist()}; labels present: {present}. Choose classes from "
+            "those, or use every sample with data.classes=null (`--set data.classes=null`; unlabelled data has "
+            "label 0 only)"
+        )
     return data[mask], labels[mask]
 
 

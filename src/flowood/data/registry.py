@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -455,7 +456,7 @@ def _load_user(
 
 def _subset(ds: ArrayDataset, idx: np.ndarray) -> ArrayDataset:
     t = np.asarray(idx, dtype=np.int64)
-    return ArrayDataset(
+    out = ArrayDataset(
         ds.data[t],
         ds.labels[t],
         kind=ds.kind,
@@ -464,6 +465,8 @@ def _subset(ds: ArrayDataset, idx: np.ndarray) -> ArrayDataset:
         source=ds.source,
         class_names=ds.class_names,
     )
+    out.conversions = list(ds.conversions)
+    return out
 
 
 def available_names() -> list[str]:
@@ -592,12 +595,24 @@ def load_dataset(
         idx = torch_index(balanced_subset(labels.numpy(), int(limit), seed))
         data, labels = data[idx], labels[idx]
     if ds.kind == "image":
+        before = tuple(data.shape[1:])
         data = convert_channels(data, channels, ds.name)
+        if data.shape[1] != before[0]:
+            names = {1: "grey", 3: "RGB"}
+            ds.conversions.append(f"{names[before[0]]} -> {names[int(data.shape[1])]}")
         if not size_done:
             data = resize_images(data, size, ds.name)
+            if tuple(data.shape[2:]) != before[1:]:
+                ds.conversions.append(f"resized {before[1]}x{before[2]} -> {data.shape[2]}x{data.shape[3]} (bilinear)")
     elif channels is not None or size is not None:
-        raise DatasetError(f"{ds.name}: channels= and size= apply to images only (this is a {ds.kind} dataset)")
+        raise DatasetError(
+            f"{ds.name} is a {ds.kind} dataset: it cannot be converted to images (channels=/size=); a flow "
+            "trained on images scores image datasets only (see `flowood datasets`)"
+        )
     ds.data, ds.labels = data, labels
+    if ds.conversions:
+        # Never silent: a set scored at another shape than its own is said so (and kept in ds.conversions).
+        print(f"note: {ds.name} ({split}): {'; '.join(ds.conversions)}", file=sys.stderr)
     return ds
 
 
@@ -674,6 +689,24 @@ def list_datasets(root: str | Path | None = None) -> list[DatasetInfo]:
             )
         )
     return out
+
+
+def pick_ood_split(name: str) -> str:
+    """The split to score when ``name`` is an OOD set: ``all`` for a single user file or folder without
+    split structure (scored whole; use a limit to score fewer), else :func:`pick_split` ``(name, "test")``."""
+    key = name.strip()
+    try:
+        parsed = _parse_user(key if ":" in key or "/" in key else key.lower(), {}, None)
+    except DatasetError:
+        parsed = None
+    if parsed is not None:
+        scheme, path = parsed
+        try:
+            native = user.native_splits(path, scheme)
+        except DatasetError:
+            return "test"  # load_dataset reports the problem itself
+        return "all" if native == ("all",) else ("test" if "test" in native else native[0])
+    return pick_split(name, "test")
 
 
 def pick_split(name: str, preferred: str) -> str:

@@ -4,12 +4,17 @@ Name scheme accepted by :func:`flowood.data.load_dataset`:
 
 * ``folder:/path`` - torchvision ImageFolder layout ``/path/<class>/<image>`` (classes sorted by name -> 0..K-1).
   If ``/path`` has per-split sub-folders (``train/``, ``val/``, ``test/``) each in that layout, they are the splits.
-* ``npz:/path.npz`` - images under key ``images`` or ``x`` (uint8, ``(N, H, W)``, NHWC ``(N, H, W, C)`` or NCHW
-  ``(N, C, H, W)``, C in {1, 3}); optional labels under ``labels`` or ``y``. Keys suffixed ``_<split>``
+* ``npz:/path.npz`` - images under key ``images``, ``x`` or ``X`` (``(N, H, W)``, NHWC ``(N, H, W, C)`` or NCHW
+  ``(N, C, H, W)``, C in {1, 3}); optional labels under ``labels``, ``y`` or ``Y``. Pixels: uint8 0..255, or
+  floats / other integers by one rule: all values in [0, 1] are scaled ×255 (floats only), values in
+  [0, 255] are taken as they are (rounded), anything else (or NaN/Inf) is an error. Keys suffixed ``_<split>``
   (``x_train``, ``y_test``...) give native splits; a directory holding ``<split>.npz`` files does too.
 * ``table:/path.csv?label=col`` - a CSV with a header row, numeric columns; ``label=`` names the label column
-  (or pass ``label="col"`` as keyword). ``table:/path.npz`` reads ``x``/``data``/``features`` (N, D) and optional
-  ``y``/``labels``. A directory holding ``<split>.csv`` / ``<split>.npz`` gives native splits.
+  (or pass ``label="col"`` as keyword). ``table:/path.npz`` reads ``x``/``X``/``data``/``features`` (N, D) and
+  optional ``y``/``Y``/``labels``. Labels may be integers or strings; strings are mapped to codes 0..K-1 in
+  sorted order (``dataset.class_names`` holds the mapping). NaN or infinite values are an error naming the
+  file, column and number of rows: remove or impute them first.
+  A directory holding ``<split>.csv`` / ``<split>.npz`` gives native splits.
 * ``embeddings`` with ``path=`` (or ``root=``) an ``.npz`` with arrays ``embeddings (N, D)`` and ``labels (N,)``,
   as the paper's code saved them; ``embeddings:/path.npz`` is the same. A directory holding ``<split>.npz``
   (or ``embeddings_<split>.npz``) gives native splits.
@@ -43,14 +48,62 @@ def _open_npz(path: Path):
 
 
 def _get(z, path: Path, keys: tuple[str, ...], split: str | None) -> np.ndarray | None:
+    key = None
     try:
         for k in keys:
             key = f"{k}_{split}" if split else k
             if key in z.files:
                 return np.asarray(z[key])
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise DatasetError(
+                f"{path}: array {key!r} holds Python objects (dtype=object), which flowood does not unpickle; "
+                "save it as numbers or strings (np.asarray(values, dtype=str))"
+            ) from None
+        raise DatasetError(f"cannot read {path}: {err} (corrupt or truncated npz)") from err
     except Exception as err:
         raise DatasetError(f"cannot read {path}: {err} (corrupt or truncated npz)") from err
     return None
+
+
+def encode_labels(y: np.ndarray, path: Path, what: str = "labels") -> tuple[np.ndarray, list[str] | None]:
+    """Integer labels as they are; string labels → codes 0..K-1 (sorted names) and the names.
+
+    Raises:
+        DatasetError: float labels that are not whole numbers.
+    """
+    y = np.asarray(y).reshape(-1)
+    if y.dtype.kind in "US":
+        names = sorted({str(v) for v in y.tolist()})
+        codes = {n: i for i, n in enumerate(names)}
+        return np.array([codes[str(v)] for v in y.tolist()], dtype=np.int64), names
+    if y.dtype.kind == "b":
+        return y.astype(np.int64), None
+    if y.dtype.kind in "iu":
+        return y.astype(np.int64), None
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DatasetError(f"{path}: {what} must be integers or strings, got non-integer numbers")
+        return y.astype(np.int64), None
+    raise DatasetError(f"{path}: {what} must be integers or strings, got dtype {y.dtype}")
+
+
+def check_finite(x: np.ndarray, path: Path, columns: list[str] | None = None) -> None:
+    """Error naming the file, the first bad columns and how many rows hold NaN/Inf (no silent dropping)."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return
+    per_col = bad.sum(axis=0)
+    cols = np.flatnonzero(per_col)
+    names = [repr(columns[c]) if columns else str(int(c)) for c in cols[:3]]
+    more = f" and {len(cols) - 3} more" if len(cols) > 3 else ""
+    rows = int(bad.any(axis=1).sum())
+    raise DatasetError(
+        f"{path}: column {', '.join(names)}{more} holds NaN/Inf in {rows} rows of {x.shape[0]}; remove or impute "
+        "those values first (a density is undefined there, and dropping the column would hide it)"
+    )
 
 
 def _split_file(folder: Path, split: str, patterns: tuple[str, ...]) -> Path | None:
@@ -95,6 +148,28 @@ def native_splits(path: Path, kind: str) -> tuple[str, ...]:
 # -------------------------------------------------------------------------------------------------- images npz
 
 
+def pixels_to_uint8(arr: np.ndarray, path: Path) -> tuple[np.ndarray, str | None]:
+    """The documented rule for non-uint8 pixels: floats all in [0, 1] → ×255; values in [0, 255] → as they
+    are (rounded); anything else, or NaN/Inf, an error. Returns the uint8 array and a note (None for uint8)."""
+    if arr.dtype == np.uint8:
+        return arr, None
+    if arr.dtype.kind not in "fiub":
+        raise DatasetError(f"{path}: images must be numbers (uint8 0..255 or floats in [0, 1]), got {arr.dtype}")
+    if arr.size == 0:
+        return arr.astype(np.uint8), None
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise DatasetError(f"{path}: images hold NaN/Inf in {int((~np.isfinite(arr)).sum())} pixels")
+    lo, hi = float(arr.min()), float(arr.max())
+    if arr.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+        return np.round(arr.astype(np.float64) * 255.0).astype(np.uint8), f"{arr.dtype} pixels in [0, 1] scaled x255"
+    if lo >= 0.0 and hi <= 255.0:
+        return np.round(arr).astype(np.uint8), f"{arr.dtype} pixels in [0, 255] taken as 0..255"
+    raise DatasetError(
+        f"{path}: {arr.dtype} pixel values span [{lo:g}, {hi:g}]; flowood reads floats in [0, 1] (scaled x255) "
+        "or values in [0, 255] - rescale the images to one of those ranges"
+    )
+
+
 def images_to_nchw(arr: np.ndarray, path: Path) -> np.ndarray:
     """uint8 (N, H, W) / NHWC / NCHW -> NCHW; errors name the file."""
     if arr.dtype != np.uint8:
@@ -120,17 +195,24 @@ def load_images_npz(name: str, split: str, path: Path) -> ArrayDataset:
             raise DatasetError(f"{name}: no {file}")
     z = _open_npz(file)
     with z:
-        x = _get(z, file, ("images", "x"), key_split)
+        x = _get(z, file, ("images", "x", "X"), key_split)
         if x is None:
             raise DatasetError(
-                f"{file}: no image array (keys {z.files}; expected 'images' or 'x'"
+                f"{file}: no image array (keys {z.files}; expected 'images', 'x' or 'X'"
                 f"{f' suffixed _{key_split}' if key_split else ''})"
             )
-        y = _get(z, file, ("labels", "y"), key_split)
+        y = _get(z, file, ("labels", "y", "Y"), key_split)
+    x, note = pixels_to_uint8(x, file)
     data = images_to_nchw(x, file)
+    names = None
+    if y is not None:
+        y, names = encode_labels(y, file)
     if y is not None and y.reshape(-1).shape[0] != data.shape[0]:
         raise DatasetError(f"{file}: {data.shape[0]} images but {y.reshape(-1).shape[0]} labels")
-    return ArrayDataset(data, y, kind="image", name=name, split=split, source=str(file))
+    ds = ArrayDataset(data, y, kind="image", name=name, split=split, source=str(file), class_names=names)
+    if note:
+        ds.conversions.append(note)
+    return ds
 
 
 # ------------------------------------------------------------------------------------------------ image folder
@@ -210,20 +292,23 @@ def _read_csv(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray | N
             li = int(label) % len(header)
         else:
             raise DatasetError(f"{path}: no label column {label!r}; columns are {header}")
+    ragged = next((i for i, r in enumerate(body, 2) if len(r) != len(header)), None)
+    if ragged is not None:
+        raise DatasetError(f"{path}: every row must have {len(header)} fields (line {ragged} has a different number)")
+    raw_labels = [r[li].strip() for r in body] if li is not None else None
     try:
-        table = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
+        table = np.array([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float64)
     except ValueError as err:
-        bad = next((i for i, r in enumerate(body, 2) if len(r) != len(header)), None)
-        where = f" (line {bad} has a different number of fields)" if bad else ""
-        raise DatasetError(f"{path}: non-numeric or ragged data{where}: {err}") from err
-    if table.ndim != 2 or table.shape[1] != len(header):
-        raise DatasetError(f"{path}: every row must have {len(header)} fields")
-    if li is None:
+        raise DatasetError(f"{path}: non-numeric data: {err}") from err
+    if li is None or raw_labels is None:
         return table, None
-    y = table[:, li]
-    if not np.all(y == np.round(y)):
-        raise DatasetError(f"{path}: label column {header[li]!r} must hold integers")
-    return np.delete(table, li, axis=1), y.astype(np.int64)
+    try:
+        y: np.ndarray = np.array([float(v) for v in raw_labels], dtype=np.float64)
+    except ValueError:
+        y = np.array(raw_labels, dtype=str)  # class names, mapped to codes by encode_labels
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise DatasetError(f"{path}: label column {header[li]!r} must hold integers or class names")
+    return table, y
 
 
 def load_table(name: str, split: str, path: Path, *, label: str | None = None) -> ArrayDataset:
@@ -235,21 +320,38 @@ def load_table(name: str, split: str, path: Path, *, label: str | None = None) -
     if file.suffix == ".npz":
         z = _open_npz(file)
         with z:
-            x = _get(z, file, ("x", "data", "features"), key_split)
-            y = _get(z, file, ("y", "labels"), key_split)
+            x = _get(z, file, ("x", "X", "data", "features"), key_split)
+            y = _get(z, file, ("y", "Y", "labels"), key_split)
             if x is None:
-                raise DatasetError(f"{file}: no table array (keys {z.files}; expected 'x', 'data' or 'features')")
+                raise DatasetError(f"{file}: no table array (keys {z.files}; expected 'x', 'X', 'data' or 'features')")
+        columns = None
     elif file.is_file():
         x, y = _read_csv(file, label)
+        columns = _csv_feature_names(file, label)
     else:
         raise DatasetError(f"{name}: no {file}")
     if x.ndim != 2:
         raise DatasetError(f"{file}: a table must be 2-D (N, D), got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.number):
         raise DatasetError(f"{file}: table values must be numeric, got {x.dtype}")
+    check_finite(x, file, columns)
+    names = None
+    if y is not None:
+        y, names = encode_labels(y, file)
     if y is not None and y.reshape(-1).shape[0] != x.shape[0]:
         raise DatasetError(f"{file}: {x.shape[0]} rows but {y.reshape(-1).shape[0]} labels")
-    return ArrayDataset(x.astype(np.float32), y, kind="vector", name=name, split=split, source=str(file))
+    return ArrayDataset(
+        x.astype(np.float32), y, kind="vector", name=name, split=split, source=str(file), class_names=names
+    )
+
+
+def _csv_feature_names(path: Path, label: str | None) -> list[str]:
+    with open(path, newline="") as f:
+        header = [h.strip() for h in next(csv.reader(f))]
+    if label is None:
+        return header
+    li = header.index(label) if label in header else int(label) % len(header)
+    return [h for j, h in enumerate(header) if j != li]
 
 
 def load_embeddings_file(name: str, split: str, path: Path) -> ArrayDataset:
@@ -273,4 +375,8 @@ def load_embeddings_file(name: str, split: str, path: Path) -> ArrayDataset:
             raise DatasetError(f"{file}: expected arrays 'embeddings' and 'labels', found {z.files}")
     if x.ndim != 2 or y.reshape(-1).shape[0] != x.shape[0]:
         raise DatasetError(f"{file}: expected embeddings (N, D) and labels (N,), got {x.shape} and {y.shape}")
-    return ArrayDataset(x.astype(np.float32), y.reshape(-1), kind="vector", name=name, split=split, source=str(file))
+    check_finite(x, file)
+    codes, names = encode_labels(y, file)
+    return ArrayDataset(
+        x.astype(np.float32), codes, kind="vector", name=name, split=split, source=str(file), class_names=names
+    )

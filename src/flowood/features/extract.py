@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -137,6 +139,29 @@ def cached_features(
     return _cache_load(path, int(images.shape[0]))
 
 
+class LogProgress:
+    """Plain progress lines for a redirected stderr (logs, nohup, SLURM), where tqdm draws nothing: one at
+    the start, then one every ``every`` seconds with the rate and the time left."""
+
+    def __init__(self, label: str, total: int, every: float = 60.0) -> None:
+        self.label, self.total, self.every = label, total, every
+        self.start = self.last = time.monotonic()
+        print(f"{label}: {total} images", file=sys.stderr, flush=True)
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and done < self.total:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        left = (self.total - done) / rate if rate > 0 else float("inf")
+        print(
+            f"{self.label}: {done}/{self.total} images, {rate:.1f} img/s, {left / 60:.1f} min left",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def extract_features(
     data: ImageDataset | np.ndarray | torch.Tensor,
     extractor: str | ExtractorConfig | FeatureExtractor = "efficientnet-lite0",
@@ -192,6 +217,8 @@ def extract_features(
         disable=None if progress else True,
         dynamic_ncols=True,
     )
+    label = desc or f"embed {model.name}@{model.size}px"
+    log = LogProgress(label, n) if progress and not sys.stderr.isatty() else None
     with torch.inference_mode(), bar:
         for start in range(0, n, batch_size):
             chunk = images[start : start + batch_size]
@@ -199,6 +226,8 @@ def extract_features(
             feats = model(model.preprocess(batch.to(dev, non_blocking=True)))
             out[start : start + len(chunk)] = feats.float().cpu().numpy()
             bar.update(len(chunk))
+            if log is not None:
+                log.update(start + len(chunk))
     if not np.isfinite(out).all():
         bad = int((~np.isfinite(out)).any(axis=1).sum())
         raise FlowoodError(f"{model.name} produced non-finite features for {bad} of {n} images")

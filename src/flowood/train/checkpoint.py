@@ -1,56 +1,159 @@
-"""Atomic, resumable checkpoints.
+"""Atomic, resumable checkpoints that never run code from the file.
 
 A checkpoint is written to a temporary file in the same directory, flushed to disk and then renamed
-over the previous one with :func:`os.replace`, which is atomic on POSIX: a crash or kill during the
-write leaves the previous checkpoint intact.
+over the previous one with :func:`os.replace`, which is atomic on POSIX: a crash, a kill or a full disk
+during the write leaves the previous checkpoint intact. The file gets the usual permissions (``0666``
+minus the umask), not ``mkstemp``'s private ``0600``.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: only tensors, numbers, strings and plain
+containers are accepted, so a crafted ``last.pt`` (run directories are shared) cannot execute anything.
+Training state is stored in those types only (see :func:`flowood.train.trainer._rng_state`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from flowood.errors import CheckpointError
+from flowood.errors import CheckpointError, RunWriteError
+
+# Checkpoints written by flowood 0.1 held numpy's RNG state as an ndarray. These three globals only
+# rebuild plain numeric arrays; allowing them (and nothing else) keeps such runs resumable.
+_LEGACY_NUMPY_GLOBALS = {
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.dtypes.UInt32DType",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray._reconstruct",
+}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def describe_write_error(err: BaseException) -> str | None:
+    """A short reason (``"no space left on device"``…) when ``err`` is a failed file write, else None.
+
+    ``torch.save`` reports a full disk as ``RuntimeError: [enforce fail at inline_container.cc] ...
+    file write failed``; plain ``OSError`` carries an errno.
+    """
+    if isinstance(err, OSError):
+        if err.errno == errno.ENOSPC:
+            return "no space left on device (disk full)"
+        if err.errno == errno.EDQUOT:
+            return "disk quota exceeded"
+        if err.errno == errno.EROFS:
+            return "read-only file system"
+        if err.errno in (errno.EACCES, errno.EPERM):
+            return "permission denied"
+        return err.strerror or str(err)
+    if isinstance(err, RuntimeError) and ("write failed" in str(err) or "PytorchStreamWriter" in str(err)):
+        return "the write failed (disk full?)"
+    return None
 
 
 def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then atomically move the result to ``path``."""
+    """Call ``write(tmp_path)`` then atomically move the result to ``path``.
+
+    Raises:
+        RunWriteError: the file could not be written (disk full, read-only, no permission); ``path``
+            still holds its previous content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise RunWriteError(f"cannot write {path}: {describe_write_error(err)}") from None
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        reason = describe_write_error(err) if isinstance(err, Exception) else None
+        if reason is None:
+            raise
+        raise RunWriteError(f"cannot write {path}: {reason}; the previous version is kept") from None
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically ``torch.save`` a training state dict."""
+    """Atomically ``torch.save`` a training state dict (tensors, numbers, strings, lists, dicts only)."""
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def _unsafe_globals(path: Path) -> set[str] | None:
+    lister = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)  # torch >= 2.5
+    if lister is None:
+        return None
+    try:
+        return set(lister(str(path)))
+    except Exception:
+        return None
+
+
+def _load_legacy(path: Path, map_location: str | torch.device) -> dict[str, Any] | None:
+    """Load a flowood 0.1 checkpoint (numpy RNG state) allowing only numpy's array rebuilders, else None."""
+    found = _unsafe_globals(path)
+    if not found or not found <= _LEGACY_NUMPY_GLOBALS or not hasattr(torch.serialization, "safe_globals"):
+        return None
+    import numpy as np
+
+    allowed: list[Any] = [np.ndarray, np.dtype, type(np.dtype("uint32"))]
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            allowed.append(__import__(module, fromlist=["_reconstruct"])._reconstruct)
+        except (ImportError, AttributeError):
+            continue
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint, turning unreadable files into a :class:`CheckpointError` naming the file."""
+    """Load a checkpoint without executing code from it; unreadable or unsafe files raise
+    :class:`CheckpointError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; was the run started with `flowood train --out ...`?")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        legacy = None
+        try:
+            legacy = _load_legacy(path, map_location)
+        except Exception:
+            legacy = None
+        if legacy is not None:
+            return legacy
+        what = "; ".join(sorted(_unsafe_globals(path) or ())) or str(err).splitlines()[-1][:200]
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects other than tensors and numbers ({what}); flowood refuses "
+            "to unpickle them (that could run code). It was not written by flowood: delete it, or resume from "
+            "a copy you trust"
+        ) from None
     except Exception as err:
         raise CheckpointError(
-            f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); "
+            f"checkpoint {path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
             "delete it to restart, or resume from a copy"
         ) from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"checkpoint {path} is not a flowood training state; delete it or resume from a copy")
+    return state
 
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -59,3 +162,13 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+@contextmanager
+def write_errors(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` (disk full, read-only, permissions) raised while writing ``path`` into a
+    one-line :class:`RunWriteError` naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise RunWriteError(f"cannot write {path}: {describe_write_error(err)}") from None

@@ -106,6 +106,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     sample_every: int = 1
     num_samples: int = 64
+    sample_temperature: float = 0.7  # of the samples/epoch_XXX.png grids (base std × T)
     max_steps: int | None = None
     max_minutes: float | None = None
     init_from: str | None = None
@@ -266,7 +267,14 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     unknown = sorted(set(raw) - {"model", "data", "train", "seed", "device"})
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; valid: model, data, train, seed, device")
-    model_raw = dict(raw.get("model") or {})
+    model_section = raw.get("model") or {}
+    if isinstance(model_section, str):  # `model: realnvp` means the flow's defaults
+        model_section = {"name": model_section}
+    if not isinstance(model_section, dict):
+        raise ConfigError(
+            f"model must be a flow name or a mapping such as {{name: realnvp, num_scales: 2}}, got {model_section!r}"
+        )
+    model_raw = dict(model_section)
     name = model_raw.pop("name", "realnvp")
     if name not in available_flows():
         raise ConfigError(f"model.name: unknown flow {name!r}; available: {', '.join(available_flows())}")
@@ -390,7 +398,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: invalid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{p}: invalid YAML{where}: {what}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return raw

@@ -14,13 +14,14 @@ optimiser; under ``torchrun`` the model is wrapped in DistributedDataParallel
 
 from __future__ import annotations
 
-import csv
+import dataclasses
+import json
 import math
 import random
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,15 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from flowood.data import pick_split
-from flowood.errors import ConfigError, FlowoodError
-from flowood.flows import NormalizingFlow, build_flow
+from flowood.errors import CheckpointError, ConfigError, FlowoodError, RunWriteError, TrainingInterruptedError
+from flowood.flows import NormalizingFlow
 from flowood.flows.normalization import ActNorm
 from flowood.perf import eager_stance, resolve_fast_path
-from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from flowood.runs import RunDir
+from flowood.train import compile_fallback
+from flowood.train.build import build_run_flow
+from flowood.train.checkpoint import load_checkpoint, save_checkpoint, save_weights, write_errors
+from flowood.train.compile_fallback import failure_reason, uncompile
 from flowood.train.config import (
     EarlyStopping,
     RunConfig,
@@ -46,19 +51,10 @@ from flowood.train.config import (
 )
 from flowood.train.data import Standardizer, TensorBatches, load_split, split_validation
 from flowood.train.distributed import all_reduce_sum, cleanup, env_dist_info, per_rank_batch, setup
+from flowood.train.interrupts import StopSignals
+from flowood.train.metrics_log import MetricsLog
 from flowood.train.optim import build_ema, build_optimizer, clip_gradients, lr_factor_fn
 
-METRIC_FIELDS = [
-    "epoch",
-    "step",
-    "train_bpd",
-    "test_bpd",
-    "ood_train_bpd",
-    "lr",
-    "nonfinite_steps",
-    "seconds",
-    "val_bpd",
-]
 LN2 = math.log(2.0)
 
 
@@ -84,6 +80,10 @@ class TrainResult:
     """With ``train.early_stopping``: the epoch whose weights the run kept (0 = the initial weights)."""
     val_bpd: float | None = None
     """With ``train.early_stopping``: the kept weights' validation bits/dim."""
+    partial_steps: int = 0
+    """Steps done in an epoch that a limit cut short (0: the run ended on an epoch boundary)."""
+    notes: tuple[str, ...] = ()
+    """What the run skipped or cut, e.g. an end-of-epoch evaluation that ``train.max_minutes`` left no time for."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -153,31 +153,21 @@ def compute_loss(flow: nn.Module, batch: Tensor, ood_batch: Tensor | None, cfg: 
     return loss, {"train_bpd": train_bpd, "ood_train_bpd": (-ll_ood / scale).detach().mean()}
 
 
-class _MetricsLog:
-    def __init__(self, path: Path, resume: bool) -> None:
-        self.path = path
-        if not resume or not path.exists():
-            with path.open("w", newline="") as fh:
-                csv.DictWriter(fh, METRIC_FIELDS).writeheader()
-
-    def truncate_after(self, epoch: int) -> None:
-        """On resume, drop rows written after the checkpoint we resume from."""
-        if not self.path.exists():
-            return
-        with self.path.open(newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= epoch]
-        with self.path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def append(self, row: dict[str, Any]) -> None:
-        with self.path.open("a", newline="") as fh:
-            csv.DictWriter(fh, METRIC_FIELDS).writerow({k: row.get(k, "") for k in METRIC_FIELDS})
-
-
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Global RNG states as tensors, numbers and lists only, so checkpoints load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -185,28 +175,43 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    npy = state["numpy"]
+    if isinstance(npy, dict):
+        keys = npy["keys"].numpy().astype(np.uint32)
+        np.random.set_state((npy["name"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
+    else:  # a flowood 0.1 checkpoint: numpy's own tuple
+        np.random.set_state(npy)
+    py = state["python"]
+    if isinstance(py, dict):
+        random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    else:
+        random.setstate(py)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def build_run_flow(cfg: RunConfig, input_shape: tuple[int, ...]) -> NormalizingFlow:
-    """The configured flow for data of ``input_shape``, with config errors as :class:`ConfigError`."""
-    try:
-        return build_flow(cfg.model.name, input_shape, **cfg.model.options)
-    except ValueError as err:
-        raise ConfigError(f"model: {err}") from None
-
-
 @torch.no_grad()
-def evaluate_bpd(flow: NormalizingFlow, batches: TensorBatches, batch_size: int, generator: torch.Generator) -> float:
-    """Mean bits/dim over a dataset in eval mode (finite values only; NaN if none)."""
+def evaluate_bpd(
+    flow: NormalizingFlow,
+    batches: TensorBatches,
+    batch_size: int,
+    generator: torch.Generator,
+    stop: Callable[[], bool] | None = None,
+) -> float | None:
+    """Mean bits/dim over a dataset in eval mode (finite values only; NaN if none).
+
+    ``stop`` is asked before each batch; when it says True the evaluation is abandoned and None returned
+    (an interrupt, or ``train.max_minutes`` reached).
+    """
     was_training = flow.training
     flow.eval()
     flow.set_dequantization_rng(generator)
     total, count = 0.0, 0
     for batch in batches.sequential(batch_size):
+        if stop is not None and stop():
+            flow.set_dequantization_rng(None)
+            flow.train(was_training)
+            return None
         _, bpd = nll_bpd(flow, batch)
         finite = torch.isfinite(bpd)
         total += float(bpd[finite].sum())
@@ -216,14 +221,14 @@ def evaluate_bpd(flow: NormalizingFlow, batches: TensorBatches, batch_size: int,
     return total / count if count else float("nan")
 
 
-def _save_samples(flow: NormalizingFlow, path: Path, n: int, seed: int) -> None:
+def _save_samples(flow: NormalizingFlow, path: Path, n: int, seed: int, temperature: float = 0.7) -> None:
     from torchvision.utils import save_image
 
     was_training = flow.training
     flow.eval()
     device = next(flow.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    images = flow.sample_images(n, temperature=0.7, generator=gen)
+    images = flow.sample_images(n, temperature=temperature, generator=gen)
     flow.train(was_training)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(images.float().cpu(), str(path), nrow=int(math.sqrt(n)) or 1)
@@ -240,11 +245,37 @@ class Trainer:
         resume: bool = False,
         quiet: bool = False,
         device: torch.device | None = None,
+        overwrite: bool = True,
     ) -> None:
+        """Prepare a run in ``run_dir`` (or continue it with ``resume=True``).
+
+        The writing process holds the run directory's lock from here until :meth:`run` returns (or
+        :meth:`close`). ``overwrite=False`` refuses a directory that already holds a run (``flowood train
+        --out`` without ``--force``); with True its files are removed first (see :class:`flowood.runs.RunDir`).
+        """
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.rundir = RunDir(run_dir)
+        self.run_dir = self.rundir.path
         self.dist = env_dist_info()
         self.is_main = self.dist.is_main
+        self._signals: StopSignals | None = None
+        self._sums: list[float] = [0.0, 0, 0.0, 0]  # running epoch sums: train bpd, steps, OOD bpd, OOD steps
+        self.notes: list[str] = []
+        self._start = time.monotonic()
+        if self.is_main:
+            self.rundir.claim(new=not resume, force=overwrite)
+        try:
+            self._setup(resume, quiet, device)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run directory's lock (done by :meth:`run` when it returns)."""
+        self.rundir.release()
+
+    def _setup(self, resume: bool, quiet: bool, device: torch.device | None) -> None:
+        cfg = self.cfg
         self.shard = (self.dist.rank, self.dist.world_size)
         self.quiet = quiet or not self.is_main
         self.interactive = sys.stderr.isatty()
@@ -252,7 +283,6 @@ class Trainer:
         self._last_heartbeat: tuple[float, int] | None = None
         self.device = setup(self.dist, device or resolve_device(cfg.device))
         per_rank_batch(cfg.train.batch_size, self.dist)  # validates divisibility
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
@@ -261,6 +291,10 @@ class Trainer:
         train_ds = load_split(d, "train", limit=d.limit, classes=d.classes, seed=cfg.seed)
         test_ds = load_split(d, "test", limit=d.test_limit, classes=d.classes, seed=cfg.seed)
         self.kind = train_ds.kind
+        if train_ds.class_names and self.is_main:
+            # String labels were mapped to codes 0..K-1; keep the mapping with the run.
+            with write_errors(self.rundir.labels):
+                self.rundir.labels.write_text(json.dumps({"class_names": train_ds.class_names}, indent=1))
         self.input_shape = tuple(train_ds.shape)
         train_x, test_x = train_ds.data, test_ds.data
         self.stopper = _EarlyStopper(es) if (es := early_stopping_settings(cfg.train)) is not None else None
@@ -276,7 +310,8 @@ class Trainer:
             val_x = self.standardizer(val_x.float()) if val_x is not None else None
             self.input_shape = (self.standardizer.out_dim,)
             if self.is_main:
-                self.standardizer.save(self.run_dir / "standardize.json")
+                with write_errors(self.rundir.standardize):
+                    self.standardizer.save(self.rundir.standardize)
         self.train_data = TensorBatches(train_x, self.kind, self.device)
         self.test_data = TensorBatches(test_x, self.kind, self.device)
         self.val_data = TensorBatches(val_x, self.kind, self.device) if val_x is not None else None
@@ -325,7 +360,13 @@ class Trainer:
         if not resume:
             self._init_data_dependent()
         self.ema = build_ema(self.flow, t.ema_decay) if t.ema_decay else None
-        self.fast.prepare_model(self.flow)  # compiles the transform in place (lazily, on first call)
+        self._compile_unproven = self.fast.compile  # until the first compiled step has succeeded
+        try:
+            self.fast.prepare_model(self.flow)  # compiles the transform in place (lazily, on first call)
+        except Exception as err:
+            if not self.fast.compile:
+                raise
+            self._fall_back_to_eager(err)
         self.model: nn.Module = self.flow
         if self.dist.enabled:
             self.model = DistributedDataParallel(
@@ -345,14 +386,16 @@ class Trainer:
         self.last_ood_train_bpd: float | None = None
         self._step_ood_bpd: float | None = None
         self.last_test_bpd = float("nan")
-        self.metrics: _MetricsLog | None = None
-        if self.is_main:
-            cfg.save(self.run_dir / "config.yaml")
-            self.metrics = _MetricsLog(self.run_dir / "metrics.csv", resume)
+        self.metrics: MetricsLog | None = None
         if resume:
+            # Read everything before writing anything: a resume that fails leaves the run as it was.
             self._restore(load_checkpoint(self.ckpt_path, map_location=self.device))
-            if self.metrics is not None:
-                self.metrics.truncate_after(self.epoch)
+        if self.is_main:
+            self.metrics = MetricsLog(self.rundir.metrics, resume)
+            if resume:
+                self.metrics.keep_through(self.epoch)
+            with write_errors(self.rundir.config):
+                cfg.save(self.rundir.config)
         self._good_state: dict[str, Any] | None = None
 
     def _init_data_dependent(self) -> None:
@@ -383,7 +426,7 @@ class Trainer:
 
     @property
     def ckpt_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return self.rundir.checkpoint
 
     def state(self) -> dict[str, Any]:
         return {
@@ -401,6 +444,7 @@ class Trainer:
             "dequant_gen": self.dequant_gen.get_state(),
             "ood_gen": self.ood_gen.get_state(),
             "rng": _rng_state(),
+            "epoch_sums": list(self._sums),
             "config": self.cfg.to_dict(),
             "input_shape": list(self.input_shape),
             "early_stopping": self.stopper.state() if self.stopper is not None else None,
@@ -425,16 +469,27 @@ class Trainer:
         _set_rng_state(state["rng"])
         if self.stopper is not None and state.get("early_stopping") is not None:
             self.stopper.load(state["early_stopping"])
+        # Checkpoints of flowood 0.1 lack the running sums: the resumed epoch's mean then restarts.
+        self._sums = list(state.get("epoch_sums", [0.0, 0, 0.0, 0]))
 
     def save(self) -> None:
         """Write the checkpoint and weights (rank 0 only under data-parallel training)."""
         if not self.is_main:
             return
-        save_checkpoint(self.ckpt_path, self.state())
-        meta = {"config": str(self.cfg.to_dict()), "input_shape": ",".join(map(str, self.input_shape))}
-        save_weights(self.run_dir / "model.safetensors", self.flow.state_dict(), meta)
-        if self.ema is not None:
-            save_weights(self.run_dir / "model_ema.safetensors", self.ema.module.state_dict(), meta)
+        had_checkpoint = self.ckpt_path.is_file()
+        try:
+            save_checkpoint(self.ckpt_path, self.state())
+            meta = {"config": str(self.cfg.to_dict()), "input_shape": ",".join(map(str, self.input_shape))}
+            save_weights(self.rundir.model, self.flow.state_dict(), meta)
+            if self.ema is not None:
+                save_weights(self.rundir.model_ema, self.ema.module.state_dict(), meta)
+        except RunWriteError as err:
+            then = (
+                f"the last checkpoint is kept; free space and continue with: flowood train --resume {self.run_dir}"
+                if had_checkpoint or self.ckpt_path.is_file()
+                else "free space and start the run again"
+            )
+            raise RunWriteError(f"{err}; {then}") from None
 
     def _apply_lr_scale(self) -> None:
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=False):
@@ -478,6 +533,41 @@ class Trainer:
             f"bpd {bpd:.3f}, {rate:.2f} steps/s, {self.nonfinite_steps} non-finite"
         )
         self._last_heartbeat = (now, self.global_step)
+
+    def _fall_back_to_eager(self, err: BaseException) -> None:
+        uncompile(self.flow)
+        self.fast = dataclasses.replace(self.fast, compile=False)
+        self._compile_unproven = False
+        self._note(compile_fallback.WARNING.format(reason=failure_reason(err)), prefix="warning")
+
+    def _first_step_guarded(self, batch: Tensor, ood_batch: Tensor | None) -> float:
+        """The first compiled step; if compiling or running it fails, the same step again eagerly."""
+        rng = (self.dequant_gen.get_state(), self.ood_gen.get_state(), torch.get_rng_state())
+        try:
+            value = self.train_step(batch, ood_batch)
+        except (FlowoodError, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            self._fall_back_to_eager(err)
+            self.dequant_gen.set_state(rng[0])
+            self.ood_gen.set_state(rng[1])
+            torch.set_rng_state(rng[2])
+            self.optimizer.zero_grad(set_to_none=True)
+            value = self.train_step(batch, ood_batch)
+        self._compile_unproven = False
+        return value
+
+    def _note(self, msg: str, prefix: str = "note") -> None:
+        """Something the run skipped, cut or changed: printed (also with --quiet) and kept in
+        :attr:`TrainResult.notes`."""
+        self.notes.append(f"{prefix}: {msg}" if prefix != "note" else msg)
+        if self.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(f"{prefix}: {msg}")
+
+    def _stop_evaluation(self) -> bool:
+        return bool(self._signals) or self._past_deadline()
 
     def _log(self, msg: str) -> None:
         if not self.quiet:
@@ -562,23 +652,56 @@ class Trainer:
             self.scheduler.step()
 
     def run(self) -> TrainResult:
-        """Train until ``train.epochs`` (or ``max_steps`` / ``max_minutes``), checkpointing as configured."""
-        with self.fast.backends():
-            return self._run()
+        """Train until ``train.epochs`` (or ``max_steps`` / ``max_minutes``), checkpointing as configured.
+
+        Raises:
+            TrainingInterruptedError: SIGINT/SIGTERM arrived; the step in flight was finished and a
+                checkpoint written; the message says how to resume.
+        """
+        try:
+            with self.fast.backends(), StopSignals() as signals:
+                self._signals = signals
+                return self._run()
+        finally:
+            self._signals = None
+            self.close()
+
+    def _past_deadline(self) -> bool:
+        """True once ``train.max_minutes`` of the run's time (training and evaluation) are used."""
+        minutes = self.cfg.train.max_minutes
+        return minutes is not None and time.monotonic() - self._start > minutes * 60
+
+    def _interrupt(self) -> None:
+        """Save and stop after a signal (see :mod:`flowood.train.interrupts`)."""
+        assert self._signals is not None and self._signals.received
+        self.save()
+        raise TrainingInterruptedError(
+            f"{self._signals.received} at step {self.global_step} (epoch {self.epoch + 1}, "
+            f"{self.step_in_epoch}/{self.steps_per_epoch} steps); checkpoint saved to {self.ckpt_path}; "
+            f"continue with: flowood train --resume {self.run_dir}"
+        )
 
     def _run(self) -> TrainResult:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
         tcfg = self.cfg.train
-        writer = SummaryWriter(str(self.run_dir / "tensorboard")) if self.is_main else None
-        start = time.monotonic() - self.elapsed
+        writer = SummaryWriter(str(self.rundir.tensorboard)) if self.is_main else None
+        start = self._start = time.monotonic() - self.elapsed
         stop = False
         stopped_by = "epochs"
         if self.stopper is not None and self.stopper.best_epoch is None:
             self._validate()  # the initial weights are a candidate (e.g. a whitened Gaussian start)
+        after_epoch = False  # an epoch ended (and was saved) in this call
         try:
             while self.epoch < tcfg.epochs and not stop:
+                if self._signals:
+                    self._interrupt()
+                if after_epoch and not self.dist.enabled and self._past_deadline():
+                    # The last end-of-epoch evaluation used up train.max_minutes (its checkpoint is written).
+                    stopped_by = "train.max_minutes"
+                    break
+                after_epoch = True
                 self.flow.train()
                 skip = self.step_in_epoch
                 batches = self.train_data.epoch(tcfg.batch_size, self.cfg.seed, self.epoch, skip=skip, shard=self.shard)
@@ -593,8 +716,9 @@ class Trainer:
                     leave=False,
                     dynamic_ncols=True,
                 )
-                running, seen = 0.0, 0
-                ood_running, ood_seen = 0.0, 0
+                if skip == 0:
+                    self._sums = [0.0, 0, 0.0, 0]  # a resumed epoch continues the checkpoint's sums
+                sums = self._sums
                 self._last_heartbeat = None  # rates exclude the evaluation between epochs
                 self.flow.set_dequantization_rng(self.dequant_gen, self.shard if self.dist.enabled else None)
                 for batch in bar:
@@ -609,14 +733,16 @@ class Trainer:
                         and (self._good_state is None or self.global_step % 50 == 0)
                     ):
                         self._good_state = self._snapshot()
-                    value = self.train_step(batch, ood_batch)
+                    value = self._first_step_guarded(batch, ood_batch) if self._compile_unproven else None
+                    if value is None:
+                        value = self.train_step(batch, ood_batch)
                     self.step_in_epoch += 1
                     if math.isfinite(value):
-                        running += value
-                        seen += 1
+                        sums[0] += value
+                        sums[1] += 1
                     if ood_batch is not None and self._step_ood_bpd is not None and math.isfinite(self._step_ood_bpd):
-                        ood_running += self._step_ood_bpd
-                        ood_seen += 1
+                        sums[2] += self._step_ood_bpd
+                        sums[3] += 1
                     bar.set_postfix(bpd=f"{value:.3f}", nonfinite=self.nonfinite_steps)
                     self._heartbeat(value)
                     if writer is not None and self.global_step % 10 == 0:
@@ -624,6 +750,8 @@ class Trainer:
                     self.elapsed = time.monotonic() - start
                     if tcfg.checkpoint_every and self.global_step % tcfg.checkpoint_every == 0:
                         self.save()
+                    if self._signals:
+                        self._interrupt()
                     time_up = tcfg.max_minutes is not None and self.elapsed > tcfg.max_minutes * 60
                     if self.dist.enabled:
                         # Ranks must stop at the same step: this rank's clock is folded into the next
@@ -635,8 +763,8 @@ class Trainer:
                         break
                 bar.close()
                 self.flow.set_dequantization_rng(None)
-                self.last_train_bpd = running / seen if seen else float("nan")
-                self.last_ood_train_bpd = ood_running / ood_seen if ood_seen else None
+                self.last_train_bpd = sums[0] / sums[1] if sums[1] else float("nan")
+                self.last_ood_train_bpd = sums[2] / sums[3] if sums[3] else None
                 self._end_epoch(writer, partial=stop and self.step_in_epoch < self.steps_per_epoch)
                 if self.stopper is not None and self.stopper.should_stop:
                     stop, stopped_by = True, "train.early_stopping"
@@ -659,6 +787,8 @@ class Trainer:
             stopped_by,
             self.stopper.best_epoch if self.stopper is not None else None,
             self.stopper.best if self.stopper is not None else None,
+            self.step_in_epoch if self.epoch < tcfg.epochs else 0,
+            tuple(self.notes),
         )
 
     def _validate(self) -> float:
@@ -668,6 +798,7 @@ class Trainer:
         model = self._eval_model()
         with self.fast.autocast(), eager_stance():
             val_bpd = evaluate_bpd(model, self.val_data, self.cfg.train.eval_batch_size, gen)
+        assert val_bpd is not None  # without a stop callback the evaluation is never cut short
         # Epoch counter: the end-of-epoch call runs before self.epoch advances; 0 = before any training.
         epoch = self.epoch + 1 if self.global_step > 0 else 0
         self.stopper.record(epoch, val_bpd, model)
@@ -686,12 +817,14 @@ class Trainer:
             self.flow.load_state_dict(self.stopper.best_state)
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 2)
         with self.fast.autocast(), eager_stance():
-            self.last_test_bpd = evaluate_bpd(self.flow, self.test_data, self.cfg.train.eval_batch_size, gen)
+            test_bpd = evaluate_bpd(self.flow, self.test_data, self.cfg.train.eval_batch_size, gen)
+        assert test_bpd is not None  # without a stop callback the evaluation is never cut short
+        self.last_test_bpd = test_bpd
         if self.is_main:
             meta = {"config": str(self.cfg.to_dict()), "input_shape": ",".join(map(str, self.input_shape))}
-            save_weights(self.run_dir / "model.safetensors", self.flow.state_dict(), meta)
+            save_weights(self.rundir.model, self.flow.state_dict(), meta)
             if self.ema is not None:
-                save_weights(self.run_dir / "model_ema.safetensors", self.flow.state_dict(), meta)
+                save_weights(self.rundir.model_ema, self.flow.state_dict(), meta)
         self._log(
             f"early stopping: kept the weights of epoch {self.stopper.best_epoch} (validation "
             f"{self.stopper.best:.4f} bits/dim, test {self.last_test_bpd:.4f} bits/dim)"
@@ -708,37 +841,61 @@ class Trainer:
                 self.step_in_epoch = 0
             return
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 2)
-        # Monitoring evaluation runs eagerly: compiling a second (eval-mode) graph would cost more than it saves.
-        with self.fast.autocast(), eager_stance():
-            self.last_test_bpd = evaluate_bpd(self._eval_model(), self.test_data, self.cfg.train.eval_batch_size, gen)
+        test_bpd: float | None = None
+        if self._past_deadline():
+            self._note(
+                f"epoch {self.epoch + 1}: test bits/dim not evaluated, train.max_minutes reached "
+                "(score the run with `flowood evaluate`)"
+            )
+        else:
+            # Monitoring evaluation runs eagerly: compiling a second (eval-mode) graph would cost more than it saves.
+            # It stops early for a signal or for train.max_minutes, which bounds the whole run.
+            with self.fast.autocast(), eager_stance():
+                test_bpd = evaluate_bpd(
+                    self._eval_model(), self.test_data, self.cfg.train.eval_batch_size, gen, self._stop_evaluation
+                )
+            if test_bpd is None and self._signals:
+                self._interrupt()  # the epoch's steps are kept; its evaluation runs again on resume
+            if test_bpd is None:
+                self._note(f"epoch {self.epoch + 1}: test evaluation cut short by train.max_minutes (not logged)")
+        self.last_test_bpd = float("nan") if test_bpd is None else test_bpd
         val_bpd = self._validate() if self.stopper is not None and not partial else None
         lr = self.optimizer.param_groups[0]["lr"]
         row = {
             "epoch": self.epoch + 1,
             "step": self.global_step,
             "train_bpd": f"{self.last_train_bpd:.6f}",
-            "test_bpd": f"{self.last_test_bpd:.6f}",
+            "test_bpd": "" if test_bpd is None else f"{test_bpd:.6f}",
             "ood_train_bpd": "" if self.last_ood_train_bpd is None else f"{self.last_ood_train_bpd:.6f}",
             "lr": f"{lr:.3e}",
             "nonfinite_steps": self.nonfinite_steps,
             "seconds": f"{self.elapsed:.2f}",
             "val_bpd": "" if val_bpd is None else f"{val_bpd:.6f}",
+            "partial": int(partial),
         }
         writer.add_scalar("train/bpd", self.last_train_bpd, self.epoch + 1)
-        writer.add_scalar("test/bpd", self.last_test_bpd, self.epoch + 1)
+        if test_bpd is not None:
+            writer.add_scalar("test/bpd", test_bpd, self.epoch + 1)
         writer.add_scalar("train/nonfinite_steps", self.nonfinite_steps, self.epoch + 1)
         writer.add_scalar("train/lr", lr, self.epoch + 1)
+        label = f"epoch {self.epoch + 1}"
+        if partial:
+            label += f" (partial: {self.step_in_epoch}/{self.steps_per_epoch} steps)"
+        test_text = "not evaluated" if test_bpd is None else f"{test_bpd:.4f} bits/dim"
         self._log(
-            f"epoch {self.epoch + 1}: train {self.last_train_bpd:.4f} bits/dim, test {self.last_test_bpd:.4f} "
-            f"bits/dim, {self.nonfinite_steps} non-finite steps, {self.elapsed:.0f}s"
+            f"{label}: train {self.last_train_bpd:.4f} bits/dim, test {test_text}, "
+            f"{self.nonfinite_steps} non-finite steps, {self.elapsed:.0f}s"
         )
-        if self.kind == "image" and self.cfg.train.sample_every and (self.epoch + 1) % self.cfg.train.sample_every == 0:
-            _save_samples(
-                self._eval_model(),
-                self.run_dir / "samples" / f"epoch_{self.epoch + 1:03d}.png",
-                self.cfg.train.num_samples,
-                self.cfg.seed,
-            )
+        sample_now = self.cfg.train.sample_every and (self.epoch + 1) % self.cfg.train.sample_every == 0
+        if self.kind == "image" and sample_now and not self._past_deadline() and not self._signals:
+            with write_errors(self.rundir.sample_path(self.epoch + 1)):
+                _save_samples(
+                    self._eval_model(),
+                    self.rundir.sample_path(self.epoch + 1),
+                    self.cfg.train.num_samples,
+                    self.cfg.seed,
+                    self.cfg.train.sample_temperature,
+                )
         if self.metrics is not None:
             self.metrics.append(row)
         if not partial:
@@ -791,9 +948,13 @@ def _clone_state(obj: Any) -> Any:
     return obj
 
 
-def train(cfg: RunConfig, out: Path, *, quiet: bool = False) -> TrainResult:
-    """Train a new run into directory ``out``."""
-    return Trainer(cfg, out, quiet=quiet).run()
+def train(cfg: RunConfig, out: Path, *, quiet: bool = False, overwrite: bool = True) -> TrainResult:
+    """Train a new run into directory ``out``.
+
+    ``overwrite=False`` refuses an ``out`` that already holds a run (the CLI's default, lifted by
+    ``--force``); with True (the library default) the old run's files are removed first.
+    """
+    return Trainer(cfg, out, quiet=quiet, overwrite=overwrite).run()
 
 
 RESUME_OVERRIDABLE = (
@@ -817,9 +978,7 @@ def resume(
     ``train.max_steps`` count the run's whole training, not this continuation.
     """
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg_path = RunDir(run_dir).require_run().config
     for text in overrides:
         key = text.split("=", 1)[0].strip()
         if key not in RESUME_OVERRIDABLE:
@@ -835,7 +994,17 @@ def resume(
     except ValueError as err:
         raise ConfigError(str(err)) from None
     trainer = Trainer(cfg, run_dir, resume=True, quiet=quiet)
-    t = cfg.train
+    try:
+        _check_resumable(trainer)
+    except BaseException:
+        trainer.close()
+        raise
+    return trainer.run()
+
+
+def _check_resumable(trainer: Trainer) -> None:
+    """Refuse to resume a run that its limits have already stopped, naming the setting to lift."""
+    run_dir, t = trainer.run_dir, trainer.cfg.train
     if trainer.epoch >= t.epochs:
         raise ConfigError(f"{run_dir} has finished its {t.epochs} epochs; continue it with --epochs N (N > {t.epochs})")
     if t.max_steps is not None and trainer.global_step >= t.max_steps:
@@ -848,18 +1017,35 @@ def resume(
             f"{run_dir} has used its train.max_minutes={t.max_minutes:g} ({trainer.elapsed / 60:.1f} min of training); "
             "continue it with --set train.max_minutes=M (the run's total, M larger) or train.max_minutes=null"
         )
-    return trainer.run()
 
 
 def _load_initial_weights(flow: NormalizingFlow, source: Path) -> None:
-    """Initialise ``flow`` from a run directory (its ``model.safetensors``) or a ``.safetensors`` file:
-    fine-tuning, e.g. negative training that starts from a trained flow. Architectures must match."""
+    """Initialise ``flow`` from a run directory (its ``model.safetensors``, else its checkpoint), a
+    ``.safetensors`` file or a flowood checkpoint ``.pt`` (read without unpickling code): fine-tuning, e.g.
+    negative training that starts from a trained flow. Architectures must match."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = source / "model.safetensors" if source.is_dir() else source
+    path = source
+    if source.is_dir():
+        path = source / "model.safetensors"
+        if not path.is_file() and (source / "checkpoints" / "last.pt").is_file():
+            path = source / "checkpoints" / "last.pt"
     if not path.is_file():
         raise ConfigError(f"train.init_from: no weights at {path} (give a run directory or a .safetensors file)")
-    state = load_file(str(path), device="cpu")
+    if path.suffix in (".pt", ".pth"):
+        try:
+            state = load_checkpoint(path)["model"]
+        except CheckpointError as err:
+            raise ConfigError(f"train.init_from: {err}") from None
+    else:
+        try:
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError) as err:
+            raise ConfigError(
+                f"train.init_from: {path} is not a readable .safetensors file ({err}); give a run directory, "
+                "a .safetensors file or a flowood checkpoint .pt"
+            ) from None
     try:
         flow.load_state_dict(state)
     except RuntimeError as err:

@@ -1,0 +1,366 @@
+"""Run directories: every file name in one place, the "is this a run" check, and ownership.
+
+A run directory (``flowood train --out DIR``)::
+
+    config.yaml              the validated config (resume reads it)
+    metrics.csv              one row per epoch (and per partial epoch, marked in the ``partial`` column)
+    model.safetensors        weights (+ model_ema.safetensors with train.ema_decay); metadata input_shape
+    checkpoints/last.pt      full training state, loaded with weights_only=True
+    standardize.json         vector data: the standardisation fitted on the training split
+    labels.json              string class labels: {"class_names": [...]} (code i = class_names[i])
+    samples/epoch_XXX.png    image runs: samples after each epoch
+    tensorboard/             TensorBoard event files
+    report.json, scores.npz, histogram.png     written by ``flowood evaluate``
+    figures/                 written by ``flowood visualize``;  report.html by ``flowood report``
+    .flowood.lock            held (``flock``) by the process writing the run; it holds that PID
+
+Ownership: a new run refuses a directory that already holds one unless told to replace it (``--force``,
+which first removes the files listed above, and nothing else); a second writer is stopped by the lock with
+an error naming the holder's PID (a lock left by a dead process is taken over: ``flock`` dies with its
+process); temporary files of interrupted atomic writes are removed when the next writer starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import IO, Any
+
+from flowood.errors import CheckpointError, RunInUseError, RunWriteError
+
+try:  # POSIX; elsewhere the lock falls back to the PID written in the file
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+def _reason(err: OSError) -> str:
+    if err.errno == errno.EROFS:
+        return "read-only file system"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if err.errno == errno.ENOSPC:
+        return "no space left on device (disk full)"
+    return err.strerror or str(err)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+class RunDir:
+    """Paths of one run directory and the operations that decide who may write it.
+
+    Args:
+        path: the directory (it need not exist yet).
+    """
+
+    CONFIG = "config.yaml"
+    METRICS = "metrics.csv"
+    MODEL = "model.safetensors"
+    MODEL_EMA = "model_ema.safetensors"
+    CHECKPOINTS = "checkpoints"
+    CHECKPOINT = "checkpoints/last.pt"
+    STANDARDIZE = "standardize.json"
+    LABELS = "labels.json"
+    REPORT = "report.json"
+    SCORES = "scores.npz"
+    OOD_SCORES = "ood_scores.npz"
+    HISTOGRAM = "histogram.png"
+    SAMPLES = "samples"
+    TENSORBOARD = "tensorboard"
+    FIGURES = "figures"
+    HTML_REPORT = "report.html"
+    LOCK = ".flowood.lock"
+
+    OWNED = (
+        CONFIG,
+        METRICS,
+        MODEL,
+        MODEL_EMA,
+        CHECKPOINTS,
+        STANDARDIZE,
+        LABELS,
+        REPORT,
+        SCORES,
+        OOD_SCORES,
+        HISTOGRAM,
+        SAMPLES,
+        TENSORBOARD,
+        FIGURES,
+        HTML_REPORT,
+    )
+    """What ``--force`` removes: the files flowood writes into a run directory, nothing else."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock_fh: IO[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # ---- paths -------------------------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def model(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def model_ema(self) -> Path:
+        return self.path / self.MODEL_EMA
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    @property
+    def standardize(self) -> Path:
+        return self.path / self.STANDARDIZE
+
+    @property
+    def labels(self) -> Path:
+        return self.path / self.LABELS
+
+    @property
+    def report(self) -> Path:
+        return self.path / self.REPORT
+
+    @property
+    def scores(self) -> Path:
+        return self.path / self.SCORES
+
+    @property
+    def histogram(self) -> Path:
+        return self.path / self.HISTOGRAM
+
+    @property
+    def samples(self) -> Path:
+        return self.path / self.SAMPLES
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / self.TENSORBOARD
+
+    @property
+    def figures(self) -> Path:
+        return self.path / self.FIGURES
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / self.LOCK
+
+    def sample_path(self, epoch: int) -> Path:
+        """``samples/epoch_XXX.png`` for 1-based ``epoch``."""
+        return self.samples / f"epoch_{epoch:03d}.png"
+
+    # ---- what is here ------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """True when the directory holds a flowood run (its ``config.yaml``)."""
+        return self.config.is_file()
+
+    def has_run_files(self) -> bool:
+        """True when any file of a run is present (also a run that died before writing its config)."""
+        return any((self.path / name).exists() for name in (self.CONFIG, self.METRICS, self.MODEL, self.CHECKPOINT))
+
+    def require_run(self) -> RunDir:
+        """Raise the one "not a run" error unless this is a run directory; returns ``self``."""
+        if not self.is_run():
+            raise CheckpointError(
+                f"{self.path} is not a flowood run directory (no {self.CONFIG}); "
+                "create one with `flowood train --out DIR` or `flowood demo`"
+            )
+        return self
+
+    def weights(self, which: str = "auto") -> Path:
+        """The weights file to load: ``auto`` (EMA when the run kept them), ``ema`` or ``raw``.
+
+        Raises:
+            CheckpointError: the file is missing, with what to do (resume or wait for an epoch).
+        """
+        if which not in ("auto", "ema", "raw"):
+            raise CheckpointError(f"weights={which!r}: choose auto, ema or raw")
+        path = self.model_ema if which == "ema" or (which == "auto" and self.model_ema.is_file()) else self.model
+        if path.is_file():
+            return path
+        if self.checkpoint.is_file():
+            raise CheckpointError(
+                f"{path} is missing but {self.checkpoint} exists: continue the run with "
+                f"`flowood train --resume {self.path}` (it rewrites the weights at the next epoch or limit)"
+            )
+        raise CheckpointError(f"{path} not found: the run in {self.path} has not finished an epoch yet")
+
+    def unreadable_weights(self, path: Path, err: BaseException) -> CheckpointError:
+        """The error for a truncated/corrupt weights file, saying how to get a good one."""
+        if self.checkpoint.is_file():
+            hint = (
+                f"rewrite it from the checkpoint with `flowood train --resume {self.path} --epochs N` (N above the "
+                "epochs done), or train the run again with --force"
+            )
+        else:
+            hint = "train the run again with `flowood train ... --force`"
+        return CheckpointError(f"{path} is unreadable ({str(err).splitlines()[0][:160]}); {hint}")
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        """Rows of ``metrics.csv`` as strings (empty when absent)."""
+        if not self.metrics.is_file():
+            return []
+        with self.metrics.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def read_report(self) -> dict[str, Any] | None:
+        """``report.json`` (from ``flowood evaluate``), or None."""
+        if not self.report.is_file():
+            return None
+        try:
+            return json.loads(self.report.read_text())
+        except (OSError, ValueError) as err:
+            raise CheckpointError(
+                f"{self.report} is unreadable ({err}); run `flowood evaluate {self.path}` again"
+            ) from None
+
+    # ---- ownership ---------------------------------------------------------------------------
+    def claim(self, *, new: bool, force: bool = False) -> list[Path]:
+        """Become this run's only writer; returns the stale temporary files removed.
+
+        Args:
+            new: a new run (``--out``); False to continue an existing one (``--resume``).
+            force: for a new run, replace an existing run here (its files are removed first).
+
+        Raises:
+            RunWriteError: the directory cannot be created or written (read-only, permissions, full disk).
+            RunInUseError: another process writes this run (its PID named), or ``new`` and a run is already
+                here without ``force``.
+            CheckpointError: not ``new`` and the directory is not a run.
+        """
+        if not new:
+            self.require_run()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunWriteError(
+                f"cannot create run directory {self.path}: {_reason(err)}; choose a writable --out"
+            ) from None
+        self._acquire_lock()
+        try:
+            if new and self.has_run_files():
+                if not force:
+                    raise RunInUseError(
+                        f"{self.path} already holds a flowood run; continue it with `flowood train --resume "
+                        f"{self.path}`, replace it with --force, or choose another --out"
+                    )
+                self.clear()
+            return self.clean_stale_tmp()
+        except BaseException:
+            self.release()
+            raise
+
+    def _acquire_lock(self) -> None:
+        try:
+            fh = open(self.lock_file, "a+")  # noqa: SIM115 - held open while the run is written
+        except OSError as err:
+            raise RunWriteError(f"cannot write to {self.path}: {_reason(err)}; choose a writable --out") from None
+        holder = self._holder(fh)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise self._in_use(holder) from None
+            except OSError:
+                # No flock here (some network file systems): trust the PID in the file.
+                if holder is not None and holder != os.getpid() and _pid_alive(holder):
+                    fh.close()
+                    raise self._in_use(holder) from None
+        elif holder is not None and holder != os.getpid() and _pid_alive(holder):
+            fh.close()
+            raise self._in_use(holder)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+        except OSError as err:
+            fh.close()
+            raise RunWriteError(f"cannot write to {self.path}: {_reason(err)}") from None
+        self._lock_fh = fh
+
+    @staticmethod
+    def _holder(fh: IO[str]) -> int | None:
+        fh.seek(0)
+        text = fh.read().strip()
+        return int(text) if text.isdigit() else None
+
+    def _in_use(self, pid: int | None) -> RunInUseError:
+        who = f"process {pid}" if pid is not None else "another process"
+        return RunInUseError(
+            f"{self.path} is being written by {who} (lock {self.lock_file}); wait for it to finish or stop it "
+            "(Ctrl-C / kill saves a checkpoint), or choose another --out"
+        )
+
+    def release(self) -> None:
+        """Give up the lock (the file stays; an unlocked lock file is free to take)."""
+        if self._lock_fh is not None:
+            fh, self._lock_fh = self._lock_fh, None
+            try:
+                fh.seek(0)
+                fh.truncate()
+            except OSError:
+                pass
+            fh.close()
+
+    @property
+    def locked(self) -> bool:
+        """True while this object holds the lock."""
+        return self._lock_fh is not None
+
+    def clear(self) -> None:
+        """Remove the run's own files (:attr:`OWNED`); other files in the directory are left alone."""
+        for name in self.OWNED:
+            target = self.path / name
+            try:
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                elif target.exists() or target.is_symlink():
+                    target.unlink()
+            except OSError as err:
+                raise RunWriteError(f"--force: cannot remove {target}: {_reason(err)}") from None
+        self.clean_stale_tmp()
+
+    def clean_stale_tmp(self) -> list[Path]:
+        """Remove temporary files that interrupted atomic writes left (``.NAME.XXXX.tmp``, ``config.yaml.tmp``)."""
+        removed = []
+        for folder in (self.path, self.path / self.CHECKPOINTS):
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                stale = p.name.endswith(".tmp") and (p.name.startswith(".") or p.name == f"{self.CONFIG}.tmp")
+                if stale and p.is_file():
+                    try:
+                        p.unlink()
+                    except OSError:
+                        continue
+                    removed.append(p)
+        return removed
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
