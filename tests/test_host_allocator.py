@@ -48,7 +48,7 @@ torch.empty(1).fill_(0)
 out = {"default": cycle(), "state_before": host_allocator_state()}
 if sys.argv[1] == "tune":
     out["applied"] = tune_host_allocator()
-    out["tuned_first"], out["tuned_second"] = cycle(), cycle()
+    out["tuned"] = [cycle() for _ in range(8)]
 out["state"] = host_allocator_state()
 print(json.dumps(out))
 """
@@ -58,7 +58,13 @@ BLOCK = 64 * 1024 * 1024
 
 def _probe(mode: str, **env: str) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True,
+        text=True,
+        # One malloc arena: otherwise glibc may serve the second block from another thread's arena (a fresh
+        # 64 MB heap), which says nothing about reuse and made the count depend on scheduling.
+        env={"MALLOC_ARENA_MAX": "1", **os.environ, **env},
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -73,11 +79,14 @@ def test_tuned_allocator_reuses_freed_blocks_instead_of_faulting_them_in() -> No
     assert r["state_before"] == "default" and r["applied"] and r["state"] == "tuned"
     # Default glibc: the 64 MB block is its own mmap, unmapped on free, so the next batch faults it in anew.
     assert r["default"]["mmapped"] >= BLOCK and r["default"]["unmapped_on_free"] >= BLOCK, r
-    # Tuned: the block comes from the heap and stays there when freed ...
-    first, second = r["tuned_first"], r["tuned_second"]
-    assert first["mmapped"] < BLOCK and first["unmapped_on_free"] == 0 and first["kept_free"] >= BLOCK, r
-    # ... so the next one reuses it: the heap does not grow again.
-    assert second["heap_growth"] < BLOCK // 16 and second["mmapped"] < BLOCK, r
+    # Tuned: every block comes from the heap and stays there when freed ...
+    tuned = r["tuned"]
+    assert all(c["mmapped"] < BLOCK and c["unmapped_on_free"] == 0 for c in tuned), r
+    assert tuned[0]["kept_free"] >= BLOCK, r
+    # ... so later batches reuse freed memory: over 7 more cycles the heap grows by at most one more block
+    # (a small allocation landing behind a freed block can strand it once), where default glibc maps and
+    # unmaps a fresh 64 MB every time.
+    assert sum(c["heap_growth"] for c in tuned[1:]) <= BLOCK + BLOCK // 16, r
 
 
 def test_opt_out_leaves_the_allocator_alone() -> None:

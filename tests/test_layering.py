@@ -181,12 +181,10 @@ def _defines(module: str, name: str) -> bool:
 #: Violations in today's code, each removed by work in progress (issue 15 unless said otherwise).
 #: Delete an entry when its import is gone; never add one (fix the import instead).
 KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {
-    # Loading a run rebuilds its flow with trainer.build_run_flow; RunDir (flowood/runs.py) does it without.
-    ("run reader imports the training loop", "flowood.experiments.runs", "flowood.train.trainer"): "helper D",
     # Evaluation borrows the trainer's resolve_device; one resolve_device below both removes it.
-    ("run reader imports the training loop", "flowood.experiments.evaluate", "flowood.train.trainer"): "helper D",
-    ("resolve_device defined in 2 modules", "flowood.features.extract", "resolve_device"): "helper D",
-    ("resolve_device defined in 2 modules", "flowood.train.trainer", "resolve_device"): "helper D",
+    ("run reader imports the training loop", "flowood.experiments.evaluate", "flowood.train.trainer"): "issue 15 (one resolve_device)",
+    ("resolve_device defined in 2 modules", "flowood.features.extract", "resolve_device"): "issue 15 (one resolve_device)",
+    ("resolve_device defined in 2 modules", "flowood.train.trainer", "resolve_device"): "issue 15 (one resolve_device)",
 }
 
 
