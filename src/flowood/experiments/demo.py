@@ -11,6 +11,7 @@ from flowood.experiments.embedding_demo import SETTINGS as EMBEDDING_SETTINGS
 from flowood.experiments.embedding_demo import format_comparison, run_embedding_demo
 from flowood.experiments.evaluate import evaluate_run, format_report, format_scores
 from flowood.perf import cpu_threads
+from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.presets import get_preset
 from flowood.train.trainer import train
@@ -116,7 +117,7 @@ def run_demo(
     report["conclusion"] = conclusion(report)
     if embeddings:
         run_embedding_demo(out, report, device=device, quiet=quiet)
-    (Path(out) / "report.json").write_text(json.dumps(report, indent=2))
+    RunDir(out).report.write_text(json.dumps(report, indent=2))
     return report
 
 

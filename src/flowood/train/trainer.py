@@ -1028,9 +1028,9 @@ def _load_initial_weights(flow: NormalizingFlow, source: Path) -> None:
 
     path = source
     if source.is_dir():
-        path = source / "model.safetensors"
-        if not path.is_file() and (source / "checkpoints" / "last.pt").is_file():
-            path = source / "checkpoints" / "last.pt"
+        path = RunDir(source).model
+        if not path.is_file() and RunDir(source).checkpoint.is_file():
+            path = RunDir(source).checkpoint
     if not path.is_file():
         raise ConfigError(f"train.init_from: no weights at {path} (give a run directory or a .safetensors file)")
     if path.suffix in (".pt", ".pth"):
