@@ -40,7 +40,7 @@ from flowood.perf import cpu_threads
 from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.presets import get_preset
-from flowood.train.trainer import train
+from flowood.train.trainer import RunFinishedError, resume, train
 
 BUDGETS = ("quick", "paper")
 
@@ -113,15 +113,29 @@ class Context:
         run_dir = self.out / "runs" / f"{variant}-{self.budget}"
         cfg = config_from_dict(raw)
         files = RunDir(run_dir)
-        saved = files.config
-        done = files.model.is_file() and saved.is_file()
-        if done and config_from_dict(_read_yaml(saved)) == cfg and files.report.is_file():
+        same = files.config.is_file() and config_from_dict(_read_yaml(files.config)) == cfg
+        if same and files.model.is_file() and files.report.is_file():
             return run_dir
-        if not self.quiet:
-            print(f"[reproduce] training {variant} ({self.budget}) -> {run_dir}")
-        train(cfg, run_dir, quiet=self.quiet)
+        if same and files.checkpoint.is_file():
+            # An earlier `reproduce` was interrupted (its checkpoint is there): continue it, don't start over.
+            self._continue(variant, run_dir)
+        else:
+            if not self.quiet:
+                print(f"[reproduce] training {variant} ({self.budget}) -> {run_dir}")
+            train(cfg, run_dir, quiet=self.quiet)
         evaluate_run(run_dir, cfg.data.ood, limit=self.eval_limit, device=self.device)
         return run_dir
+
+    def _continue(self, variant: str, run_dir: Path) -> None:
+        """Resume ``run_dir`` from its checkpoint; a run its own limits already ended is only evaluated."""
+        try:
+            result = resume(run_dir, quiet=self.quiet)
+        except RunFinishedError:
+            if not self.quiet:
+                print(f"[reproduce] {variant} ({self.budget}) finished training earlier -> evaluating {run_dir}")
+            return
+        if not self.quiet:
+            print(f"[reproduce] continued {variant} ({self.budget}) from its checkpoint to step {result.steps}")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
