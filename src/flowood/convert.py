@@ -36,6 +36,7 @@ from flowood.flows.coupling import AffineCoupling
 from flowood.flows.invconv import InvConv1x1
 from flowood.flows.multiscale import FactorOut
 from flowood.flows.normalization import ActNorm
+from flowood.runs import RunDir
 
 ORIGINAL_FLOWS = ("RealNVP", "Glow", "RealNVPCycleMask", "RealNVPMaskHorizontal", "RealNVPTabular")
 ORIGINAL_ST_TYPES = ("resnet", "resnet_ae", "highway")
@@ -392,8 +393,8 @@ def write_run(
     }
     cfg = config_from_dict(raw)
     out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
+    cfg.save(RunDir(out).config)
     meta = {"config": str(cfg.to_dict()), "input_shape": ",".join(map(str, flow.input_shape))}
     meta.update(provenance or {})
-    save_weights(out / "model.safetensors", flow.state_dict(), meta)
+    save_weights(RunDir(out).model, flow.state_dict(), meta)
     return out

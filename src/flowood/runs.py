@@ -163,6 +163,10 @@ class RunDir:
         return self.path / self.FIGURES
 
     @property
+    def report_html(self) -> Path:
+        return self.path / self.HTML_REPORT
+
+    @property
     def lock_file(self) -> Path:
         return self.path / self.LOCK
 

@@ -117,6 +117,22 @@ def test_demo_wiring_on_a_tiny_budget(tmp_path, capsys):
     assert report["conclusion"] in printed
     assert "AUROC" in report["conclusion"]
     assert (out / "histogram.png").is_file() and (out / "config.yaml").is_file()
+    training = report["training"]
+    assert training["stopped_by"] == "epochs" and training["epochs_completed"] == training["epochs"]
+    assert "complete" in printed.splitlines()[0]
+
+
+def test_demo_cut_by_its_time_cap_says_partial(tmp_path, capsys):
+    out = tmp_path / "demo"
+    tiny = ["--set", "model.num_blocks=1", "--set", "model.mid_channels=4", "--set", "data.limit=256"]
+    args = ["demo", "--out", str(out), "--quiet", "--device", "cpu", "--set", "data.test_limit=64", *tiny]
+    # One step (batch 64 of 256 images) and then the cap: the epoch is cut after its first step.
+    assert main([*args, "--set", "train.max_steps=1"]) == 0
+    printed = capsys.readouterr().out
+    training = json.loads((out / "report.json").read_text())["training"]
+    assert training["stopped_by"] == "train.max_steps" and training["partial_steps"] == 1
+    assert training["epochs_completed"] == 0
+    assert printed.splitlines()[0].startswith("Training: PARTIAL - stopped by train.max_steps")
 
 
 class _Terminal(io.StringIO):

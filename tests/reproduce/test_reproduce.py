@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -128,3 +129,42 @@ def test_paper_budget_configs_validate(tmp_path, variant):
     if variant == "baseline":
         assert cfg.model.options["num_blocks"] == 6 and cfg.model.options["mid_channels"] == 64
         assert cfg.train.epochs == 81 and cfg.train.lr == 5e-5
+
+
+def test_rerun_continues_an_interrupted_training_and_reuses_a_finished_one(tmp_path, monkeypatch):
+    """`reproduce` run again after a Ctrl-C continues from the checkpoint (no steps lost), and a model that
+    finished training but was not evaluated is evaluated, not retrained."""
+    import os
+    import signal
+
+    from flowood.errors import TrainingInterruptedError
+    from flowood.experiments.reproduce import Context
+    from flowood.train.trainer import Trainer
+
+    ctx = Context(tmp_path, "quick", device="cpu", quiet=True, overrides=(*TINY, "data.limit=256", "train.max_steps=3"))
+    step = Trainer.train_step
+    calls = {"n": 0}
+
+    def interrupted_step(self, batch, ood_batch):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the first step: it finishes, then a checkpoint
+        return step(self, batch, ood_batch)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    with pytest.raises(TrainingInterruptedError):
+        ctx.model("baseline")
+    run = tmp_path / "runs" / "baseline-quick"
+    assert (run / "checkpoints" / "last.pt").is_file() and not (run / "report.json").exists()
+
+    assert ctx.model("baseline") == run  # continued, not started over: one step before + the rest now
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    # 1 step before the interrupt and 2 after it (a restart would have taken 1 + 3)
+    assert calls["n"] == 3 and rows[-1]["step"] == "3"
+    assert (run / "report.json").is_file()
+
+    (run / "report.json").unlink()
+    stamp = (run / "checkpoints" / "last.pt").stat().st_mtime_ns
+    assert ctx.model("baseline") == run
+    assert (run / "report.json").is_file()
+    assert (run / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp  # evaluated only, not retrained

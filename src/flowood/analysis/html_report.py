@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from flowood.analysis.style import BPD_LABEL, dataset_color, figure_style, new_figure
+from flowood.runs import RunDir
 
 MAX_SAMPLE_FIGURES = 12
 """At most this many ``samples/epoch_*.png`` are embedded (first, last and evenly spaced ones in between)."""
@@ -117,32 +118,33 @@ def collect_report_parts(run_dir: str | Path) -> ReportParts:
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {run} does not exist")
     parts = ReportParts(title=f"flowood run report: {run.resolve().name}")
-    cfg_path = run / "config.yaml"
+    files = RunDir(run)
+    cfg_path = files.config
     if cfg_path.is_file():
         loaded = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
         parts.config = loaded if isinstance(loaded, dict) else {"config": loaded}
     else:
         parts.notes.append("No config.yaml in the run directory.")
-    if (run / "metrics.csv").is_file():
-        parts.metrics = read_metrics_csv(run / "metrics.csv")
+    if files.metrics.is_file():
+        parts.metrics = read_metrics_csv(files.metrics)
     else:
         parts.notes.append("No metrics.csv: training curves unavailable.")
-    if (run / "report.json").is_file():
-        parts.report = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    if files.report.is_file():
+        parts.report = json.loads(files.report.read_text(encoding="utf-8"))
     else:
         parts.notes.append("No report.json: run `flowood evaluate RUN_DIR` for the evaluation table.")
-    stats_path = run / "figures" / "coupling_stats.json"
+    stats_path = files.figures / "coupling_stats.json"
     if stats_path.is_file():
         loaded = json.loads(stats_path.read_text(encoding="utf-8"))
         parts.coupling_stats = loaded.get("rows", []) if isinstance(loaded, dict) else list(loaded)
-    figs = sorted((run / "figures").glob("*.png"), key=_figure_order) if (run / "figures").is_dir() else []
+    figs = sorted(files.figures.glob("*.png"), key=_figure_order) if files.figures.is_dir() else []
     if not figs:
         parts.notes.append("No figures/: run `flowood visualize RUN_DIR` for latent, coupling and sample figures.")
     for p in figs:
         parts.figures.append((p.stem.replace("_", " "), p))
-    if (run / "histogram.png").is_file():
-        parts.figures.append(("histogram (from evaluation)", run / "histogram.png"))
-    samples = sorted((run / "samples").glob("*.png")) if (run / "samples").is_dir() else []
+    if files.histogram.is_file():
+        parts.figures.append(("histogram (from evaluation)", files.histogram))
+    samples = sorted(files.samples.glob("*.png")) if files.samples.is_dir() else []
     shown = _sample_subset(samples, MAX_SAMPLE_FIGURES)
     if len(shown) < len(samples):
         parts.notes.append(f"{len(shown)} of {len(samples)} training-sample grids shown (evenly spaced).")
@@ -584,7 +586,7 @@ def write_html_report(source: str | Path | ReportParts, out_path: str | Path | N
         parts = source
     else:
         parts = collect_report_parts(source)
-        out_path = out_path if out_path is not None else Path(source) / "report.html"
+        out_path = out_path if out_path is not None else RunDir(source).report_html
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(parts), encoding="utf-8")

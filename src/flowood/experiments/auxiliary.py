@@ -36,6 +36,7 @@ from flowood.features import embed_dataset, extract_features, read_embeddings
 from flowood.ood import score_bits_per_dim
 from flowood.ood.detectors import DEFAULT_MUTATION_RATE, Samples, mutate_images
 from flowood.perf import FastPath
+from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.data import TensorBatches, load_split
 from flowood.train.presets import get_preset
@@ -99,9 +100,8 @@ class ScoreSettings:
 
 def has_weights(run_dir: Path) -> bool:
     """``run_dir`` holds a finished run (config and weights)."""
-    return (run_dir / "config.yaml").is_file() and (
-        (run_dir / "model.safetensors").is_file() or (run_dir / "model_ema.safetensors").is_file()
-    )
+    files = RunDir(run_dir)
+    return files.config.is_file() and (files.model.is_file() or files.model_ema.is_file())
 
 
 def main_budget(run: Run) -> dict[str, Any]:

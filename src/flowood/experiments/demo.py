@@ -11,9 +11,10 @@ from flowood.experiments.embedding_demo import SETTINGS as EMBEDDING_SETTINGS
 from flowood.experiments.embedding_demo import format_comparison, run_embedding_demo
 from flowood.experiments.evaluate import evaluate_run, format_report, format_scores
 from flowood.perf import cpu_threads
+from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.presets import get_preset
-from flowood.train.trainer import train
+from flowood.train.trainer import TrainResult, train
 
 # Scoring 1,000 images per OOD set keeps evaluation to seconds while AUROC is well resolved.
 DEMO_OOD_LIMIT = 1000
@@ -111,16 +112,43 @@ def run_demo(
     cfg = demo_config(minutes, overrides, device)
     extra = demo_evaluate_options(all_scores, quiet)
     with cpu_threads(None):
-        train(cfg, out, quiet=quiet)
+        result = train(cfg, out, quiet=quiet)
         report = evaluate_run(out, cfg.data.ood, device=device, limit=DEMO_OOD_LIMIT, **extra)
+    report["training"] = training_summary(result, cfg.train.epochs)
     report["conclusion"] = conclusion(report)
     if embeddings:
         run_embedding_demo(out, report, device=device, quiet=quiet)
-    (Path(out) / "report.json").write_text(json.dumps(report, indent=2))
+    RunDir(out).report.write_text(json.dumps(report, indent=2))
     return report
 
 
+def training_summary(result: TrainResult, epochs: int) -> dict[str, Any]:
+    """How far the demo's training got: a run cut by ``train.max_minutes`` says so (``partial_steps`` > 0)."""
+    return {
+        "epochs": epochs,
+        "epochs_completed": result.epochs_completed,
+        "steps": result.steps,
+        "partial_steps": result.partial_steps,
+        "stopped_by": result.stopped_by,
+        "notes": list(result.notes),
+    }
+
+
+def training_line(training: dict[str, Any]) -> str:
+    """One line for the summary: complete, or which limit cut the training short and where."""
+    done, total, steps = training["epochs_completed"], training["epochs"], training["steps"]
+    if training["stopped_by"] == "epochs":
+        return f"Training: {done} of {total} epochs ({steps} steps), complete."
+    partial = f" + {training['partial_steps']} steps of a partial epoch" if training["partial_steps"] else ""
+    return (
+        f"Training: PARTIAL - stopped by {training['stopped_by']} after {done} of {total} epochs{partial} "
+        f"({steps} steps); the numbers below are for the weights it reached."
+    )
+
+
 def print_summary(report: dict[str, Any], out: Path) -> None:
+    if "training" in report:
+        print(training_line(report["training"]))
     print(format_report(report))
     print()
     print(report["conclusion"])

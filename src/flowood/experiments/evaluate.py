@@ -18,10 +18,11 @@ from flowood.data.base import ArrayDataset
 from flowood.errors import ConfigError, DatasetError
 from flowood.experiments.auxiliary import RunContext, ScoreSettings
 from flowood.experiments.runs import Run, load_run
-from flowood.experiments.samples import scored_samples
+from flowood.experiments.samples import scored_samples, scored_split
 from flowood.ood import detection_metrics, score_bits_per_dim, summarize_scores
 from flowood.ood.detectors import DETECTORS, Samples, parse_detectors
 from flowood.perf import FastPath, resolve_fast_path
+from flowood.runs import RunDir
 from flowood.train.data import TensorBatches
 from flowood.train.trainer import resolve_device
 
@@ -147,7 +148,11 @@ def evaluate_run(
             "model": run.config.get("model", {}),
             "metric_convention": METRIC_DOC,
             "scoring": {**fast.describe(), "batch_size": batch_size},
-            "in_distribution": {"dataset": cfg.dataset, "bits_per_dim": summarize_scores(in_bpd)},
+            "in_distribution": {
+                "dataset": cfg.dataset,
+                "bits_per_dim": summarize_scores(in_bpd),
+                "samples": _samples_record(run, None, in_ds, test_limit),
+            },
             "ood": {},
         }
         for name in ood:
@@ -159,6 +164,7 @@ def evaluate_run(
             sets.append(Samples(key, ds.data, ds.kind, ood_bpd, noise_seed=seed + 1, name=name))
             report["ood"][key] = {
                 "bits_per_dim": summarize_scores(ood_bpd),
+                "samples": _samples_record(run, name, ds, limit),
                 "metrics": {"log_likelihood": detection_metrics(-in_bpd, -ood_bpd)},
             }
     seconds = time.perf_counter() - start
@@ -182,12 +188,23 @@ def evaluate_run(
                 write=write,
             )
     if write:
-        out = Path(run_dir)
-        (out / "report.json").write_text(json.dumps(report, indent=2))
+        out = RunDir(run_dir)
+        out.report.write_text(json.dumps(report, indent=2))
         arrays: dict[str, Any] = dict(bpd_by_set)
-        np.savez(out / "scores.npz", **arrays)
-        plot_bpd_histograms(bpd_by_set, out / "histogram.png", title=f"{run.flow.name} trained on {cfg.dataset}")
+        np.savez(out.scores, **arrays)
+        plot_bpd_histograms(
+            bpd_by_set,
+            out.histogram,
+            title=f"{run.flow.name} trained on {cfg.dataset}",
+            in_distribution=cfg.dataset,
+        )
     return report
+
+
+def _samples_record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None) -> dict[str, Any]:
+    """What was scored for one set: its split, the limit asked for and every conversion the loader made
+    (channels, size, float pixels), so that ``report.json`` says when an OOD set is not what the user gave."""
+    return {"split": scored_split(run, name), "limit": limit, "conversions": list(ds.conversions)}
 
 
 def format_report(report: dict[str, Any]) -> str:

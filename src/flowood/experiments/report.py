@@ -6,6 +6,7 @@ from pathlib import Path
 
 from flowood.analysis.html_report import collect_report_parts, write_html_report
 from flowood.errors import CheckpointError
+from flowood.runs import RunDir
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -20,10 +21,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     path = Path(run_dir)
     if not path.is_dir():
         raise CheckpointError(f"run directory {path} does not exist")
-    if not (path / "config.yaml").is_file() and not (path / "metrics.csv").is_file():
-        raise CheckpointError(
-            f"{path} is not a flowood run directory (no config.yaml or metrics.csv); "
-            "create one with `flowood train --out DIR` or `flowood demo`"
-        )
+    rundir = RunDir(path)
+    if not rundir.config.is_file() and not rundir.metrics.is_file():
+        rundir.require_run()  # the one "not a run directory" error
     parts = collect_report_parts(path)
-    return write_html_report(parts, Path(out) if out is not None else path / "report.html")
+    return write_html_report(parts, Path(out) if out is not None else rundir.report_html)

@@ -37,9 +37,10 @@ from flowood.experiments.runs import load_run
 from flowood.experiments.visualize import load_images
 from flowood.ood.metrics import paired_auroc_difference
 from flowood.perf import cpu_threads
+from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.presets import get_preset
-from flowood.train.trainer import train
+from flowood.train.trainer import RunFinishedError, resume, train
 
 BUDGETS = ("quick", "paper")
 
@@ -111,15 +112,30 @@ class Context:
             raw = apply_overrides(raw, [f"train.init_from={self.model('baseline').resolve()}"])
         run_dir = self.out / "runs" / f"{variant}-{self.budget}"
         cfg = config_from_dict(raw)
-        saved = run_dir / "config.yaml"
-        done = (run_dir / "model.safetensors").is_file() and saved.is_file()
-        if done and config_from_dict(_read_yaml(saved)) == cfg and (run_dir / "report.json").is_file():
+        files = RunDir(run_dir)
+        same = files.config.is_file() and config_from_dict(_read_yaml(files.config)) == cfg
+        if same and files.model.is_file() and files.report.is_file():
             return run_dir
-        if not self.quiet:
-            print(f"[reproduce] training {variant} ({self.budget}) -> {run_dir}")
-        train(cfg, run_dir, quiet=self.quiet)
+        if same and files.checkpoint.is_file():
+            # An earlier `reproduce` was interrupted (its checkpoint is there): continue it, don't start over.
+            self._continue(variant, run_dir)
+        else:
+            if not self.quiet:
+                print(f"[reproduce] training {variant} ({self.budget}) -> {run_dir}")
+            train(cfg, run_dir, quiet=self.quiet)
         evaluate_run(run_dir, cfg.data.ood, limit=self.eval_limit, device=self.device)
         return run_dir
+
+    def _continue(self, variant: str, run_dir: Path) -> None:
+        """Resume ``run_dir`` from its checkpoint; a run its own limits already ended is only evaluated."""
+        try:
+            result = resume(run_dir, quiet=self.quiet)
+        except RunFinishedError:
+            if not self.quiet:
+                print(f"[reproduce] {variant} ({self.budget}) finished training earlier -> evaluating {run_dir}")
+            return
+        if not self.quiet:
+            print(f"[reproduce] continued {variant} ({self.budget}) from its checkpoint to step {result.steps}")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -128,7 +144,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _report(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "report.json").read_text())
+    return json.loads(RunDir(run_dir).report.read_text())
 
 
 def _aurocs(report: dict[str, Any], key: str = "log_likelihood") -> dict[str, float]:
@@ -160,7 +176,7 @@ def likelihood_failure(ctx: Context, exp_dir: Path) -> dict[str, Any]:
     first = _first_ood(report)
     return {
         "numbers": {"median_bits_per_dim": _bpd_table(report), "auroc_log_likelihood": aurocs},
-        "figures": [_copy(run / "histogram.png", exp_dir / "histogram.png")],
+        "figures": [_copy(RunDir(run).histogram, exp_dir / "histogram.png")],
         "holds": aurocs[first] < 0.5,
         "statement": f"A RealNVP trained on {report['in_distribution']['dataset']} assigns {first} higher "
         f"likelihood than its own test set: AUROC {aurocs[first]:.3f} (< 0.5 means OOD looks *more* likely).",
@@ -231,7 +247,7 @@ def _auroc_gains(base_dir: Path, variant_dir: Path, report: dict[str, Any]) -> d
     the per-sample scores in their ``scores.npz`` pair up.
     """
     in_key = report["in_distribution"]["dataset"]
-    with np.load(base_dir / "scores.npz") as base, np.load(variant_dir / "scores.npz") as var:
+    with np.load(RunDir(base_dir).scores) as base, np.load(RunDir(variant_dir).scores) as var:
         return {
             name: paired_auroc_difference(-base[in_key], -base[name], -var[in_key], -var[name])
             for name in report["ood"]
@@ -257,7 +273,7 @@ def _variant_comparison(ctx: Context, exp_dir: Path, variant: str, label: str) -
             variant: {"test_bits_per_dim": v_bpd, "auroc": v_auc},
             "auroc_gain_95ci": gains,
         },
-        "figures": [_copy(run / "histogram.png", exp_dir / f"histogram_{variant}.png")],
+        "figures": [_copy(RunDir(run).histogram, exp_dir / f"histogram_{variant}.png")],
         "holds": bool(holds),
         "statement": f"{label}: AUROC({first}) {b_auc[first]:.3f} → {v_auc[first]:.3f} (gain {gain['delta']:+.3f}, "
         f"95% paired bootstrap interval [{gain['low']:+.3f}, {gain['high']:+.3f}]), test bits/dim "
@@ -317,7 +333,7 @@ def negative_training(ctx: Context, exp_dir: Path) -> dict[str, Any]:
             if ctx.budget == "quick"
             else "",
         },
-        "figures": [_copy(neg_dir / "histogram.png", exp_dir / "histogram_negative.png")],
+        "figures": [_copy(RunDir(neg_dir).histogram, exp_dir / "histogram_negative.png")],
         "holds": n_auc[target] > b_auc[target],
         "statement": f"After negative training against {target}: AUROC({target}) {b_auc[target]:.3f} → "
         f"{n_auc[target]:.3f}; on the other OOD set(s) "

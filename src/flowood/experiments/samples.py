@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowood.data import pick_split
+from flowood.data import pick_ood_split, pick_split
 from flowood.data.base import ArrayDataset
 from flowood.errors import DatasetError
 from flowood.experiments.runs import Run
@@ -14,10 +14,13 @@ def scored_split(run: Run, name: str | None, split: str = "test") -> str:
 
     Negative training drew its OOD batches from the negative set's training part, so when that set is
     evaluated as OOD only its held-out half is scored (``half-test``; the embedded ``mnist-mini`` has no train
-    split, its ``half-train``/``half-test`` halves serve instead)."""
+    split, its ``half-train``/``half-test`` halves serve instead). Any other OOD set is scored through
+    :func:`flowood.data.pick_ood_split`: a single user file or folder without splits is scored whole."""
     cfg = run.run_config.data
     if name is not None and name == cfg.negative_dataset and split == "test":
         split = "half-test"
+    elif name is not None and name != cfg.dataset and split == "test":
+        return pick_ood_split(name)
     return pick_split(name or cfg.dataset, split)
 
 

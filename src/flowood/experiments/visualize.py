@@ -23,6 +23,7 @@ from flowood.analysis.latents import plot_latents
 from flowood.analysis.samples import DEFAULT_TEMPERATURES, plot_samples
 from flowood.errors import CheckpointError, ConfigError, DatasetError
 from flowood.ood import score_bits_per_dim
+from flowood.runs import RunDir
 
 STATS_DESCRIPTION = (
     "corr_neg_t_x: Pearson r between -t and the entries each coupling layer transforms (per image, averaged); "
@@ -96,7 +97,7 @@ def _json_safe(v: Any) -> Any:
 
 
 def _stored_scores(run_dir: Path) -> dict[str, np.ndarray]:
-    path = run_dir / "scores.npz"
+    path = RunDir(run_dir).scores
     if not path.is_file():
         return {}
     with np.load(path) as npz:

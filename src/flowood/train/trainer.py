@@ -1002,18 +1002,24 @@ def resume(
     return trainer.run()
 
 
+class RunFinishedError(ConfigError):
+    """``resume`` of a run that its own limits (epochs, ``max_steps``, ``max_minutes``) already ended."""
+
+
 def _check_resumable(trainer: Trainer) -> None:
     """Refuse to resume a run that its limits have already stopped, naming the setting to lift."""
     run_dir, t = trainer.run_dir, trainer.cfg.train
     if trainer.epoch >= t.epochs:
-        raise ConfigError(f"{run_dir} has finished its {t.epochs} epochs; continue it with --epochs N (N > {t.epochs})")
+        raise RunFinishedError(
+            f"{run_dir} has finished its {t.epochs} epochs; continue it with --epochs N (N > {t.epochs})"
+        )
     if t.max_steps is not None and trainer.global_step >= t.max_steps:
-        raise ConfigError(
+        raise RunFinishedError(
             f"{run_dir} stopped at train.max_steps={t.max_steps}; continue it with --set train.max_steps=N "
             "(N larger, or null for no limit)"
         )
     if t.max_minutes is not None and trainer.elapsed >= t.max_minutes * 60:
-        raise ConfigError(
+        raise RunFinishedError(
             f"{run_dir} has used its train.max_minutes={t.max_minutes:g} ({trainer.elapsed / 60:.1f} min of training); "
             "continue it with --set train.max_minutes=M (the run's total, M larger) or train.max_minutes=null"
         )
@@ -1028,9 +1034,9 @@ def _load_initial_weights(flow: NormalizingFlow, source: Path) -> None:
 
     path = source
     if source.is_dir():
-        path = source / "model.safetensors"
-        if not path.is_file() and (source / "checkpoints" / "last.pt").is_file():
-            path = source / "checkpoints" / "last.pt"
+        path = RunDir(source).model
+        if not path.is_file() and RunDir(source).checkpoint.is_file():
+            path = RunDir(source).checkpoint
     if not path.is_file():
         raise ConfigError(f"train.init_from: no weights at {path} (give a run directory or a .safetensors file)")
     if path.suffix in (".pt", ".pth"):
