@@ -15,6 +15,7 @@ from torch import Tensor
 
 from flowood.analysis.histograms import plot_bpd_histograms
 from flowood.data.base import ArrayDataset
+from flowood.devices import resolve_device
 from flowood.errors import ConfigError, DatasetError
 from flowood.experiments.auxiliary import RunContext, ScoreSettings
 from flowood.experiments.runs import Run, load_run
@@ -24,7 +25,6 @@ from flowood.ood.detectors import DETECTORS, Samples, parse_detectors
 from flowood.perf import FastPath, resolve_fast_path
 from flowood.runs import RunDir
 from flowood.train.data import TensorBatches
-from flowood.train.trainer import resolve_device
 
 METRIC_DOC = (
     "score = log-likelihood (higher = in-distribution); in-distribution test set is the positive class; "

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from flowood.devices import resolve_device
 from flowood.errors import ConfigError, DatasetError, FlowoodError
 from flowood.features.extractors import ExtractorConfig, FeatureExtractor, resolve_extractor
 
@@ -41,22 +42,6 @@ def feature_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "flowood" / "features"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` … as given."""
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as err:
-            raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!s} requested but CUDA is not available; use --device cpu")
-    return dev
 
 
 def _as_images(data: Any) -> np.ndarray | torch.Tensor:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from flowood.data import pick_split
+from flowood.devices import resolve_device
 from flowood.errors import CheckpointError, ConfigError, FlowoodError, RunWriteError, TrainingInterruptedError
 from flowood.flows import NormalizingFlow
 from flowood.flows.normalization import ActNorm
@@ -84,15 +85,6 @@ class TrainResult:
     """Steps done in an epoch that a limit cut short (0: the run ended on an epoch boundary)."""
     notes: tuple[str, ...] = ()
     """What the run skipped or cut, e.g. an end-of-epoch evaluation that ``train.max_minutes`` left no time for."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; a clear error if CUDA is asked for but missing."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA device is available; use --device cpu")
-    return torch.device(name)
 
 
 def nll_bpd(flow: NormalizingFlow, batch: Tensor) -> tuple[Tensor, Tensor]:
