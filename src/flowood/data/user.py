@@ -24,6 +24,10 @@ A plain existing path is also accepted as a name: directories are read as ``fold
 
 **Splits of a single source.** A single file or folder without split structure has the native split ``all``
 (everything); ``train`` / ``val`` / ``test`` are a seeded 80 / 10 / 10 % partition of it (``seed`` option).
+
+:func:`load_dataset` hands user names to :func:`parse_name` (name -> scheme and path) and :func:`load` (one
+split, options checked); :func:`ood_split`, :func:`info` and :func:`scheme_infos` serve ``pick_ood_split``,
+``dataset_info`` and ``list_datasets``.
 """
 
 from __future__ import annotations
