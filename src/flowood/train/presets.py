@@ -157,54 +157,68 @@ def _paper_glow(num_scales: int, num_steps: int, mid_channels: int) -> dict[str,
     }
 
 
+def _paper_image(
+    name: str,
+    description: str,
+    command: str,
+    *,
+    model: Mapping[str, Any],
+    data: Mapping[str, Any],
+    train: Mapping[str, Any],
+) -> Preset:
+    """A preset of one of the original README's four image commands (what still differs: ``_ORIGINAL_RUNS``)."""
+    return Preset(
+        name=name,
+        description=description,
+        model=model,
+        data=data,
+        train=train,
+        paper=True,
+        reference=f"the original README's {command} command; the paper's likelihood-failure experiment",
+        differences=_ORIGINAL_RUNS,
+    )
+
+
 _register(
-    Preset(
-        name="realnvp-fashionmnist",
-        description="Paper: RealNVP on FashionMNIST (2 scales, 6 blocks, 64 channels, Adam 5e-5, batch 32, 81 "
+    _paper_image(
+        "realnvp-fashionmnist",
+        "Paper: RealNVP on FashionMNIST (2 scales, 6 blocks, 64 channels, Adam 5e-5, batch 32, 81 "
         "epochs; wd 5e-5 on weight-norm gains, the script's default that the command keeps; nats loss, per-group "
         "clipping at 100; random st-net init).",
+        "RealNVP FashionMNIST",
         model=_paper_realnvp(num_scales=2, num_blocks=6),
         data=_PAPER_FASHION,
         train=_paper_train("adam", lr=5e-5, epochs=81),
-        paper=True,
-        reference="the original README's RealNVP FashionMNIST command; the paper's likelihood-failure experiment",
-        differences=_ORIGINAL_RUNS,
     ),
-    Preset(
-        name="realnvp-celeba",
-        description="Paper: RealNVP on CelebA/CIFAR-10/SVHN (3 scales, 8 blocks, 64 channels, Adam 1e-4, batch 32, "
+    _paper_image(
+        "realnvp-celeba",
+        "Paper: RealNVP on CelebA/CIFAR-10/SVHN (3 scales, 8 blocks, 64 channels, Adam 1e-4, batch 32, "
         "101 epochs; wd 5e-5 on weight-norm gains; nats loss, per-group clipping at 100; random st-net init). "
         "CelebA is read by flowood's loader (the original's own CelebA transform is not reproduced).",
+        "RealNVP CelebA",
         model=_paper_realnvp(num_scales=3, num_blocks=8),
         data=_PAPER_CELEBA,
         train=_paper_train("adam", lr=1e-4, epochs=101),
-        paper=True,
-        reference="the original README's RealNVP CelebA command; the paper's likelihood-failure experiment",
-        differences=_ORIGINAL_RUNS,
     ),
-    Preset(
-        name="glow-fashionmnist",
-        description="Paper: Glow on FashionMNIST (2 scales x 16 steps, 200 channels, 3 blocks, plain 1x1 "
+    _paper_image(
+        "glow-fashionmnist",
+        "Paper: Glow on FashionMNIST (2 scales x 16 steps, 200 channels, 3 blocks, plain 1x1 "
         "convolutions, RMSprop 5e-5, batch 32, 151 epochs; RMSprop's wd 5e-5 on all parameters, the script's "
         "default; nats loss, clipping at 100 over its one group).",
+        "Glow FashionMNIST",
         model=_paper_glow(num_scales=2, num_steps=16, mid_channels=200),
         data=_PAPER_FASHION,
         train=_paper_train("rmsprop", lr=5e-5, epochs=151),
-        paper=True,
-        reference="the original README's Glow FashionMNIST command; the paper's likelihood-failure experiment",
-        differences=_ORIGINAL_RUNS,
     ),
-    Preset(
-        name="glow-celeba",
-        description="Paper: Glow on CelebA/CIFAR-10/SVHN (3 scales x 8 steps, 400 channels, 3 blocks, plain 1x1 "
+    _paper_image(
+        "glow-celeba",
+        "Paper: Glow on CelebA/CIFAR-10/SVHN (3 scales x 8 steps, 400 channels, 3 blocks, plain 1x1 "
         "convolutions, RMSprop 1e-5, batch 32, 161 epochs; RMSprop's wd 5e-5 on all parameters; nats loss, "
         "clipping at 100 over its one group).",
+        "Glow CelebA",
         model=_paper_glow(num_scales=3, num_steps=8, mid_channels=400),
         data=_PAPER_CELEBA,
         train=_paper_train("rmsprop", lr=1e-5, epochs=161),
-        paper=True,
-        reference="the original README's Glow CelebA command; the paper's likelihood-failure experiment",
-        differences=_ORIGINAL_RUNS,
     ),
 )
 
