@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from flowood.data import load_dataset
+from flowood.data import available_names, dataset_info, list_datasets, load_dataset, pick_ood_split
+from flowood.data.base import carve_indices
+from flowood.data.user import USER_FRACTIONS
 from flowood.errors import DatasetError
 
 from .conftest import fake_images
@@ -81,3 +84,43 @@ def test_embeddings(tmp_path: Path) -> None:
         load_dataset("embeddings", "all", path=tmp_path / "bad.npz")
     with pytest.raises(DatasetError, match="path="):
         load_dataset("embeddings", "all")
+
+
+def _numbered_table(path: Path, n: int) -> Path:
+    """A CSV whose first column is the row number, so every sample says where it came from."""
+    path.write_text("row,cls\n" + "".join(f"{i},{i % 2}\n" for i in range(n)))
+    return path
+
+
+def test_single_source_splits_are_the_seeded_80_10_10_partition(tmp_path: Path) -> None:
+    name = f"table:{_numbered_table(tmp_path / 't.csv', 50)}?label=cls"
+    rows = {s: load_dataset(name, s, seed=3).data[:, 0].long().tolist() for s in ("train", "val", "test")}
+    assert [len(rows[s]) for s in ("train", "val", "test")] == [40, 5, 5]
+    assert sorted(rows["train"] + rows["val"] + rows["test"]) == list(range(50))  # disjoint, all rows
+    # The documented partition, in the documented order (a run's held-out rows must not move between versions).
+    pieces = carve_indices(50, USER_FRACTIONS, 3, salt=zlib.crc32(b"user"))
+    assert [rows[s] for s in ("train", "val", "test")] == [p.tolist() for p in pieces]
+    assert load_dataset(name, "test", seed=3).data[:, 0].long().tolist() == rows["test"]
+    assert load_dataset(name, "test", seed=4).data[:, 0].long().tolist() != rows["test"]
+    with pytest.raises(DatasetError, match=r"unknown split 'extra'; available: all, train, val, test \(carved"):
+        load_dataset(name, "extra")
+    with pytest.raises(DatasetError, match=r"unknown option\(s\) \['bogus'\]; accepted: \['label'\]"):
+        load_dataset(name, "all", bogus=1)
+
+
+def test_user_names_route_score_and_list(tmp_path: Path) -> None:
+    single = _numbered_table(tmp_path / "t.csv", 20)
+    split_dir = tmp_path / "splits"
+    split_dir.mkdir()
+    for s in ("train", "test"):
+        _numbered_table(split_dir / f"{s}.csv", 10)
+    assert pick_ood_split(f"table:{single}") == "all"  # scored whole
+    assert pick_ood_split(f"table:{split_dir}") == "test"
+    assert pick_ood_split(str(single)) == "all"  # a plain existing path is user data too
+    assert pick_ood_split("mnist-mini") == "test" and pick_ood_split("fashionmnist-mini") == "test"
+    info = dataset_info(f"TABLE:{single}?label=cls")
+    assert (info.kind, info.locations, info.available_now) == ("vector", [str(single)], True)
+    assert not dataset_info(f"npz:{tmp_path / 'none.npz'}").available_now
+    listed = [i.name for i in list_datasets()]
+    assert listed[-3:] == ["folder:<path>", "npz:<path>", "table:<path>"] and "embeddings" in listed
+    assert "embeddings" in available_names() and not any(":" in n for n in available_names())

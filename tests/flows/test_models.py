@@ -171,7 +171,7 @@ def test_multiscale_latent_split_covers_all_dims():
 
 
 def test_paper_preset_parameter_counts():
-    counts = {name: preset_parameter_count(name) for name in PRESETS if PRESETS[name].get("paper")}
+    counts = {name: preset_parameter_count(name) for name in PRESETS if PRESETS[name].paper}
     # The original code's counts for the README's four commands (its "Model contains N parameters").
     assert counts["realnvp-fashionmnist"] == 14_707_336
     assert counts["realnvp-celeba"] == 87_859_080

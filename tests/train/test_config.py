@@ -14,7 +14,7 @@ from .conftest import tiny_raw
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_is_a_valid_config(name):
     cfg = config_from_dict(get_preset(name))
-    assert cfg.model.name == PRESETS[name]["model"]["name"]
+    assert cfg.model.name == PRESETS[name].model["name"]
 
 
 def test_overrides_parse_types():
@@ -90,10 +90,10 @@ def test_paper_presets_train_as_the_original_commands_ran(name):
         assert t.weight_decay_scope == "gains" and cfg.model.options["init_zeros"] is False
     else:
         assert t.weight_decay_scope == "all" and cfg.model.options["lu_decomposed"] is False
-    assert "Remaining differences" in PRESETS[name]["description"]
+    assert "Remaining differences" in get_preset(name)["description"]
 
 
-@pytest.mark.parametrize("name", [n for n in PRESETS if not PRESETS[n].get("paper")])
+@pytest.mark.parametrize("name", [n for n in PRESETS if not PRESETS[n].paper])
 def test_cpu_presets_keep_the_former_loss_and_clipping(name):
     t = config_from_dict(get_preset(name)).train
     assert (t.loss_scale, t.grad_clip_scope) == ("bits_per_dim", "global")

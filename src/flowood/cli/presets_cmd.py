@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from flowood.train.presets import PRESETS, get_preset, preset_parameter_count
+from flowood.train.presets import PRESETS, preset_parameter_count
 
 
 def presets(
@@ -15,13 +15,10 @@ def presets(
 ) -> None:
     """List presets: model, data, optimiser settings and parameter count."""
     rows = []
-    for name in PRESETS:
-        preset = get_preset(name)
-        if not all_presets and not preset.get("paper"):
+    for name, preset in PRESETS.items():
+        if not all_presets and not preset.paper:
             continue
-        preset["name"] = name
-        preset["parameters"] = preset_parameter_count(name)
-        rows.append(preset)
+        rows.append({**preset.to_dict(), "name": name, "parameters": preset_parameter_count(name)})
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -153,6 +153,22 @@ def carve_indices(n: int, fractions: Sequence[float], seed: int, salt: int = 0) 
     return pieces
 
 
+def subset(ds: ArrayDataset, idx: np.ndarray) -> ArrayDataset:
+    """The samples ``idx`` of ``ds`` (same name, split, source, class names; conversions carried over)."""
+    t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+    out = ArrayDataset(
+        ds.data[t],
+        ds.labels[t],
+        kind=ds.kind,
+        name=ds.name,
+        split=ds.split,
+        source=ds.source,
+        class_names=ds.class_names,
+    )
+    out.conversions = list(ds.conversions)
+    return out
+
+
 def balanced_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """Indices of a seeded subset of size ``min(limit, N)``, as class-balanced as the labels allow.
 

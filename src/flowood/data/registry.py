@@ -1,4 +1,8 @@
-"""Dataset registry: names, metadata, availability probes and :func:`load_dataset`."""
+"""Dataset registry: names, metadata, availability probes and :func:`load_dataset`.
+
+One keyword ``_Spec`` per registered dataset; user data (``folder:``, ``npz:``, ``table:``, ``embeddings``) is
+named, read and split by :mod:`flowood.data.user`, to which :func:`load_dataset` routes those names first.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from flowood.data import glyphs, images, sklearn_tables, synthetic, tabular, user
 from flowood.data.base import (
@@ -22,6 +27,7 @@ from flowood.data.base import (
     convert_channels,
     filter_classes,
     resize_images,
+    subset,
 )
 from flowood.data.bundle import BUNDLE_SPLITS, bundle_path, load_bundle
 from flowood.data.locate import DEBIAN_FASHION_MNIST, search_roots
@@ -29,13 +35,12 @@ from flowood.errors import DatasetError
 
 #: Fractions used to carve ``fit`` / ``val`` from ``train`` when a dataset has no validation split.
 VAL_FRACTION = 0.1
-#: Fractions used to carve ``train`` / ``val`` / ``test`` from a single user source (native split ``all``).
-USER_FRACTIONS = (0.8, 0.1, 0.1)
-USER_SCHEMES = ("folder", "npz", "table", "embeddings")
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Spec:
+    """A registered dataset: what ``flowood datasets`` shows, how to read a split, how to tell if it is here."""
+
     name: str
     kind: Kind
     shape: tuple[int, ...] | None
@@ -44,7 +49,7 @@ class _Spec:
     description: str
     license: str
     how: str
-    loader: Callable[..., ArrayDataset]
+    loader: Callable[..., ArrayDataset] | None  # (name, split, root, download, **options); None: user.py reads it
     probe: Callable[[str | Path | None], tuple[list[str], bool]]
     options: frozenset[str] = frozenset()
     handles_size: bool = False
@@ -103,10 +108,6 @@ def _imagenet_rel(res: int) -> list[str]:
 # ----------------------------------------------------------------------------------------------------- registry
 
 
-def _embeddings_via_user(*args: object, **kwargs: object) -> ArrayDataset:
-    raise DatasetError("embeddings: pass path=/path/to/file.npz")  # load_dataset routes 'embeddings' to user.py
-
-
 _MIT_FASHION = "MIT (Zalando SE)"
 _MNIST_LIC = "CC BY-SA 3.0 (Y. LeCun, C. Cortes)"
 
@@ -119,30 +120,31 @@ def _add(spec: _Spec) -> None:
 
 _add(
     _Spec(
-        "mnist",
-        "image",
-        (1, 28, 28),
-        ("train", "test"),
-        10,
-        "MNIST handwritten digits (60k/10k), torchvision",
-        _MNIST_LIC,
-        images._IDX_HOW["MNIST"],
-        partial(images.load_idx_family, "MNIST"),
-        _probe_paths(["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-images-idx3-ubyte.gz"]),
+        name="mnist",
+        kind="image",
+        shape=(1, 28, 28),
+        native=("train", "test"),
+        num_classes=10,
+        description="MNIST handwritten digits (60k/10k), torchvision",
+        license=_MNIST_LIC,
+        how=images._IDX_HOW["MNIST"],
+        loader=partial(images.load_idx_family, "MNIST"),
+        probe=_probe_paths(["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-images-idx3-ubyte.gz"]),
     )
 )
 _add(
     _Spec(
-        "fashionmnist",
-        "image",
-        (1, 28, 28),
-        ("train", "test"),
-        10,
-        "Fashion-MNIST clothing images (60k/10k), torchvision; Debian dataset-fashion-mnist found automatically",
-        _MIT_FASHION,
-        images._IDX_HOW["FashionMNIST"],
-        partial(images.load_idx_family, "FashionMNIST"),
-        _probe_paths(
+        name="fashionmnist",
+        kind="image",
+        shape=(1, 28, 28),
+        native=("train", "test"),
+        num_classes=10,
+        description="Fashion-MNIST clothing images (60k/10k), torchvision; Debian dataset-fashion-mnist found "
+        "automatically",
+        license=_MIT_FASHION,
+        how=images._IDX_HOW["FashionMNIST"],
+        loader=partial(images.load_idx_family, "FashionMNIST"),
+        probe=_probe_paths(
             ["FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
             [DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"],
         ),
@@ -150,60 +152,60 @@ _add(
 )
 _add(
     _Spec(
-        "cifar10",
-        "image",
-        (3, 32, 32),
-        ("train", "test"),
-        10,
-        "CIFAR-10 (50k/10k), python pickle batches",
-        "no formal licence (Krizhevsky 2009; cite the tech report)",
-        images.CIFAR_HOW,
-        images.load_cifar10,
-        _probe_paths(["cifar-10-batches-py/data_batch_1"]),
+        name="cifar10",
+        kind="image",
+        shape=(3, 32, 32),
+        native=("train", "test"),
+        num_classes=10,
+        description="CIFAR-10 (50k/10k), python pickle batches",
+        license="no formal licence (Krizhevsky 2009; cite the tech report)",
+        how=images.CIFAR_HOW,
+        loader=images.load_cifar10,
+        probe=_probe_paths(["cifar-10-batches-py/data_batch_1"]),
     )
 )
 _add(
     _Spec(
-        "svhn",
-        "image",
-        (3, 32, 32),
-        ("train", "test", "extra"),
-        10,
-        "SVHN cropped digits (73k/26k/531k), .mat",
-        "non-commercial use (Netzer et al. 2011)",
-        images.SVHN_HOW.format(split="train"),
-        images.load_svhn,
-        _probe_paths(["svhn/train_32x32.mat", "svhn/test_32x32.mat", "train_32x32.mat", "test_32x32.mat"]),
+        name="svhn",
+        kind="image",
+        shape=(3, 32, 32),
+        native=("train", "test", "extra"),
+        num_classes=10,
+        description="SVHN cropped digits (73k/26k/531k), .mat",
+        license="non-commercial use (Netzer et al. 2011)",
+        how=images.SVHN_HOW.format(split="train"),
+        loader=images.load_svhn,
+        probe=_probe_paths(["svhn/train_32x32.mat", "svhn/test_32x32.mat", "train_32x32.mat", "test_32x32.mat"]),
     )
 )
 _add(
     _Spec(
-        "celeba",
-        "image",
-        (3, 32, 32),
-        ("train", "val", "test", "all"),
-        None,
-        "CelebA aligned faces, center crop 148 + resize to 32x32 (the paper's setting; size= changes it)",
-        "non-commercial research (CelebA agreement)",
-        images.CELEBA_HOW,
-        images.load_celeba,
-        _probe_paths(["celeba/img_align_celeba"]),
+        name="celeba",
+        kind="image",
+        shape=(3, 32, 32),
+        native=("train", "val", "test", "all"),
+        num_classes=None,
+        description="CelebA aligned faces, center crop 148 + resize to 32x32 (the paper's setting; size= changes it)",
+        license="non-commercial research (CelebA agreement)",
+        how=images.CELEBA_HOW,
+        loader=images.load_celeba,
+        probe=_probe_paths(["celeba/img_align_celeba"]),
         options=frozenset({"crop"}),
         handles_size=True,
     )
 )
 _add(
     _Spec(
-        "notmnist",
-        "image",
-        (1, 28, 28),
-        ("test", "train"),
-        10,
-        "notMNIST letters A-J (published folder layout; test = notMNIST_small, train = notMNIST_large)",
-        "free for research (Y. Bulatov)",
-        images.NOTMNIST_HOW,
-        images.load_notmnist,
-        _probe_paths(["notMNIST_small", "notmnist/notMNIST_small"]),
+        name="notmnist",
+        kind="image",
+        shape=(1, 28, 28),
+        native=("test", "train"),
+        num_classes=10,
+        description="notMNIST letters A-J (published folder layout; test = notMNIST_small, train = notMNIST_large)",
+        license="free for research (Y. Bulatov)",
+        how=images.NOTMNIST_HOW,
+        loader=images.load_notmnist,
+        probe=_probe_paths(["notMNIST_small", "notmnist/notMNIST_small"]),
         options=frozenset({"strict"}),
         carve_val=False,
     )
@@ -211,268 +213,157 @@ _add(
 for _res in (32, 64):
     _add(
         _Spec(
-            f"imagenet{_res}",
-            "image",
-            (3, _res, _res),
-            ("train", "test"),
-            1000,
-            f"Downsampled ImageNet {_res}x{_res} npz batches (train 1.28M; test = official val_data 50k)",
-            "ImageNet terms of access (non-commercial research)",
-            images.IMAGENET_HOW.format(r=_res),
-            partial(images.load_imagenet, res=_res),
-            _probe_paths(_imagenet_rel(_res)),
+            name=f"imagenet{_res}",
+            kind="image",
+            shape=(3, _res, _res),
+            native=("train", "test"),
+            num_classes=1000,
+            description=f"Downsampled ImageNet {_res}x{_res} npz batches (train 1.28M; test = official val_data 50k)",
+            license="ImageNet terms of access (non-commercial research)",
+            how=images.IMAGENET_HOW.format(r=_res),
+            loader=partial(images.load_imagenet, res=_res),
+            probe=_probe_paths(_imagenet_rel(_res)),
             options=frozenset({"batches"}),
         )
     )
 _add(
     _Spec(
-        "glyphs",
-        "image",
-        (1, 28, 28),
-        ("train", "test"),
-        10,
-        "STAND-IN for notMNIST: letters A-J rendered from offline fonts (matplotlib DejaVu/STIX/cm, system "
-        "DejaVu), 28x28, deterministic; train 10,000 / test 2,000",
-        "fonts: DejaVu (Bitstream Vera licence), STIX (OFL), Computer Modern (Knuth licence)",
-        "always available (fonts ship with matplotlib)",
-        glyphs.load_glyphs,
-        _probe_glyphs,
+        name="glyphs",
+        kind="image",
+        shape=(1, 28, 28),
+        native=("train", "test"),
+        num_classes=10,
+        description="STAND-IN for notMNIST: letters A-J rendered from offline fonts (matplotlib DejaVu/STIX/cm, "
+        "system DejaVu), 28x28, deterministic; train 10,000 / test 2,000",
+        license="fonts: DejaVu (Bitstream Vera licence), STIX (OFL), Computer Modern (Knuth licence)",
+        how="always available (fonts ship with matplotlib)",
+        loader=glyphs.load_glyphs,
+        probe=_probe_glyphs,
         options=frozenset({"count", "system_fonts"}),
     )
 )
 _add(
     _Spec(
-        "fashionmnist-mini",
-        "image",
-        (1, 28, 28),
-        BUNDLE_SPLITS["fashionmnist-mini"],
-        10,
-        "Embedded real FashionMNIST subset, class-balanced: 10,000 train / 2,000 test (offline, < 1 s)",
-        _MIT_FASHION,
-        "ships with flowood",
-        load_bundle,
-        _probe_bundle("fashionmnist-mini"),
+        name="fashionmnist-mini",
+        kind="image",
+        shape=(1, 28, 28),
+        native=BUNDLE_SPLITS["fashionmnist-mini"],
+        num_classes=10,
+        description="Embedded real FashionMNIST subset, class-balanced: 10,000 train / 2,000 test (offline, < 1 s)",
+        license=_MIT_FASHION,
+        how="ships with flowood",
+        loader=load_bundle,
+        probe=_probe_bundle("fashionmnist-mini"),
     )
 )
 _add(
     _Spec(
-        "mnist-mini",
-        "image",
-        (1, 28, 28),
-        BUNDLE_SPLITS["mnist-mini"],
-        10,
-        "Embedded real MNIST digits: test = 2,000 (200 per digit); half-train / half-test = disjoint 1,000 halves",
-        _MNIST_LIC,
-        "ships with flowood",
-        load_bundle,
-        _probe_bundle("mnist-mini"),
+        name="mnist-mini",
+        kind="image",
+        shape=(1, 28, 28),
+        native=BUNDLE_SPLITS["mnist-mini"],
+        num_classes=10,
+        description="Embedded real MNIST digits: test = 2,000 (200 per digit); half-train / half-test = disjoint "
+        "1,000 halves",
+        license=_MNIST_LIC,
+        how="ships with flowood",
+        loader=load_bundle,
+        probe=_probe_bundle("mnist-mini"),
         carve_val=False,
     )
 )
 _add(
     _Spec(
-        "miniboone",
-        "vector",
-        (43,),
-        tabular.TABULAR_SPLITS,
-        2,
-        "UCI MiniBooNE, MAF preprocessing (data.npy); in_class=0|1 for the class-conditional protocol "
+        name="miniboone",
+        kind="vector",
+        shape=(43,),
+        native=tabular.TABULAR_SPLITS,
+        num_classes=2,
+        description="UCI MiniBooNE, MAF preprocessing (data.npy); in_class=0|1 for the class-conditional protocol "
         "(needs MiniBooNE_PID.txt)",
-        "UCI ML repository (cite Roe et al. 2005)",
-        tabular.MAF_HOW.format(files="miniboone/data.npy"),
-        tabular.load_miniboone,
-        _probe_paths(_tab_rel("miniboone", ["data.npy", "MiniBooNE_PID.txt"])),
+        license="UCI ML repository (cite Roe et al. 2005)",
+        how=tabular.MAF_HOW.format(files="miniboone/data.npy"),
+        loader=tabular.load_miniboone,
+        probe=_probe_paths(_tab_rel("miniboone", ["data.npy", "MiniBooNE_PID.txt"])),
         options=frozenset({"in_class"}),
     )
 )
 _add(
     _Spec(
-        "hepmass",
-        "vector",
-        (21,),
-        tabular.TABULAR_SPLITS,
-        2,
-        "UCI HEPMASS, MAF preprocessing (1000_train/test.csv, signal only); in_class=0|1 for the "
+        name="hepmass",
+        kind="vector",
+        shape=(21,),
+        native=tabular.TABULAR_SPLITS,
+        num_classes=2,
+        description="UCI HEPMASS, MAF preprocessing (1000_train/test.csv, signal only); in_class=0|1 for the "
         "class-conditional protocol",
-        "UCI ML repository (Baldi et al. 2016)",
-        tabular.MAF_HOW.format(files="hepmass/1000_train.csv, hepmass/1000_test.csv"),
-        tabular.load_hepmass,
-        _probe_paths(_tab_rel("hepmass", ["1000_train.csv"])),
+        license="UCI ML repository (Baldi et al. 2016)",
+        how=tabular.MAF_HOW.format(files="hepmass/1000_train.csv, hepmass/1000_test.csv"),
+        loader=tabular.load_hepmass,
+        probe=_probe_paths(_tab_rel("hepmass", ["1000_train.csv"])),
         options=frozenset({"in_class"}),
     )
 )
 _add(
     _Spec(
-        "gas",
-        "vector",
-        (8,),
-        tabular.TABULAR_SPLITS,
-        None,
-        "UCI gas sensors (ethylene_CO), MAF preprocessing",
-        "UCI ML repository (Fonollosa et al. 2015)",
-        tabular.MAF_HOW.format(files="gas/ethylene_CO.pickle"),
-        tabular.load_gas,
-        _probe_paths(_tab_rel("gas", ["ethylene_CO.pickle", "ethylene_CO.txt"])),
+        name="gas",
+        kind="vector",
+        shape=(8,),
+        native=tabular.TABULAR_SPLITS,
+        num_classes=None,
+        description="UCI gas sensors (ethylene_CO), MAF preprocessing",
+        license="UCI ML repository (Fonollosa et al. 2015)",
+        how=tabular.MAF_HOW.format(files="gas/ethylene_CO.pickle"),
+        loader=tabular.load_gas,
+        probe=_probe_paths(_tab_rel("gas", ["ethylene_CO.pickle", "ethylene_CO.txt"])),
     )
 )
 _add(
     _Spec(
-        "power",
-        "vector",
-        (6,),
-        tabular.TABULAR_SPLITS,
-        None,
-        "UCI household electric power, MAF preprocessing (data.npy)",
-        "UCI ML repository (Hebrail & Berard)",
-        tabular.MAF_HOW.format(files="power/data.npy"),
-        tabular.load_power,
-        _probe_paths(_tab_rel("power", ["data.npy"])),
+        name="power",
+        kind="vector",
+        shape=(6,),
+        native=tabular.TABULAR_SPLITS,
+        num_classes=None,
+        description="UCI household electric power, MAF preprocessing (data.npy)",
+        license="UCI ML repository (Hebrail & Berard)",
+        how=tabular.MAF_HOW.format(files="power/data.npy"),
+        loader=tabular.load_power,
+        probe=_probe_paths(_tab_rel("power", ["data.npy"])),
     )
 )
 _add(
     _Spec(
-        "breast-cancer",
-        "vector",
-        (30,),
-        sklearn_tables.SKLEARN_SPLITS,
-        2,
-        "UCI Breast Cancer Wisconsin (Diagnostic) from scikit-learn, 30 raw features; labels 0 = malignant, "
-        "1 = benign; fixed per-class splits 60/10/30 (offline)",
-        "CC BY 4.0 (UCI; Wolberg, Street, Mangasarian)",
-        "ships with scikit-learn",
-        sklearn_tables.load_breast_cancer_table,
-        sklearn_tables.probe_sklearn,
+        name="breast-cancer",
+        kind="vector",
+        shape=(30,),
+        native=sklearn_tables.SKLEARN_SPLITS,
+        num_classes=2,
+        description="UCI Breast Cancer Wisconsin (Diagnostic) from scikit-learn, 30 raw features; labels 0 = "
+        "malignant, 1 = benign; fixed per-class splits 60/10/30 (offline)",
+        license="CC BY 4.0 (UCI; Wolberg, Street, Mangasarian)",
+        how="ships with scikit-learn",
+        loader=sklearn_tables.load_breast_cancer_table,
+        probe=sklearn_tables.probe_sklearn,
         carve_val=False,
     )
 )
 _add(
     _Spec(
-        "embeddings",
-        "vector",
-        None,
-        ("all",),
-        None,
-        "Feature vectors from an .npz with 'embeddings' (N, D) and 'labels' (N,); path= or root= names the file "
-        "(or a folder of <split>.npz)",
-        "the user's",
-        "pass path=/path/to/file.npz",
-        _embeddings_via_user,
-        _probe_embeddings,
+        name="embeddings",
+        kind="vector",
+        shape=None,
+        native=("all",),
+        num_classes=None,
+        description="Feature vectors from an .npz with 'embeddings' (N, D) and 'labels' (N,); path= or root= names "
+        "the file (or a folder of <split>.npz)",
+        license="the user's",
+        how="pass path=/path/to/file.npz",
+        loader=None,  # read by data/user.py: load_dataset routes the name there before it looks here
+        probe=_probe_embeddings,
         options=frozenset({"path"}),
     )
 )
-
-_USER_DOC: dict[str, tuple[Kind, str]] = {
-    "folder": ("image", "user images in ImageFolder layout: folder:/path/<class>/<image> (or /path/<split>/<class>/)"),
-    "npz": ("image", "user images in an .npz: npz:/path.npz with 'images' or 'x' (uint8 NHWC/NCHW), 'labels'/'y'"),
-    "table": ("vector", "user table: table:/path.csv?label=col (header row) or table:/path.npz with 'x' and 'y'"),
-}
-
-
-# --------------------------------------------------------------------------------------------------- public API
-
-
-def _parse_user(name: str, options: dict[str, Any], root: str | Path | None) -> tuple[str, Path] | None:
-    """``scheme:/path`` or a plain existing path -> (scheme, path); ``embeddings`` uses path= or root."""
-    if name == "embeddings":
-        p = options.pop("path", None) or root
-        if p is None:
-            raise DatasetError(
-                "embeddings: pass path=/path/to/file.npz (an .npz with 'embeddings' and 'labels') "
-                "or root= a folder of <split>.npz files"
-            )
-        return "embeddings", Path(p).expanduser()
-    scheme, sep, rest = name.partition(":")
-    if sep and scheme.lower() in USER_SCHEMES and rest:
-        scheme = scheme.lower()
-        if "?" in rest:
-            rest, _, query = rest.partition("?")
-            for item in query.split("&"):
-                k, _, v = item.partition("=")
-                if k:
-                    options.setdefault(k, v)
-        return scheme, Path(rest).expanduser()
-    p = Path(name).expanduser()
-    if (sep or "/" in name or name.startswith(".")) and p.exists():
-        if p.is_dir():
-            return "folder", p
-        if p.suffix.lower() == ".csv":
-            return "table", p
-        if p.suffix.lower() == ".npz":
-            with user._open_npz(p) as z:
-                return (
-                    "npz"
-                    if any(k in z.files or f"{k}_train" in z.files for k in ("images", "x"))
-                    and any(np.asarray(z[k]).ndim >= 3 for k in z.files if k.startswith(("images", "x")))
-                    else ("embeddings" if "embeddings" in z.files else "table")
-                ), p
-    return None
-
-
-def _load_user(
-    scheme: str, path: Path, split: str, options: dict[str, Any], seed: int, size: int | None, channels: int | None
-) -> ArrayDataset:
-    if not path.exists():
-        raise DatasetError(f"{scheme}: {path} does not exist")
-    name = f"{scheme}:{path}"
-    allowed = {"folder": {"strict"}, "table": {"label"}, "npz": set(), "embeddings": set()}[scheme]
-    unknown = set(options) - allowed
-    if unknown:
-        raise DatasetError(f"{name}: unknown option(s) {sorted(unknown)}; accepted: {sorted(allowed) or 'none'}")
-    native = user.native_splits(path, scheme)
-    wanted = split
-    if split not in native:
-        if native == ("all",) and split in ("train", "val", "test"):
-            wanted = "all"
-        else:
-            raise DatasetError(
-                f"{name}: unknown split {split!r}; available: {', '.join(native)}"
-                + (", train, val, test (carved 80/10/10)" if native == ("all",) else "")
-            )
-
-    def read(s: str) -> ArrayDataset:
-        if scheme == "folder":
-            return user.load_image_folder(
-                name,
-                s,
-                path,
-                size=size,
-                channels=channels,
-                strict=str(options.get("strict", True)).lower() not in ("0", "false"),
-            )
-        if scheme == "npz":
-            return user.load_images_npz(name, s, path)
-        if scheme == "table":
-            return user.load_table(name, s, path, label=options.get("label"))
-        return user.load_embeddings_file(name, s, path)
-
-    ds = read(wanted)
-    if wanted != split:
-        pieces = carve_indices(len(ds), USER_FRACTIONS, seed, salt=zlib.crc32(b"user"))
-        idx = pieces[("train", "val", "test").index(split)]
-        ds = _subset(ds, idx)
-    return ds
-
-
-def _subset(ds: ArrayDataset, idx: np.ndarray) -> ArrayDataset:
-    t = np.asarray(idx, dtype=np.int64)
-    out = ArrayDataset(
-        ds.data[t],
-        ds.labels[t],
-        kind=ds.kind,
-        name=ds.name,
-        split=ds.split,
-        source=ds.source,
-        class_names=ds.class_names,
-    )
-    out.conversions = list(ds.conversions)
-    return out
-
-
-def available_names() -> list[str]:
-    return list(SPECS)
-
-
 for _name, _desc in (
     ("uniform-noise", "synthetic far-OOD set: i.i.d. uniform 8-bit pixels (5k/2k, seeded)"),
     ("gaussian-noise", "synthetic far-OOD set: i.i.d. N(128, 40^2) pixels, clipped (5k/2k, seeded)"),
@@ -480,19 +371,26 @@ for _name, _desc in (
 ):
     _add(
         _Spec(
-            _name,
-            "image",
-            (1, 28, 28),
-            ("train", "test"),
-            None,
-            _desc + "; hflip:/vflip:/invert:NAME derive sets from any image dataset",
-            "generated (no licence needed)",
-            synthetic.HOW,
-            synthetic.load_synthetic,
-            lambda root: (["generated"], True),
+            name=_name,
+            kind="image",
+            shape=(1, 28, 28),
+            native=("train", "test"),
+            num_classes=None,
+            description=_desc + "; hflip:/vflip:/invert:NAME derive sets from any image dataset",
+            license="generated (no licence needed)",
+            how=synthetic.HOW,
+            loader=synthetic.load_synthetic,
+            probe=lambda root: (["generated"], True),
             handles_size=True,
         )
     )
+
+
+# --------------------------------------------------------------------------------------------------- public API
+
+
+def available_names() -> list[str]:
+    return list(SPECS)
 
 
 def load_dataset(
@@ -558,16 +456,14 @@ def load_dataset(
         )
         return synthetic.derive(op, base_ds, name.strip())
     key = name.strip().lower()
-    parsed = _parse_user(
-        name.strip() if ":" in name or "/" in name else key, options, root if key == "embeddings" else None
-    )
+    parsed = user.parse_name(name, options, root)
     if parsed is not None:
         scheme, path = parsed
-        ds = _load_user(scheme, path, split, options, seed, size, channels)
+        ds = user.load(scheme, path, split, options, seed=seed, size=size, channels=channels)
         size_done = scheme == "folder"
     else:
         spec = SPECS.get(key)
-        if spec is None:
+        if spec is None or spec.loader is None:  # a loader-less spec's name was routed to user.py above
             raise DatasetError(
                 f"unknown dataset {name!r}. Available: {', '.join(SPECS)}; user data: folder:/path, npz:/path.npz, "
                 "table:/path.csv?label=col, embeddings with path=/file.npz"
@@ -586,13 +482,13 @@ def load_dataset(
         else:  # val / fit carved from train
             full = spec.loader(key, "train", root, download, **options)
             fit, val = carve_indices(len(full), (1 - VAL_FRACTION, VAL_FRACTION), seed, salt=zlib.crc32(key.encode()))
-            ds = _subset(full, val if split == "val" else fit)
+            ds = subset(full, val if split == "val" else fit)
         size_done = spec.handles_size
     ds.split = split
 
     data, labels = filter_classes(ds.data, ds.labels, classes, ds.name)
     if limit is not None and limit < data.shape[0]:
-        idx = torch_index(balanced_subset(labels.numpy(), int(limit), seed))
+        idx = torch.as_tensor(balanced_subset(labels.numpy(), int(limit), seed).astype(np.int64))
         data, labels = data[idx], labels[idx]
     if ds.kind == "image":
         before = tuple(data.shape[1:])
@@ -614,12 +510,6 @@ def load_dataset(
         # Never silent: a set scored at another shape than its own is said so (and kept in ds.conversions).
         print(f"note: {ds.name} ({split}): {'; '.join(ds.conversions)}", file=sys.stderr)
     return ds
-
-
-def torch_index(idx: np.ndarray):
-    import torch
-
-    return torch.as_tensor(np.asarray(idx, dtype=np.int64))
 
 
 def _info(spec: _Spec, root: str | Path | None) -> DatasetInfo:
@@ -651,61 +541,26 @@ def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
         base = dataset_info(derived[1], root)
         base.name, base.description = name, f"{derived[0]} of {base.name}: {base.description}"
         return base
-    scheme = key.partition(":")[0]
-    if scheme in _USER_DOC:
-        kind, desc = _USER_DOC[scheme]
-        path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
-        return DatasetInfo(
-            name=name,
-            kind=kind,
-            shape=None,
-            splits=("all", "train", "val", "test"),
-            num_classes=None,
-            description=desc,
-            locations=[str(path)],
-            available_now=path.exists(),
-            license="the user's",
-            how_to_get="your own files",
-        )
+    described = user.info(name)
+    if described is not None:
+        return described
     raise DatasetError(f"unknown dataset {name!r}. Available: {', '.join(SPECS)}")
 
 
 def list_datasets(root: str | Path | None = None) -> list[DatasetInfo]:
     """Every registered dataset (plus the user-data schemes) with locations and current availability."""
-    out = [_info(spec, root) for spec in SPECS.values()]
-    for scheme, (kind, desc) in _USER_DOC.items():
-        out.append(
-            DatasetInfo(
-                name=f"{scheme}:<path>",
-                kind=kind,
-                shape=None,
-                splits=("all", "train", "val", "test"),
-                num_classes=None,
-                description=desc,
-                locations=["the path given"],
-                available_now=False,
-                license="the user's",
-                how_to_get="your own files",
-            )
-        )
-    return out
+    return [_info(spec, root) for spec in SPECS.values()] + user.scheme_infos()
 
 
 def pick_ood_split(name: str) -> str:
     """The split to score when ``name`` is an OOD set: ``all`` for a single user file or folder without
     split structure (scored whole; use a limit to score fewer), else :func:`pick_split` ``(name, "test")``."""
-    key = name.strip()
     try:
-        parsed = _parse_user(key if ":" in key or "/" in key else key.lower(), {}, None)
+        parsed = user.parse_name(name, {})
     except DatasetError:
         parsed = None
     if parsed is not None:
-        scheme, path = parsed
-        try:
-            native = user.native_splits(path, scheme)
-        except DatasetError:
-            return "test"  # load_dataset reports the problem itself
-        return "all" if native == ("all",) else ("test" if "test" in native else native[0])
+        return user.ood_split(*parsed)
     return pick_split(name, "test")
 
 

@@ -24,16 +24,22 @@ A plain existing path is also accepted as a name: directories are read as ``fold
 
 **Splits of a single source.** A single file or folder without split structure has the native split ``all``
 (everything); ``train`` / ``val`` / ``test`` are a seeded 80 / 10 / 10 % partition of it (``seed`` option).
+
+:func:`load_dataset` hands user names to :func:`parse_name` (name -> scheme and path) and :func:`load` (one
+split, options checked); :func:`ood_split`, :func:`info` and :func:`scheme_infos` serve ``pick_ood_split``,
+``dataset_info`` and ``list_datasets``.
 """
 
 from __future__ import annotations
 
 import csv
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from flowood.data.base import ArrayDataset
+from flowood.data.base import ArrayDataset, DatasetInfo, Kind, carve_indices, subset
 from flowood.errors import DatasetError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -380,3 +386,155 @@ def load_embeddings_file(name: str, split: str, path: Path) -> ArrayDataset:
     return ArrayDataset(
         x.astype(np.float32), codes, kind="vector", name=name, split=split, source=str(file), class_names=names
     )
+
+
+# ------------------------------------------------------------------------------------ names, options and splits
+
+USER_SCHEMES = ("folder", "npz", "table", "embeddings")
+#: Fractions used to carve ``train`` / ``val`` / ``test`` from a single user source (native split ``all``).
+USER_FRACTIONS = (0.8, 0.1, 0.1)
+_OPTIONS = {"folder": {"strict"}, "table": {"label"}, "npz": set(), "embeddings": set()}
+# What `flowood datasets` says about each scheme (``embeddings`` has a registry entry of its own).
+_SCHEME_DOC: dict[str, tuple[Kind, str]] = {
+    "folder": ("image", "user images in ImageFolder layout: folder:/path/<class>/<image> (or /path/<split>/<class>/)"),
+    "npz": ("image", "user images in an .npz: npz:/path.npz with 'images' or 'x' (uint8 NHWC/NCHW), 'labels'/'y'"),
+    "table": ("vector", "user table: table:/path.csv?label=col (header row) or table:/path.npz with 'x' and 'y'"),
+}
+
+
+def parse_name(name: str, options: dict[str, Any], root: str | Path | None = None) -> tuple[str, Path] | None:
+    """``scheme:/path`` or a plain existing path -> ``(scheme, path)``; ``None`` when ``name`` is no user data.
+
+    ``embeddings`` takes its file from ``options["path"]`` (popped) or ``root``; ``?key=value`` after a path
+    goes into ``options`` (keywords given explicitly win). Registered names are matched case-insensitively,
+    paths as given.
+
+    Raises:
+        DatasetError: ``embeddings`` without a file, or an unreadable ``.npz`` given as a plain path.
+    """
+    name = name.strip()
+    if ":" not in name and "/" not in name:
+        name = name.lower()
+    if name == "embeddings":
+        p = options.pop("path", None) or root
+        if p is None:
+            raise DatasetError(
+                "embeddings: pass path=/path/to/file.npz (an .npz with 'embeddings' and 'labels') "
+                "or root= a folder of <split>.npz files"
+            )
+        return "embeddings", Path(p).expanduser()
+    scheme, sep, rest = name.partition(":")
+    if sep and scheme.lower() in USER_SCHEMES and rest:
+        scheme = scheme.lower()
+        if "?" in rest:
+            rest, _, query = rest.partition("?")
+            for item in query.split("&"):
+                k, _, v = item.partition("=")
+                if k:
+                    options.setdefault(k, v)
+        return scheme, Path(rest).expanduser()
+    p = Path(name).expanduser()
+    if (sep or "/" in name or name.startswith(".")) and p.exists():
+        if p.is_dir():
+            return "folder", p
+        if p.suffix.lower() == ".csv":
+            return "table", p
+        if p.suffix.lower() == ".npz":
+            with _open_npz(p) as z:
+                holds_images = any(k in z.files or f"{k}_train" in z.files for k in ("images", "x")) and any(
+                    np.asarray(z[k]).ndim >= 3 for k in z.files if k.startswith(("images", "x"))
+                )
+                return ("npz" if holds_images else ("embeddings" if "embeddings" in z.files else "table")), p
+    return None
+
+
+def load(
+    scheme: str,
+    path: Path,
+    split: str,
+    options: dict[str, Any],
+    *,
+    seed: int = 0,
+    size: int | None = None,
+    channels: int | None = None,
+) -> ArrayDataset:
+    """One split of user data. A source without split structure (native split ``all``) gives ``train`` /
+    ``val`` / ``test`` as a seeded :data:`USER_FRACTIONS` partition of it.
+
+    Args:
+        scheme, path: as :func:`parse_name` returns them.
+        options: the scheme's options (``strict`` for folders, ``label`` for tables).
+        seed: seeds the partition; ``size``/``channels``: resize and convert while reading a folder.
+
+    Raises:
+        DatasetError: missing path, unknown option or split, or whatever the reader finds wrong.
+    """
+    if not path.exists():
+        raise DatasetError(f"{scheme}: {path} does not exist")
+    name = f"{scheme}:{path}"
+    allowed = _OPTIONS[scheme]
+    unknown = set(options) - allowed
+    if unknown:
+        raise DatasetError(f"{name}: unknown option(s) {sorted(unknown)}; accepted: {sorted(allowed) or 'none'}")
+    native = native_splits(path, scheme)
+    wanted = split
+    if split not in native:
+        if native == ("all",) and split in SPLIT_NAMES:
+            wanted = "all"
+        else:
+            raise DatasetError(
+                f"{name}: unknown split {split!r}; available: {', '.join(native)}"
+                + (", train, val, test (carved 80/10/10)" if native == ("all",) else "")
+            )
+    if scheme == "folder":
+        strict = str(options.get("strict", True)).lower() not in ("0", "false")
+        ds = load_image_folder(name, wanted, path, size=size, channels=channels, strict=strict)
+    elif scheme == "npz":
+        ds = load_images_npz(name, wanted, path)
+    elif scheme == "table":
+        ds = load_table(name, wanted, path, label=options.get("label"))
+    else:
+        ds = load_embeddings_file(name, wanted, path)
+    if wanted != split:
+        pieces = carve_indices(len(ds), USER_FRACTIONS, seed, salt=zlib.crc32(b"user"))
+        ds = subset(ds, pieces[SPLIT_NAMES.index(split)])
+    return ds
+
+
+def ood_split(scheme: str, path: Path) -> str:
+    """The split to score when this source is an OOD set: ``all`` for a single source (scored whole), else
+    ``test`` if it has one, else its first split; ``test`` when the source cannot be read (loading says why)."""
+    try:
+        native = native_splits(path, scheme)
+    except DatasetError:
+        return "test"
+    return "all" if native == ("all",) else ("test" if "test" in native else native[0])
+
+
+def _scheme_info(name: str, kind: Kind, description: str, locations: list[str], available: bool) -> DatasetInfo:
+    return DatasetInfo(
+        name=name,
+        kind=kind,
+        shape=None,
+        splits=("all", *SPLIT_NAMES),
+        num_classes=None,
+        description=description,
+        locations=locations,
+        available_now=available,
+        license="the user's",
+        how_to_get="your own files",
+    )
+
+
+def info(name: str) -> DatasetInfo | None:
+    """What is known of ``folder:``/``npz:``/``table:`` data before reading it; ``None`` for other names."""
+    scheme = name.strip().lower().partition(":")[0]
+    if scheme not in _SCHEME_DOC:
+        return None
+    path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
+    return _scheme_info(name, *_SCHEME_DOC[scheme], [str(path)], path.exists())
+
+
+def scheme_infos() -> list[DatasetInfo]:
+    """One entry per user-data scheme, for listings (``folder:<path>``...)."""
+    return [_scheme_info(f"{s}:<path>", k, d, ["the path given"], False) for s, (k, d) in _SCHEME_DOC.items()]
