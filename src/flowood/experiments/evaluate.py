@@ -166,7 +166,7 @@ def evaluate_run(
             ood_results[key] = OODResult(
                 BitsPerDim.from_json(summarize_scores(ood_bpd)),
                 _samples_record(run, name, ds, limit),
-                {"log_likelihood": DetectorMetrics.from_metrics(detection_metrics(-in_bpd, -ood_bpd))},
+                {"log_likelihood": DetectorMetrics.from_json(detection_metrics(-in_bpd, -ood_bpd))},
             )
     seconds = time.perf_counter() - start
     images = sum(len(bpd) for bpd in bpd_by_set.values())
@@ -176,8 +176,8 @@ def evaluate_run(
         metric_convention=METRIC_DOC,
         # Wall time of the likelihood scoring, data loading included (auxiliary scores are timed separately).
         scoring=Scoring(
-            batch_size,
             fast.describe(),
+            batch_size,
             seconds=round(seconds, 3),
             images=images,
             images_per_second=round(images / max(seconds, 1e-9), 1),
@@ -298,7 +298,7 @@ def run_detectors(
             metrics: dict[str, Any] = detection_metrics(scored[in_key], scored[s.key])
             if det.info.per_batch:
                 metrics.update({k: facts[k] for k in ("M", "num_batches") if k in facts})
-            report = report.with_metrics(s.key, name, DetectorMetrics.from_metrics(metrics))
+            report = report.with_metrics(s.key, name, DetectorMetrics.from_json(metrics))
             for comp, vals in components[s.key].items():
                 comp_auroc.setdefault(comp, {})[s.key] = detection_metrics(components[in_key][comp], vals)["auroc"]
         for key, vals in scored.items():
