@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "flowood.flows": 1,
     "flowood.data": 1,
     "flowood.runs": 1,
+    "flowood.evaluation": 1,
     "flowood.train": 2,
     "flowood.ood": 2,
     "flowood.analysis": 2,

@@ -17,6 +17,10 @@ class CheckpointError(FlowoodError):
     """A checkpoint or run directory cannot be read."""
 
 
+class ReportError(CheckpointError):
+    """A ``report.json`` is missing, malformed or of a schema this version cannot read (the message names it)."""
+
+
 class RunWriteError(CheckpointError):
     """A run-directory file cannot be written (disk full, read-only, no permission); what was there is kept."""
 

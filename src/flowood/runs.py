@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import csv
 import errno
-import json
 import os
 import shutil
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from flowood.errors import CheckpointError, RunInUseError, RunWriteError
+from flowood.evaluation import EvaluationReport
 
 try:  # POSIX; elsewhere the lock falls back to the PID written in the file
     import fcntl
@@ -228,16 +228,13 @@ class RunDir:
         with self.metrics.open(newline="") as fh:
             return list(csv.DictReader(fh))
 
-    def read_report(self) -> dict[str, Any] | None:
-        """``report.json`` (from ``flowood evaluate``), or None."""
-        if not self.report.is_file():
-            return None
-        try:
-            return json.loads(self.report.read_text())
-        except (OSError, ValueError) as err:
-            raise CheckpointError(
-                f"{self.report} is unreadable ({err}); run `flowood evaluate {self.path}` again"
-            ) from None
+    def read_report(self) -> EvaluationReport | None:
+        """``report.json`` (from ``flowood evaluate``), or None when the run has not been evaluated.
+
+        Raises:
+            ReportError: the file is unreadable, malformed or of a newer schema (the message names it).
+        """
+        return EvaluationReport.load(self.report) if self.report.is_file() else None
 
     # ---- ownership ---------------------------------------------------------------------------
     def claim(self, *, new: bool, force: bool = False) -> list[Path]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +12,15 @@ import torch
 import yaml
 from PIL import Image
 
+from flowood.evaluation import (
+    BitsPerDim,
+    DetectorMetrics,
+    EvaluationReport,
+    InDistribution,
+    OODResult,
+    SampleRecord,
+    Scoring,
+)
 from flowood.flows import NormalizingFlow, build_flow
 
 SHAPE = (1, 16, 16)
@@ -96,23 +104,24 @@ def make_fake_run(run_dir: Path, flow_name: str = "realnvp") -> SimpleNamespace:
         w.writerow(cols)
         w.writerows(rows)
 
-    def summary(mean: float) -> dict:
-        return {"mean": mean, "median": mean - 0.1, "n": 64, "nonfinite": 0}
+    def bpd(mean: float, nonfinite: int = 0) -> BitsPerDim:
+        return BitsPerDim(mean=mean, median=mean - 0.1, std=0.3, n=64, nonfinite=nonfinite)
 
-    report = {
-        "in_distribution": {"dataset": "fashionmnist-mini", "bits_per_dim": summary(3.5)},
-        "ood": {
-            "mnist-mini": {
-                "bits_per_dim": summary(2.2),
-                "metrics": {"log_likelihood": {"auroc": 0.07, "aupr_in": 0.3, "aupr_out": 0.9, "fpr95": 0.99}},
-            },
-            "glyphs": {
-                "bits_per_dim": {**summary(4.1), "nonfinite": 2},
-                "metrics": {"log_likelihood": {"auroc": 0.93, "aupr_in": 0.9, "aupr_out": float("nan"), "fpr95": 0.2}},
-            },
+    def metrics(auroc: float, aupr_in: float, aupr_out: float, fpr95: float) -> dict[str, DetectorMetrics]:
+        return {"log_likelihood": DetectorMetrics(auroc, aupr_in, aupr_out, fpr95, nonfinite=0)}
+
+    report = EvaluationReport(
+        run_dir=str(run_dir.resolve()),
+        model=config["model"],
+        metric_convention="score = log-likelihood (higher = in-distribution)",
+        scoring=Scoring(batch_size=512, fast_path={"device": "cpu", "precision": "fp32"}),
+        in_distribution=InDistribution("fashionmnist-mini", bpd(3.5), SampleRecord("test", None)),
+        ood={
+            "mnist-mini": OODResult(bpd(2.2), SampleRecord("test", None), metrics(0.07, 0.3, 0.9, 0.99)),
+            "glyphs": OODResult(bpd(4.1, nonfinite=2), SampleRecord("test", None), metrics(0.93, 0.9, math.nan, 0.2)),
         },
-    }
-    (run_dir / "report.json").write_text(json.dumps(report))
+    )
+    report.save(run_dir / "report.json")
     write_png(run_dir / "histogram.png", 1)
     write_png(run_dir / "samples" / "epoch_001.png", 2)
     with (run_dir / "metrics.csv").open(newline="") as fh:

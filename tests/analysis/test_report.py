@@ -86,6 +86,24 @@ def test_figures_follow_the_papers_order(fake_run):
     assert captions[:5] == ["histograms", "latents", "coupling layer 00", "samples", "extra"]
 
 
+def test_evaluation_table_reads_each_set_from_the_typed_report(fake_run):
+    """Each row shows its own set's numbers: mnist-mini's AUROC 0.070 and glyphs' 0.930 with its 2 non-finite
+    values (a consumer reading the wrong set or metric fails here)."""
+    text = write_html_report(fake_run.dir).read_text(encoding="utf-8")
+    section = text[text.index('id="evaluation"') :]
+    rows = section.split("<tr>")[2:5]
+    assert "fashionmnist-mini" in rows[0] and "(in-dist.)" in rows[0]
+    assert "mnist-mini" in rows[1] and "0.070" in rows[1] and "0.300" in rows[1] and "0.990" in rows[1]
+    assert "glyphs" in rows[2] and "0.930" in rows[2] and "<td>2</td>" in rows[2]
+
+
+def test_malformed_report_is_a_note_not_a_crash(fake_run):
+    (fake_run.dir / "report.json").write_text('{"ood": {}}')
+    parts = collect_report_parts(fake_run.dir)
+    assert parts.report is None
+    assert any("report.json not shown" in n and "run_dir is missing" in n for n in parts.notes), parts.notes
+
+
 def test_report_of_bare_run_notes_what_is_missing(tmp_path):
     run = tmp_path / "bare"
     run.mkdir()

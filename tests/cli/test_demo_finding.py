@@ -11,6 +11,6 @@ from flowood.experiments.demo import run_demo
 def test_demo_shows_likelihood_failure(tmp_path):
     """About 80 s on 2 idle cores: one epoch of the demo RealNVP on the embedded FashionMNIST bundle."""
     report = run_demo(tmp_path / "demo", device="cpu", quiet=True)
-    aurocs = {name: e["metrics"]["log_likelihood"]["auroc"] for name, e in report["ood"].items()}
+    aurocs = report.aurocs("log_likelihood")
     assert aurocs["mnist-mini"] < 0.5, aurocs
-    assert report["conclusion"].startswith("The paper's finding holds")
+    assert report.conclusion is not None and report.conclusion.startswith("The paper's finding holds")

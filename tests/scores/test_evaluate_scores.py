@@ -132,9 +132,10 @@ def test_embedding_likelihood_with_random_cnn(tiny_run: Path):
         score_settings=settings,
     )
     for name in ("mnist-mini", "glyphs"):
-        m = report["ood"][name]["metrics"]["embedding_likelihood"]
-        assert set(m) >= METRIC_KEYS and m["nonfinite"] == 0
-    info = report["scores"]["embedding_likelihood"]
+        m = report.ood[name].metrics["embedding_likelihood"]
+        assert set(m.to_json()) >= METRIC_KEYS and m.nonfinite == 0
+    assert report.scores is not None
+    info = report.scores["embedding_likelihood"].facts
     assert info["extractor"] == "random-cnn" and info["size"] == 32
     emb = tiny_run / "embedding-flow"
     assert (emb / "standardize.json").is_file()
@@ -176,8 +177,8 @@ def test_waic_needs_two_members_and_vector_runs_reject_image_scores(tiny_run: Pa
         scores=["typicality", "waic"],
         score_settings=tiny_settings(typicality_m=4, typicality_train_limit=None),
     )
-    key = next(iter(report["ood"]))
-    assert {"typicality", "waic"} <= set(report["ood"][key]["metrics"])
+    key = next(iter(report.ood))
+    assert {"typicality", "waic"} <= set(report.ood[key].metrics)
 
 
 def test_demo_all_scores_wiring(tmp_path: Path, monkeypatch, capsys):

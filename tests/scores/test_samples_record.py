@@ -23,14 +23,14 @@ def test_single_user_npz_is_scored_whole_and_its_conversion_recorded(tiny_run: P
     np.savez(rgb, x=_digits(30, 32, 3, seed=1))
     report = evaluate_run(tiny_run, ood=[f"npz:{grey}", f"npz:{rgb}"], limit=None, quiet=True, write=True)
 
-    same = report["ood"][f"npz:{grey}"]
-    assert same["bits_per_dim"]["n"] == 40  # all of it: a file without splits is not cut to 10 %
-    assert same["samples"]["split"] == "all" and same["samples"]["conversions"] == []
-    other = report["ood"][f"npz:{rgb}"]
-    assert other["bits_per_dim"]["n"] == 30
-    notes = " ".join(other["samples"]["conversions"])
+    same = report.ood[f"npz:{grey}"]
+    assert same.bits_per_dim.n == 40  # all of it: a file without splits is not cut to 10 %
+    assert same.samples is not None and same.samples.split == "all" and same.samples.conversions == ()
+    other = report.ood[f"npz:{rgb}"]
+    assert other.bits_per_dim.n == 30 and other.samples is not None
+    notes = " ".join(other.samples.conversions)
     assert "3" in notes and "32" in notes and "28" in notes, notes  # RGB 32 px → grey 28 px, said so
-    assert report["in_distribution"]["samples"]["split"] == "test"
+    assert report.in_distribution.samples is not None and report.in_distribution.samples.split == "test"
 
     on_disk = json.loads((tiny_run / "report.json").read_text())
-    assert on_disk["ood"][f"npz:{rgb}"]["samples"] == other["samples"]
+    assert on_disk["ood"][f"npz:{rgb}"]["samples"] == other.samples.to_json()

@@ -91,8 +91,9 @@ def test_dose_fitted_on_training_statistics_rejects_uniform_noise(tiny_run: Path
         scores=["dose", "latent_typicality", "per_scale"],
         score_settings=ScoreSettings(dose_train_limit=64),
     )
-    metrics = next(iter(report["ood"].values()))["metrics"]
-    assert metrics["dose"]["auroc"] > 0.95
-    assert set(report["scores"]["latent_typicality"]["components_auroc"]) == {"scale_0", "scale_1"}
-    assert report["scores"]["dose"]["train_samples"] == 64
-    assert set(report["scores"]["per_scale"]["components_auroc"]) == {"scale_0", "scale_1"}
+    metrics = next(iter(report.ood.values())).metrics
+    assert metrics["dose"].auroc > 0.95
+    assert report.scores is not None
+    assert set(report.scores["latent_typicality"].components_auroc or {}) == {"scale_0", "scale_1"}
+    assert report.scores["dose"].facts["train_samples"] == 64
+    assert set(report.scores["per_scale"].components_auroc or {}) == {"scale_0", "scale_1"}

@@ -11,6 +11,7 @@ import pytest
 import flowood.experiments.demo as demo_mod
 import flowood.experiments.embedding_demo as embedding_demo
 from flowood.cli.app import main
+from flowood.evaluation import EvaluationReport
 from flowood.experiments.embedding_demo import EmbeddingDemoSettings, comparison_rows, cpu_threads
 from flowood.experiments.evaluate import evaluate_run
 
@@ -66,7 +67,14 @@ def test_demo_embeddings_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     assert summary["extractor"] == "random-cnn" and summary["feature_dim"] == 64
     assert summary["steps"] == 15 and summary["nonfinite_steps"] == 0
     assert "conclusion" in report and "embedding_conclusion" in report
-    assert [r[0] for r in comparison_rows(report)] == ["mnist-mini", "glyphs"]
+    typed = EvaluationReport.load(out / "report.json")
+    rows = comparison_rows(typed)
+    assert [r[0] for r in rows] == ["mnist-mini", "glyphs"]
+    # Each row pairs the pixel flow's AUROC with the embedding flow's on the *same* OOD set.
+    for name, pixel, emb in rows:
+        assert pixel == report["ood"][name]["metrics"]["log_likelihood"]["auroc"]
+        assert emb == report["embedding_flow"]["ood"][name]["metrics"]["auroc"]
+    assert typed.embedding_conclusion == report["embedding_conclusion"]
 
     # The embedding flow is an ordinary run directory next to the pixel run; embedding files are flowood-embed files.
     run = out / "embedding-flow"

@@ -39,6 +39,6 @@ def test_hepmass_fixture_with_spline_and_maf(tmp_path: Path, kind: str) -> None:
     result = trainer.run()
     assert result.nonfinite_steps == 0
     report = evaluate_run(tmp_path / "run", device="cpu")
-    entry = report["ood"]["hepmass[classes=0]"]
-    assert entry["bits_per_dim"]["n"] == 150
-    assert entry["metrics"]["log_likelihood"]["auroc"] > 0.8
+    entry = report.ood["hepmass[classes=0]"]
+    assert entry.bits_per_dim.n == 150
+    assert entry.metrics["log_likelihood"].auroc > 0.8

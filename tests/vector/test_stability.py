@@ -61,8 +61,8 @@ def test_no_nonfinite_steps_across_seeds(tmp_path: Path, embedded: tuple[Path, P
     assert result.nonfinite_steps == 0 and result.steps == 60
     assert np.isfinite(result.train_bpd) and np.isfinite(result.test_bpd)
     report = evaluate_run(tmp_path / "run", device="cpu")
-    for entry in [report["in_distribution"], *report["ood"].values()]:
-        assert entry["bits_per_dim"]["nonfinite"] == 0
+    for entry in [report.in_distribution, *report.ood.values()]:
+        assert entry.bits_per_dim.nonfinite == 0
     # OOD vectors stay in a sane range after the in-distribution standardisation (dead features dropped).
     run = load_run(tmp_path / "run")
     ood = torch.from_numpy(np.load(mn)["test_embeddings"])

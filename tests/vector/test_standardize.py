@@ -81,4 +81,4 @@ def test_evaluate_standardises_ood_with_in_distribution_statistics(tmp_path: Pat
         np.testing.assert_allclose(scores[name], bpd, rtol=1e-4, atol=1e-4)
     # OOD statistics were *not* used: standardising OOD with its own stats would centre it at 0.
     assert float(np.mean(scores[f"embeddings:{ood}"])) > float(np.mean(scores[cfg.data.dataset]))
-    assert report["ood"][f"embeddings:{ood}"]["metrics"]["log_likelihood"]["auroc"] > 0.9
+    assert report.ood[f"embeddings:{ood}"].metrics["log_likelihood"].auroc > 0.9

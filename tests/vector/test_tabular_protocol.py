@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flowood.evaluation import EvaluationReport
 from flowood.experiments.evaluate import evaluate_run
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.presets import get_preset
@@ -15,7 +16,7 @@ from flowood.train.trainer import train
 FAST = ["train.epochs=3", "model.hidden_dim=32", "model.num_couplings=4", "train.lr=1e-3", "device=cpu"]
 
 
-def _run(tmp_path: Path, preset: str, extra: list[str]) -> dict:
+def _run(tmp_path: Path, preset: str, extra: list[str]) -> EvaluationReport:
     cfg = config_from_dict(apply_overrides(get_preset(preset), FAST + extra))
     result = train(cfg, tmp_path / "run", quiet=True)
     assert result.nonfinite_steps == 0
@@ -39,10 +40,10 @@ def _hepmass_files(root: Path) -> None:
 def test_hepmass_one_class_protocol(tmp_path: Path) -> None:
     _hepmass_files(tmp_path / "data")
     report = _run(tmp_path, "tabular-hepmass", [f"data.root={tmp_path / 'data'}"])
-    assert report["in_distribution"]["dataset"] == "hepmass"
-    entry = report["ood"]["hepmass[classes=0]"]
-    assert entry["bits_per_dim"]["n"] == 150
-    assert entry["metrics"]["log_likelihood"]["auroc"] > 0.8
+    assert report.in_distribution.dataset == "hepmass"
+    entry = report.ood["hepmass[classes=0]"]
+    assert entry.bits_per_dim.n == 150
+    assert entry.metrics["log_likelihood"].auroc > 0.8
 
 
 def test_miniboone_one_class_protocol(tmp_path: Path) -> None:
@@ -53,7 +54,7 @@ def test_miniboone_one_class_protocol(tmp_path: Path) -> None:
     lines = ["600 700"] + [" ".join(f"{v:.5E}" for v in r) for r in np.vstack([sig, bkg])]
     (d / "MiniBooNE_PID.txt").write_text("\n".join(lines) + "\n")
     report = _run(tmp_path, "tabular-miniboone", [f"data.root={tmp_path / 'data'}"])
-    assert report["ood"]["miniboone[classes=0]"]["metrics"]["log_likelihood"]["auroc"] > 0.8
+    assert report.ood["miniboone[classes=0]"].metrics["log_likelihood"].auroc > 0.8
 
 
 def test_user_table_with_label_column(tmp_path: Path) -> None:
@@ -82,8 +83,8 @@ def test_user_table_with_label_column(tmp_path: Path) -> None:
     )
     train(cfg, tmp_path / "run", quiet=True)
     report = evaluate_run(tmp_path / "run", device="cpu")
-    (entry,) = report["ood"].values()
-    assert entry["metrics"]["log_likelihood"]["auroc"] > 0.9
+    (entry,) = report.ood.values()
+    assert entry.metrics["log_likelihood"].auroc > 0.9
 
 
 @pytest.mark.parametrize("preset", ["tabular-miniboone", "tabular-hepmass"])

@@ -26,6 +26,8 @@ import numpy as np
 import yaml
 
 from flowood.analysis.style import BPD_LABEL, dataset_color, figure_style, new_figure
+from flowood.errors import ReportError
+from flowood.evaluation import BitsPerDim, DetectorMetrics, EvaluationReport
 from flowood.runs import RunDir
 
 MAX_SAMPLE_FIGURES = 12
@@ -52,7 +54,7 @@ class ReportParts:
         title: page title.
         config: the run's configuration (shown as YAML), or None.
         metrics: rows of ``metrics.csv`` (values parsed to float where numeric).
-        report: ``report.json`` contents (evaluation), or None.
+        report: the evaluation (``report.json``), or None.
         coupling_stats: rows of ``figures/coupling_stats.json`` (claim-3 measurement), or None.
         figures: ``(caption, png path or bytes)`` in display order.
         notes: extra lines shown under the title (e.g. what is missing and how to produce it).
@@ -62,7 +64,7 @@ class ReportParts:
     title: str = "flowood run report"
     config: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    report: dict[str, Any] | None = None
+    report: EvaluationReport | None = None
     coupling_stats: list[dict[str, Any]] | None = None
     figures: list[tuple[str, Path | bytes]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -130,7 +132,10 @@ def collect_report_parts(run_dir: str | Path) -> ReportParts:
     else:
         parts.notes.append("No metrics.csv: training curves unavailable.")
     if files.report.is_file():
-        parts.report = json.loads(files.report.read_text(encoding="utf-8"))
+        try:
+            parts.report = EvaluationReport.load(files.report)
+        except ReportError as err:
+            parts.notes.append(f"report.json not shown: {err}")
     else:
         parts.notes.append("No report.json: run `flowood evaluate RUN_DIR` for the evaluation table.")
     stats_path = files.figures / "coupling_stats.json"
@@ -318,42 +323,22 @@ def _auroc_cell(v: Any) -> str:
     return f'<span class="{cls}">{float(v):.3f}</span>' if cls else f"{float(v):.3f}"
 
 
-def _evaluation_section(report: dict[str, Any] | None) -> str:
-    if not report:
+def _bpd_cells(name: str, b: BitsPerDim, m: DetectorMetrics | None, *, in_distribution: bool = False) -> list[str]:
+    """One row of the evaluation table: bits/dim summary, then the likelihood's metrics ("–" when absent)."""
+    label = _swatch(name) + (" (in-dist.)" if in_distribution else "")
+    cells = [label, _fmt(b.mean), _fmt(b.median), _fmt(b.n), _fmt(b.nonfinite)]
+    if m is None:
+        return cells + ["–"] * 4
+    return [*cells, _auroc_cell(m.auroc), _fmt(m.aupr_in), _fmt(m.aupr_out), _fmt(m.fpr95)]
+
+
+def _evaluation_section(report: EvaluationReport | None) -> str:
+    if report is None:
         return '<p class="note">No evaluation yet (report.json missing).</p>'
-    rows: list[list[str]] = []
-    ind = report.get("in_distribution") or {}
-    bpd = ind.get("bits_per_dim") or {}
-    ind_name = str(ind.get("dataset", "in-distribution"))
-    rows.append(
-        [
-            _swatch(ind_name) + " (in-dist.)",
-            _fmt(bpd.get("mean")),
-            _fmt(bpd.get("median")),
-            _fmt(bpd.get("n")),
-            _fmt(bpd.get("nonfinite")),
-            "–",
-            "–",
-            "–",
-            "–",
-        ]
-    )
-    for name, entry in (report.get("ood") or {}).items():
-        b = entry.get("bits_per_dim") or {}
-        m = ((entry.get("metrics") or {}).get("log_likelihood")) or {}
-        rows.append(
-            [
-                _swatch(str(name)),
-                _fmt(b.get("mean")),
-                _fmt(b.get("median")),
-                _fmt(b.get("n")),
-                _fmt(b.get("nonfinite")),
-                _auroc_cell(m.get("auroc")),
-                _fmt(m.get("aupr_in")),
-                _fmt(m.get("aupr_out")),
-                _fmt(m.get("fpr95")),
-            ]
-        )
+    ind = report.in_distribution
+    rows = [_bpd_cells(ind.dataset, ind.bits_per_dim, None, in_distribution=True)]
+    for name, entry in report.ood.items():
+        rows.append(_bpd_cells(name, entry.bits_per_dim, entry.metrics.get("log_likelihood")))
     header = [
         "dataset",
         "bits/dim mean",

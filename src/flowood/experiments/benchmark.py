@@ -35,6 +35,7 @@ import yaml
 from flowood.analysis.html_report import collect_report_parts, write_html_report
 from flowood.data import dataset_info
 from flowood.errors import ConfigError, DatasetError
+from flowood.evaluation import EvaluationReport
 from flowood.experiments.auxiliary import ScoreSettings, has_weights
 from flowood.experiments.evaluate import evaluate_run
 from flowood.ood import paired_metric_differences
@@ -213,7 +214,7 @@ def run_benchmark(
         "baseline": BASELINE,
         "detectors": {
             name: {
-                "seconds": report["scores"].get(name, {}).get("seconds"),
+                "seconds": _detector_seconds(report, name),
                 "per_batch": DETECTORS[name].info.per_batch,
                 "reference": DETECTORS[name].info.reference,
                 "units": DETECTORS[name].info.units,
@@ -225,7 +226,7 @@ def run_benchmark(
             "preset": p.preset,
             "overrides": p.overrides,
             "train_seconds": round(train_seconds, 1) if train_seconds is not None else "reused",
-            "test_bits_per_dim": report["in_distribution"]["bits_per_dim"]["mean"],
+            "test_bits_per_dim": report.in_distribution.bits_per_dim.mean,
         },
         "limit": p.limit,
         "n_boot": p.n_boot,
@@ -242,21 +243,26 @@ def run_benchmark(
     return board
 
 
-def _results(run_dir: Path, report: dict[str, Any], p: Protocol, groups: dict[str, str]) -> list[dict[str, Any]]:
-    in_key = report["in_distribution"]["dataset"]
+def _detector_seconds(report: EvaluationReport, name: str) -> float | None:
+    run = (report.scores or {}).get(name)
+    return run.seconds if run is not None else None
+
+
+def _results(run_dir: Path, report: EvaluationReport, p: Protocol, groups: dict[str, str]) -> list[dict[str, Any]]:
+    in_key = report.in_distribution.dataset
     rows: list[dict[str, Any]] = []
     with np.load(run_dir / "ood_scores.npz") as npz:
         for name in p.detectors:
             per_batch = DETECTORS[name].info.per_batch
-            for key, entry in report["ood"].items():
-                m = entry["metrics"].get(name)
+            for key, entry in report.ood.items():
+                m = entry.metrics.get(name)
                 if m is None:
                     continue
                 row: dict[str, Any] = {
                     "detector": name,
                     "ood": key,
                     "group": groups.get(key, "far"),
-                    **{k: m[k] for k in METRICS},
+                    **{k: getattr(m, k) for k in METRICS},
                 }
                 if name != BASELINE and not per_batch:
                     row["gain"] = paired_metric_differences(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from flowood.evaluation import EvaluationReport, TrainingSummary
 from flowood.experiments.auxiliary import ScoreSettings
 from flowood.experiments.embedding_demo import SETTINGS as EMBEDDING_SETTINGS
 from flowood.experiments.embedding_demo import format_comparison, run_embedding_demo
@@ -77,15 +77,15 @@ def demo_config(minutes: float | None = None, overrides: list[str] | None = None
     return config_from_dict(apply_overrides(raw, overrides or []))
 
 
-def conclusion(report: dict[str, Any]) -> str:
+def conclusion(report: EvaluationReport) -> str:
     """One sentence saying what the numbers show."""
-    ind = report["in_distribution"]["dataset"]
+    ind = report.in_distribution.dataset
+    aurocs = report.aurocs("log_likelihood")
     parts = []
-    for name, entry in report["ood"].items():
-        auroc = entry["metrics"]["log_likelihood"]["auroc"]
+    for name, auroc in aurocs.items():
         verdict = "HIGHER likelihood than" if auroc < 0.5 else "lower likelihood than"
         parts.append(f"{name} gets {verdict} {ind}'s own test set (AUROC {auroc:.2f})")
-    failing = [n for n, e in report["ood"].items() if e["metrics"]["log_likelihood"]["auroc"] < 0.5]
+    failing = [n for n, auroc in aurocs.items() if auroc < 0.5]
     lead = "The paper's finding holds: " if failing else "Result: "
     return (
         lead + "; ".join(parts) + (" - likelihood alone cannot flag these as out-of-distribution." if failing else ".")
@@ -101,7 +101,7 @@ def run_demo(
     quiet: bool = False,
     embeddings: bool = False,
     all_scores: bool = False,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """Train the demo RealNVP on FashionMNIST (embedded), evaluate MNIST and glyphs, return the report.
 
     With ``embeddings``, also fit a flow on efficientnet-lite0 features of the same data in
@@ -114,49 +114,49 @@ def run_demo(
     with cpu_threads(None):
         result = train(cfg, out, quiet=quiet)
         report = evaluate_run(out, cfg.data.ood, device=device, limit=DEMO_OOD_LIMIT, **extra)
-    report["training"] = training_summary(result, cfg.train.epochs)
-    report["conclusion"] = conclusion(report)
+    report = report.with_(training=training_summary(result, cfg.train.epochs))
+    report = report.with_(conclusion=conclusion(report))
     if embeddings:
-        run_embedding_demo(out, report, device=device, quiet=quiet)
-    RunDir(out).report.write_text(json.dumps(report, indent=2))
+        report = run_embedding_demo(out, report, device=device, quiet=quiet)
+    report.save(RunDir(out).report)
     return report
 
 
-def training_summary(result: TrainResult, epochs: int) -> dict[str, Any]:
+def training_summary(result: TrainResult, epochs: int) -> TrainingSummary:
     """How far the demo's training got: a run cut by ``train.max_minutes`` says so (``partial_steps`` > 0)."""
-    return {
-        "epochs": epochs,
-        "epochs_completed": result.epochs_completed,
-        "steps": result.steps,
-        "partial_steps": result.partial_steps,
-        "stopped_by": result.stopped_by,
-        "notes": list(result.notes),
-    }
+    return TrainingSummary(
+        epochs=epochs,
+        epochs_completed=result.epochs_completed,
+        steps=result.steps,
+        partial_steps=result.partial_steps,
+        stopped_by=result.stopped_by,
+        notes=tuple(result.notes),
+    )
 
 
-def training_line(training: dict[str, Any]) -> str:
+def training_line(training: TrainingSummary) -> str:
     """One line for the summary: complete, or which limit cut the training short and where."""
-    done, total, steps = training["epochs_completed"], training["epochs"], training["steps"]
-    if training["stopped_by"] == "epochs":
+    done, total, steps = training.epochs_completed, training.epochs, training.steps
+    if training.stopped_by == "epochs":
         return f"Training: {done} of {total} epochs ({steps} steps), complete."
-    partial = f" + {training['partial_steps']} steps of a partial epoch" if training["partial_steps"] else ""
+    partial = f" + {training.partial_steps} steps of a partial epoch" if training.partial_steps else ""
     return (
-        f"Training: PARTIAL - stopped by {training['stopped_by']} after {done} of {total} epochs{partial} "
+        f"Training: PARTIAL - stopped by {training.stopped_by} after {done} of {total} epochs{partial} "
         f"({steps} steps); the numbers below are for the weights it reached."
     )
 
 
-def print_summary(report: dict[str, Any], out: Path) -> None:
-    if "training" in report:
-        print(training_line(report["training"]))
+def print_summary(report: EvaluationReport, out: Path) -> None:
+    if report.training is not None:
+        print(training_line(report.training))
     print(format_report(report))
     print()
-    print(report["conclusion"])
-    if "embedding_flow" in report:
+    print(report.conclusion)
+    if report.embedding_flow is not None:
         print()
         print(format_comparison(report))
-        print(report["embedding_conclusion"])
-    if "scores" in report:
+        print(report.embedding_conclusion)
+    if report.scores is not None:
         print()
         print(format_scores(report))
     print(

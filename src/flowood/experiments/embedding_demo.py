@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowood.evaluation import EmbeddingFlowSummary, EmbeddingOOD, EvaluationReport
 from flowood.experiments.evaluate import evaluate_run
 from flowood.features import embed_dataset, read_embeddings
 from flowood.perf import cpu_threads
@@ -107,24 +108,24 @@ def embedding_config(paths: dict[str, Path], settings: EmbeddingDemoSettings, de
 
 def run_embedding_demo(
     out: Path,
-    report: dict[str, Any],
+    report: EvaluationReport,
     *,
     device: str = "auto",
     quiet: bool = False,
     settings: EmbeddingDemoSettings | None = None,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """Embed, train the tabular flow in ``out/embedding-flow``, evaluate, and merge into ``report``.
 
     Args:
         out: the demo directory (the pixel run lives there too).
-        report: the pixel demo's report dict; gains ``ood[NAME].metrics.embedding_log_likelihood`` for every
-            OOD set and an ``embedding_flow`` summary (modified in place and returned).
+        report: the pixel demo's report; the returned copy gains ``ood[NAME].metrics.embedding_log_likelihood``
+            for every OOD set, an ``embedding_flow`` summary and ``embedding_conclusion``.
         device: ``auto``, ``cpu`` or ``cuda``.
         quiet: no progress bars.
         settings: sizes (default :data:`SETTINGS`).
 
     Returns:
-        ``report``.
+        The new report (``report`` itself is frozen and unchanged).
     """
     settings = settings or SETTINGS
     out = Path(out)
@@ -143,28 +144,28 @@ def run_embedding_demo(
         timings["evaluate_seconds"] = time.perf_counter() - start
 
     by_name = dict(zip(OOD_DATASETS, cfg.data.ood, strict=True))
-    summary: dict[str, Any] = {
-        "run_dir": str(run_dir.resolve()),
-        "extractor": settings.extractor,
-        "size": settings.size,
-        "feature_dim": _feature_dim(paths[IN_DATASET] / "train.npz"),
-        "flow_dim": Standardizer.load(run_dir / "standardize.json").out_dim,
-        "settings": asdict(settings),
-        "torch_threads": threads,
-        "steps": result.steps,
-        "nonfinite_steps": result.nonfinite_steps,
-        "test_bits_per_dim": emb_report["in_distribution"]["bits_per_dim"],
-        "seconds": {k: round(v, 1) for k, v in timings.items()},
-        "ood": {},
-    }
+    per_set: dict[str, EmbeddingOOD] = {}
     for name, key in by_name.items():
-        entry = emb_report["ood"][key]
-        metrics = entry["metrics"]["log_likelihood"]
-        summary["ood"][name] = {"metrics": metrics, "bits_per_dim": entry["bits_per_dim"], "file": str(paths[name])}
-        report.setdefault("ood", {}).setdefault(name, {}).setdefault("metrics", {})[METRIC_KEY] = metrics
-    report["embedding_flow"] = summary
-    report["embedding_conclusion"] = embedding_conclusion(report)
-    return report
+        entry = emb_report.ood[key]
+        metrics = entry.metrics["log_likelihood"]
+        per_set[name] = EmbeddingOOD(metrics, entry.bits_per_dim, str(paths[name]))
+        report = report.with_metrics(name, METRIC_KEY, metrics)
+    summary = EmbeddingFlowSummary(
+        run_dir=str(run_dir.resolve()),
+        extractor=settings.extractor,
+        size=settings.size,
+        feature_dim=_feature_dim(paths[IN_DATASET] / "train.npz"),
+        flow_dim=Standardizer.load(run_dir / "standardize.json").out_dim,
+        settings=asdict(settings),
+        torch_threads=threads,
+        steps=result.steps,
+        nonfinite_steps=result.nonfinite_steps,
+        test_bits_per_dim=emb_report.in_distribution.bits_per_dim,
+        seconds={k: round(v, 1) for k, v in timings.items()},
+        ood=per_set,
+    )
+    report = report.with_(embedding_flow=summary)
+    return report.with_(embedding_conclusion=embedding_conclusion(report))
 
 
 def _feature_dim(path: Path) -> int:
@@ -172,20 +173,15 @@ def _feature_dim(path: Path) -> int:
     return int(next(iter(bundle.embeddings.values())).shape[1])
 
 
-def comparison_rows(report: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+def comparison_rows(report: EvaluationReport) -> list[tuple[str, float | None, float | None]]:
     """``(OOD name, pixel-flow AUROC, embedding-flow AUROC)`` for every OOD set of the report."""
-    rows = []
-    for name, entry in report.get("ood", {}).items():
-        m = entry.get("metrics", {})
-        pixel = m.get("log_likelihood", {}).get("auroc")
-        emb = m.get(METRIC_KEY, {}).get("auroc")
-        rows.append((name, pixel, emb))
-    return rows
+    pixel, emb = report.aurocs("log_likelihood"), report.aurocs(METRIC_KEY)
+    return [(name, pixel.get(name), emb.get(name)) for name in report.ood]
 
 
-def embedding_conclusion(report: dict[str, Any]) -> str:
+def embedding_conclusion(report: EvaluationReport) -> str:
     """One sentence comparing the pixel flow with the embedding flow."""
-    ind = report.get("in_distribution", {}).get("dataset", IN_DATASET)
+    ind = report.in_distribution.dataset
     parts = []
     for name, pixel, emb in comparison_rows(report):
         if emb is None:
@@ -205,23 +201,21 @@ def embedding_conclusion(report: dict[str, Any]) -> str:
     return f"Embedding flow vs pixel flow on {ind}: {'; '.join(parts)}."
 
 
-def format_comparison(report: dict[str, Any]) -> str:
+def format_comparison(report: EvaluationReport) -> str:
     """Plain-text side-by-side AUROC table (pixel RealNVP vs embedding flow)."""
-    summary = report.get("embedding_flow", {})
-    head = (
-        f"OOD AUROC vs {report.get('in_distribution', {}).get('dataset', IN_DATASET)} test "
-        f"(pixel RealNVP | tabular flow on {summary.get('extractor', '?')}@{summary.get('size', '?')}px features)"
-    )
+    summary = report.embedding_flow
+    features = f"{summary.extractor}@{summary.size}px" if summary is not None else "?@?px"
+    head = f"OOD AUROC vs {report.in_distribution.dataset} test (pixel RealNVP | tabular flow on {features} features)"
     lines = [head, f"{'OOD set':<16}{'pixel flow':>12}{'embedding flow':>16}"]
     for name, pixel, emb in comparison_rows(report):
         pix = f"{pixel:.3f}" if pixel is not None else "-"
         em = f"{emb:.3f}" if emb is not None else "-"
         lines.append(f"{name:<16}{pix:>12}{em:>16}")
-    if summary:
-        secs = summary.get("seconds", {})
+    if summary is not None:
+        secs = summary.seconds
         lines.append(
-            f"embedding flow: {summary.get('steps')} steps, {summary.get('nonfinite_steps')} non-finite, "
+            f"embedding flow: {summary.steps} steps, {summary.nonfinite_steps} non-finite, "
             f"embed {secs.get('embed_seconds', 0):.0f}s + train {secs.get('train_seconds', 0):.0f}s + "
-            f"evaluate {secs.get('evaluate_seconds', 0):.0f}s; run dir {summary.get('run_dir')}"
+            f"evaluate {secs.get('evaluate_seconds', 0):.0f}s; run dir {summary.run_dir}"
         )
     return "\n".join(lines)

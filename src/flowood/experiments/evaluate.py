@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -17,6 +16,16 @@ from flowood.analysis.histograms import plot_bpd_histograms
 from flowood.data.base import ArrayDataset
 from flowood.devices import resolve_device
 from flowood.errors import ConfigError, DatasetError
+from flowood.evaluation import (
+    BitsPerDim,
+    DetectorMetrics,
+    DetectorRun,
+    EvaluationReport,
+    InDistribution,
+    OODResult,
+    SampleRecord,
+    Scoring,
+)
 from flowood.experiments.auxiliary import RunContext, ScoreSettings
 from flowood.experiments.runs import Run, load_run
 from flowood.experiments.samples import scored_samples, scored_split
@@ -102,7 +111,7 @@ def evaluate_run(
     scores: list[str] | None = None,
     score_settings: Any = None,
     quiet: bool = True,
-) -> dict[str, Any]:
+) -> EvaluationReport:
     """Score a run's in-distribution test split and each OOD dataset; write ``report.json``,
     ``scores.npz`` and ``histogram.png`` into the run directory.
 
@@ -112,12 +121,12 @@ def evaluate_run(
     fp32, eager, contiguous. The precision used is recorded in the report.
 
     ``scores`` (detector names from :func:`flowood.ood.detectors.available_detectors`, default
-    ``["log_likelihood"]``) adds the field's other OOD scores under ``report["ood"][NAME]["metrics"][SCORE]``,
+    ``["log_likelihood"]``) adds the field's other OOD scores under ``report.ood[KEY].metrics[SCORE]``,
     training their auxiliary models when missing (:func:`run_detectors`, sized by ``score_settings``, a
     :class:`~flowood.experiments.auxiliary.ScoreSettings`; ``quiet`` hides their logs).
 
     Returns:
-        The report dict (see ``report.json`` in the README).
+        The :class:`~flowood.evaluation.EvaluationReport` (``report.json``'s layout is in its module).
     """
     run = load_run(run_dir, device=resolve_device(device))
     if data_root is not None:
@@ -143,18 +152,10 @@ def evaluate_run(
         in_bpd = score_loaded(run, in_ds, batch_size=batch_size, seed=seed, fast=fast, progress=not quiet)
         bpd_by_set = {cfg.dataset: in_bpd}
         sets.append(Samples(cfg.dataset, in_ds.data, in_ds.kind, in_bpd, noise_seed=seed))
-        report: dict[str, Any] = {
-            "run_dir": str(Path(run_dir).resolve()),
-            "model": run.config.get("model", {}),
-            "metric_convention": METRIC_DOC,
-            "scoring": {**fast.describe(), "batch_size": batch_size},
-            "in_distribution": {
-                "dataset": cfg.dataset,
-                "bits_per_dim": summarize_scores(in_bpd),
-                "samples": _samples_record(run, None, in_ds, test_limit),
-            },
-            "ood": {},
-        }
+        in_record = InDistribution(
+            cfg.dataset, BitsPerDim.from_json(summarize_scores(in_bpd)), _samples_record(run, None, in_ds, test_limit)
+        )
+        ood_results: dict[str, OODResult] = {}
         for name in ood:
             same = name == cfg.dataset
             ds = scored_samples(run, name, limit=limit, classes=cfg.ood_classes if same else None)
@@ -162,20 +163,31 @@ def evaluate_run(
             key = f"{name}[classes={','.join(map(str, cfg.ood_classes))}]" if same and cfg.ood_classes else name
             bpd_by_set[key] = ood_bpd
             sets.append(Samples(key, ds.data, ds.kind, ood_bpd, noise_seed=seed + 1, name=name))
-            report["ood"][key] = {
-                "bits_per_dim": summarize_scores(ood_bpd),
-                "samples": _samples_record(run, name, ds, limit),
-                "metrics": {"log_likelihood": detection_metrics(-in_bpd, -ood_bpd)},
-            }
+            ood_results[key] = OODResult(
+                BitsPerDim.from_json(summarize_scores(ood_bpd)),
+                _samples_record(run, name, ds, limit),
+                {"log_likelihood": DetectorMetrics.from_json(detection_metrics(-in_bpd, -ood_bpd))},
+            )
     seconds = time.perf_counter() - start
     images = sum(len(bpd) for bpd in bpd_by_set.values())
-    # Wall time of the likelihood scoring, data loading included (auxiliary scores are timed separately).
-    report["scoring"].update(
-        {"seconds": round(seconds, 3), "images": images, "images_per_second": round(images / max(seconds, 1e-9), 1)}
+    report = EvaluationReport(
+        run_dir=str(Path(run_dir).resolve()),
+        model=run.config.get("model", {}),
+        metric_convention=METRIC_DOC,
+        # Wall time of the likelihood scoring, data loading included (auxiliary scores are timed separately).
+        scoring=Scoring(
+            fast.describe(),
+            batch_size,
+            seconds=round(seconds, 3),
+            images=images,
+            images_per_second=round(images / max(seconds, 1e-9), 1),
+        ),
+        in_distribution=in_record,
+        ood=ood_results,
     )
     if scores and set(scores) != {"log_likelihood"}:
         with fast.backends():
-            run_detectors(
+            report, _ = run_detectors(
                 run,
                 report,
                 sets,
@@ -189,7 +201,7 @@ def evaluate_run(
             )
     if write:
         out = RunDir(run_dir)
-        out.report.write_text(json.dumps(report, indent=2))
+        report.save(out.report)
         arrays: dict[str, Any] = dict(bpd_by_set)
         np.savez(out.scores, **arrays)
         plot_bpd_histograms(
@@ -201,42 +213,38 @@ def evaluate_run(
     return report
 
 
-def _samples_record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None) -> dict[str, Any]:
+def _samples_record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None) -> SampleRecord:
     """What was scored for one set: its split, the limit asked for and every conversion the loader made
     (channels, size, float pixels), so that ``report.json`` says when an OOD set is not what the user gave."""
-    return {"split": scored_split(run, name), "limit": limit, "conversions": list(ds.conversions)}
+    return SampleRecord(scored_split(run, name), limit, tuple(ds.conversions))
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_report(report: EvaluationReport) -> str:
     """A plain-text table of a report (used by the CLI and the demo)."""
-    ind = report["in_distribution"]
+    ind = report.in_distribution
     lines = [f"{'dataset':<28}{'bits/dim mean':>14}{'median':>10}{'AUROC':>8}{'AUPR-in':>9}{'FPR95':>8}{'n':>7}"]
-    b = ind["bits_per_dim"]
-    lines.append(
-        f"{ind['dataset'] + ' (in)':<28}{b['mean']:>14.3f}{b['median']:>10.3f}{'':>8}{'':>9}{'':>8}{b['n']:>7}"
-    )
-    for name, entry in report["ood"].items():
-        b = entry["bits_per_dim"]
-        m = entry["metrics"]["log_likelihood"]
+    b = ind.bits_per_dim
+    lines.append(f"{ind.dataset + ' (in)':<28}{b.mean:>14.3f}{b.median:>10.3f}{'':>8}{'':>9}{'':>8}{b.n:>7}")
+    for name, entry in report.ood.items():
+        b = entry.bits_per_dim
+        m = entry.metrics["log_likelihood"]
         lines.append(
-            f"{name:<28}{b['mean']:>14.3f}{b['median']:>10.3f}{m['auroc']:>8.3f}{m['aupr_in']:>9.3f}"
-            f"{m['fpr95']:>8.3f}{b['n']:>7}"
+            f"{name:<28}{b.mean:>14.3f}{b.median:>10.3f}{m.auroc:>8.3f}{m.aupr_in:>9.3f}{m.fpr95:>8.3f}{b.n:>7}"
         )
-    nonfinite = ind["bits_per_dim"]["nonfinite"] + sum(e["bits_per_dim"]["nonfinite"] for e in report["ood"].values())
-    if nonfinite:
-        lines.append(f"warning: {nonfinite} non-finite scores (ranked as least in-distribution)")
-    scoring = report.get("scoring", {})
-    if "images_per_second" in scoring:
+    if report.nonfinite:
+        lines.append(f"warning: {report.nonfinite} non-finite scores (ranked as least in-distribution)")
+    scoring = report.scoring
+    if scoring.images_per_second is not None and scoring.seconds is not None:
         lines.append(
-            f"scored {scoring['images']} samples in {scoring['seconds']:.1f} s ({scoring['images_per_second']:,.0f}/s, "
-            f"{scoring.get('precision', 'fp32')}, batch {scoring.get('batch_size')}; data loading included)"
+            f"scored {scoring.images} samples in {scoring.seconds:.1f} s ({scoring.images_per_second:,.0f}/s, "
+            f"{scoring.precision}, batch {scoring.batch_size}; data loading included)"
         )
     return "\n".join(lines)
 
 
 def run_detectors(
     run: Run,
-    report: dict[str, Any],
+    report: EvaluationReport,
     sets: list[Samples],
     names: list[str],
     *,
@@ -246,17 +254,18 @@ def run_detectors(
     fast: FastPath | None = None,
     quiet: bool = False,
     write: bool = True,
-) -> dict[str, np.ndarray]:
+) -> tuple[EvaluationReport, dict[str, np.ndarray]]:
     """Fit every detector in ``names`` on the run and score the in-distribution set ``sets[0]`` and the OOD
-    sets ``sets[1:]`` (exactly the samples the likelihood evaluation scored); fill ``report``.
+    sets ``sets[1:]`` (exactly the samples the likelihood evaluation scored).
 
-    ``report["ood"][KEY]["metrics"][NAME]`` gets AUROC, AUPR-in, AUPR-out, FPR95 (+ ``M``/``num_batches`` for
-    per-batch detectors) and ``report["scores"][NAME]`` the detector's description, facts, seconds and the
-    AUROCs of its components. Per-sample values go to ``RUN/ood_scores.npz`` as ``NAME/KEY`` (components as
-    ``NAME.COMPONENT/KEY``).
+    The returned report adds, for every detector NAME, ``ood[KEY].metrics[NAME]`` (AUROC, AUPR-in, AUPR-out,
+    FPR95, + ``M``/``num_batches`` for per-batch detectors) and ``scores[NAME]`` (a :class:`DetectorRun`:
+    description, facts, seconds and the AUROCs of its components), and ``score_settings``. Per-sample values
+    go to ``RUN/ood_scores.npz`` as ``NAME/KEY`` (components as ``NAME.COMPONENT/KEY``).
 
     Returns:
-        The flat ``"NAME/KEY" -> array`` dict written to ``ood_scores.npz``.
+        ``(report, flat)``: the new report and the flat ``"NAME/KEY" -> array`` dict written to
+        ``ood_scores.npz``.
     """
     settings = settings or ScoreSettings()
     names = parse_detectors(names)
@@ -274,7 +283,7 @@ def run_detectors(
             raise ConfigError(f"score {name} is only defined for image runs; {run.dir} models vectors")
     values = asdict(settings)
     flat: dict[str, np.ndarray] = {}
-    info: dict[str, dict[str, Any]] = {}
+    info: dict[str, DetectorRun] = {}
     in_key = sets[0].key
     for name in names:
         start = time.perf_counter()
@@ -289,40 +298,40 @@ def run_detectors(
             metrics: dict[str, Any] = detection_metrics(scored[in_key], scored[s.key])
             if det.info.per_batch:
                 metrics.update({k: facts[k] for k in ("M", "num_batches") if k in facts})
-            report["ood"].setdefault(s.key, {}).setdefault("metrics", {})[name] = metrics
+            report = report.with_metrics(s.key, name, DetectorMetrics.from_json(metrics))
             for comp, vals in components[s.key].items():
                 comp_auroc.setdefault(comp, {})[s.key] = detection_metrics(components[in_key][comp], vals)["auroc"]
         for key, vals in scored.items():
             flat[f"{name}/{key}"] = vals
             for comp, cv in components[key].items():
                 flat[f"{name}.{comp}/{key}"] = cv
-        info[name] = {**det.info.describe(), **facts, "seconds": round(seconds, 2)}
+        described = {**det.info.describe(), **facts, "seconds": round(seconds, 2)}
         if comp_auroc:
-            info[name]["components_auroc"] = comp_auroc
-    report["scores"] = info
-    report["score_settings"] = values
+            described["components_auroc"] = comp_auroc
+        info[name] = DetectorRun.from_json(described)
+    report = report.with_(scores=info, score_settings=values)
     if write:
         np.savez(run.dir / "ood_scores.npz", **flat)  # type: ignore[arg-type]
-    return flat
+    return report, flat
 
 
-def format_scores(report: dict[str, Any]) -> str:
+def format_scores(report: EvaluationReport) -> str:
     """AUROC of every score (rows) on every OOD set (columns), as plain text."""
-    names = list(report.get("scores") or ["log_likelihood"])
-    ood = list(report.get("ood", {}))
+    names = list(report.scores or ["log_likelihood"])
+    ood = list(report.ood)
     width = max(14, *(len(n) + 2 for n in ood)) if ood else 14
     lines = [
-        f"OOD AUROC by score (in-distribution: {report.get('in_distribution', {}).get('dataset', '?')}; "
+        f"OOD AUROC by score (in-distribution: {report.in_distribution.dataset}; "
         "higher = better separation, 0.5 = chance)"
     ]
     lines.append(f"{'score':<26}" + "".join(f"{n:>{width}}" for n in ood))
     for name in names:
         row = f"{name:<26}"
         for key in ood:
-            m = report["ood"][key].get("metrics", {}).get(name)
-            row += f"{m['auroc']:>{width}.3f}" if m else f"{'-':>{width}}"
-        entry = report.get("scores", {}).get(name, {})
-        if entry.get("per_batch") and "M" in entry:
-            row += f"   (per batch, M={entry['M']})"
+            m = report.metrics(key, name)
+            row += f"{m.auroc:>{width}.3f}" if m else f"{'-':>{width}}"
+        entry = (report.scores or {}).get(name)
+        if entry is not None and entry.per_batch and "M" in entry.facts:
+            row += f"   (per batch, M={entry.facts['M']})"
         lines.append(row)
     return "\n".join(lines)

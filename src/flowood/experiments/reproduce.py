@@ -14,7 +14,6 @@ Budgets:
 
 from __future__ import annotations
 
-import copy
 import json
 import platform
 import time
@@ -31,6 +30,7 @@ import yaml
 from flowood.analysis.couplings import coupling_statistics, default_layer_indices, plot_coupling
 from flowood.analysis.latents import compute_latents, plot_latents
 from flowood.errors import ConfigError
+from flowood.evaluation import EvaluationReport
 from flowood.experiments.embedding_demo import METRIC_KEY, run_embedding_demo
 from flowood.experiments.evaluate import evaluate_run
 from flowood.experiments.runs import load_run
@@ -143,17 +143,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def _report(run_dir: Path) -> dict[str, Any]:
-    return json.loads(RunDir(run_dir).report.read_text())
+def _report(run_dir: Path) -> EvaluationReport:
+    return EvaluationReport.load(RunDir(run_dir).report)
 
 
-def _aurocs(report: dict[str, Any], key: str = "log_likelihood") -> dict[str, float]:
-    return {name: e["metrics"][key]["auroc"] for name, e in report["ood"].items() if key in e["metrics"]}
-
-
-def _bpd_table(report: dict[str, Any]) -> dict[str, float]:
-    table = {report["in_distribution"]["dataset"]: report["in_distribution"]["bits_per_dim"]["median"]}
-    table.update({name: e["bits_per_dim"]["median"] for name, e in report["ood"].items()})
+def _bpd_table(report: EvaluationReport) -> dict[str, float]:
+    table = {report.in_distribution.dataset: report.in_distribution.bits_per_dim.median}
+    table.update({name: e.bits_per_dim.median for name, e in report.ood.items()})
     return table
 
 
@@ -162,8 +158,8 @@ def _copy(src: Path, dst: Path) -> str:
     return dst.name
 
 
-def _first_ood(report: dict[str, Any]) -> str:
-    return next(iter(report["ood"]))
+def _first_ood(report: EvaluationReport) -> str:
+    return next(iter(report.ood))
 
 
 # --------------------------------------------------------------------------------------------- experiments
@@ -172,13 +168,13 @@ def _first_ood(report: dict[str, Any]) -> str:
 def likelihood_failure(ctx: Context, exp_dir: Path) -> dict[str, Any]:
     run = ctx.model("baseline")
     report = _report(run)
-    aurocs = _aurocs(report)
+    aurocs = report.aurocs()
     first = _first_ood(report)
     return {
         "numbers": {"median_bits_per_dim": _bpd_table(report), "auroc_log_likelihood": aurocs},
         "figures": [_copy(RunDir(run).histogram, exp_dir / "histogram.png")],
         "holds": aurocs[first] < 0.5,
-        "statement": f"A RealNVP trained on {report['in_distribution']['dataset']} assigns {first} higher "
+        "statement": f"A RealNVP trained on {report.in_distribution.dataset} assigns {first} higher "
         f"likelihood than its own test set: AUROC {aurocs[first]:.3f} (< 0.5 means OOD looks *more* likely).",
     }
 
@@ -240,17 +236,17 @@ def couplings(ctx: Context, exp_dir: Path) -> dict[str, Any]:
     }
 
 
-def _auroc_gains(base_dir: Path, variant_dir: Path, report: dict[str, Any]) -> dict[str, dict[str, float]]:
+def _auroc_gains(base_dir: Path, variant_dir: Path, report: EvaluationReport) -> dict[str, dict[str, float]]:
     """Per OOD set, AUROC(variant) − AUROC(baseline) with a 95 % paired bootstrap interval.
 
     Both runs scored the same test images and OOD samples in the same order (same limits and seeds), so
     the per-sample scores in their ``scores.npz`` pair up.
     """
-    in_key = report["in_distribution"]["dataset"]
+    in_key = report.in_distribution.dataset
     with np.load(RunDir(base_dir).scores) as base, np.load(RunDir(variant_dir).scores) as var:
         return {
             name: paired_auroc_difference(-base[in_key], -base[name], -var[in_key], -var[name])
-            for name in report["ood"]
+            for name in report.ood
             if name in base.files and name in var.files
         }
 
@@ -259,9 +255,9 @@ def _variant_comparison(ctx: Context, exp_dir: Path, variant: str, label: str) -
     base_dir, var_dir = ctx.model("baseline"), ctx.model(variant)
     base, var = _report(base_dir), _report(var_dir)
     first = _first_ood(base)
-    b_auc, v_auc = _aurocs(base), _aurocs(var)
-    b_bpd = base["in_distribution"]["bits_per_dim"]["mean"]
-    v_bpd = var["in_distribution"]["bits_per_dim"]["mean"]
+    b_auc, v_auc = base.aurocs(), var.aurocs()
+    b_bpd = base.in_distribution.bits_per_dim.mean
+    v_bpd = var.in_distribution.bits_per_dim.mean
     gains = _auroc_gains(base_dir, var_dir, base)
     gain = gains[first]
     # The AUROC gain must be resolved by the data: the 95 % interval lies above zero.
@@ -297,15 +293,15 @@ def horizontal_mask(ctx: Context, exp_dir: Path) -> dict[str, Any]:
 def embeddings(ctx: Context, exp_dir: Path) -> dict[str, Any]:
 
     base_dir = ctx.model("baseline")
-    report = copy.deepcopy(_report(base_dir))
+    report = _report(base_dir)
     if ctx.budget != "quick":
         raise ConfigError(
             "reproduce embeddings --budget paper: extract features of the full datasets with "
             "`flowood embed` and train the `tabular-embeddings` preset; the quick budget automates "
             "the embedded-bundle version"
         )
-    run_embedding_demo(exp_dir, report, device=ctx.device, quiet=ctx.quiet)
-    pixel, emb = _aurocs(report), _aurocs(report, METRIC_KEY)
+    report = run_embedding_demo(exp_dir, report, device=ctx.device, quiet=ctx.quiet)
+    pixel, emb = report.aurocs(), report.aurocs(METRIC_KEY)
     first = _first_ood(report)
     return {
         "numbers": {"auroc_pixel_flow": pixel, "auroc_embedding_flow": emb},
@@ -320,8 +316,8 @@ def negative_training(ctx: Context, exp_dir: Path) -> dict[str, Any]:
     base = _report(ctx.model("baseline"))
     neg_dir = ctx.model("negative")
     neg = _report(neg_dir)
-    target = next(iter(neg["ood"]))
-    b_auc, n_auc = _aurocs(base), _aurocs(neg)
+    target = _first_ood(neg)
+    b_auc, n_auc = base.aurocs(), neg.aurocs()
     others = [k for k in n_auc if k != target]
     return {
         "numbers": {
@@ -352,7 +348,7 @@ def tabular(ctx: Context, exp_dir: Path) -> dict[str, Any]:
         run_dir = ctx.out / "runs" / f"{name}-{ctx.budget}"
         train(cfg, run_dir, quiet=ctx.quiet)
         rep = evaluate_run(run_dir, cfg.data.ood, device=ctx.device)
-        numbers[name] = {"auroc": _aurocs(rep), "in_bits_per_dim": rep["in_distribution"]["bits_per_dim"]["mean"]}
+        numbers[name] = {"auroc": rep.aurocs(), "in_bits_per_dim": rep.in_distribution.bits_per_dim.mean}
     best = min(min(v["auroc"].values()) for v in numbers.values())
     return {
         "numbers": numbers,

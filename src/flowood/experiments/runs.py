@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from flowood.errors import CheckpointError, ConfigError
+from flowood.evaluation import EvaluationReport
 from flowood.flows import NormalizingFlow
 from flowood.runs import RunDir
 from flowood.train.build import build_run_flow
@@ -31,9 +32,14 @@ class Run:
     run_config: RunConfig
     flow: NormalizingFlow
     metrics: list[dict[str, str]]
-    report: dict[str, Any] | None
     standardizer: Standardizer | None
     weights_file: Path
+
+    @property
+    def report(self) -> EvaluationReport | None:
+        """The run's ``report.json``, read when asked for (None before ``flowood evaluate``): a stale or
+        newer-schema report never stops the run from loading, e.g. to be evaluated again."""
+        return RunDir(self.dir).read_report()
 
 
 def _input_shape(rundir: RunDir, weights: Path) -> tuple[int, ...]:
@@ -73,4 +79,4 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu", weights
     flow.load_state_dict({k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"})
     flow.to(device).eval()
     standardizer = Standardizer.load(rundir.standardize) if rundir.standardize.is_file() else None
-    return Run(rundir.path, raw, cfg, flow, rundir.read_metrics(), rundir.read_report(), standardizer, path)
+    return Run(rundir.path, raw, cfg, flow, rundir.read_metrics(), standardizer, path)
