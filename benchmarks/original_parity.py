@@ -37,20 +37,18 @@ import importlib
 import importlib.util
 import json
 import math
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
+from _parity_common import ORIGINAL_STEP, add_common_arguments, lockstep_batches, paper_config, run_meta, write_results
 
 from flowood.convert import OriginalArchitecture, map_original_state_dict
-from flowood.train.config import config_from_dict
 from flowood.train.trainer import Trainer
 
 LN2 = math.log(2.0)
@@ -84,31 +82,7 @@ def load_original(path: Path) -> tuple[ModuleType, ModuleType, ModuleType]:
 
 def flowood_trainer(seed: int, args: argparse.Namespace, out: Path) -> Trainer:
     name, options = ARCH.flowood_model()
-    cfg = config_from_dict(
-        {
-            "model": {"name": name, **options, "init_zeros": False},
-            "data": {"dataset": "fashionmnist-mini", "test_limit": args.test_limit},
-            "train": {
-                "optimizer": "adam",
-                "lr": args.lr,
-                "batch_size": args.batch_size,
-                "epochs": 1000,
-                "max_steps": args.steps,
-                "weight_decay": 5e-5,
-                "weight_decay_scope": "gains",
-                "grad_clip": 100.0,
-                "loss_scale": "nats",
-                "grad_clip_scope": "per_group",
-                "sample_every": 0,
-                "precision": "fp32",
-                "compile": False,
-                "channels_last": False,
-                "fused_optimizer": False,
-            },
-            "device": "cpu",
-            "seed": seed,
-        }
-    )
+    cfg = paper_config({"name": name, **options, "init_zeros": False}, seed, args, **ORIGINAL_STEP)
     return Trainer(cfg, out, quiet=True)
 
 
@@ -185,24 +159,18 @@ def run_seed(seed: int, args: argparse.Namespace, modules: tuple[ModuleType, ...
     train_curves: dict[str, list[float]] = {"flowood": [], "original": []}
     tests: list[dict[str, float]] = [{"step": 0, "flowood": start_test[0], "original": start_test[1]}]
     seconds = {"flowood": 0.0, "original": 0.0}
-    step, epoch = 0, 0
-    while step < args.steps:
-        for batch in trainer.train_data.epoch(args.batch_size, seed, epoch):
-            state = trainer.dequant_gen.get_state()
-            t0 = time.perf_counter()
-            train_curves["flowood"].append(trainer.train_step(batch, None))
-            t1 = time.perf_counter()
-            train_curves["original"].append(original.step(batch, state))
-            seconds["flowood"] += t1 - t0
-            seconds["original"] += time.perf_counter() - t1
-            step += 1
-            if step % args.eval_every == 0 or step == args.steps:
-                ours, theirs = test_bpd(trainer, original, 256)
-                tests.append({"step": step, "flowood": ours, "original": theirs})
-                print(json.dumps({"seed": seed, **tests[-1]}), flush=True)
-            if step >= args.steps:
-                break
-        epoch += 1
+    for step, batch in lockstep_batches(trainer, args.batch_size, seed, args.steps):
+        state = trainer.dequant_gen.get_state()
+        t0 = time.perf_counter()
+        train_curves["flowood"].append(trainer.train_step(batch, None))
+        t1 = time.perf_counter()
+        train_curves["original"].append(original.step(batch, state))
+        seconds["flowood"] += t1 - t0
+        seconds["original"] += time.perf_counter() - t1
+        if step % args.eval_every == 0 or step == args.steps:
+            ours, theirs = test_bpd(trainer, original, 256)
+            tests.append({"step": step, "flowood": ours, "original": theirs})
+            print(json.dumps({"seed": seed, **tests[-1]}), flush=True)
     return {"seed": seed, "params": n_ours, "train_bpd": train_curves, "test_bpd": tests, "seconds": seconds}
 
 
@@ -251,26 +219,17 @@ def report(rows: list[dict[str, Any]], steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--original", type=Path, help="a checkout of PolinaKirichenko/flows_ood (required to run)")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--test-limit", type=int, default=500)
+    add_common_arguments(parser)
     parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument(
         "--merge", type=Path, nargs="+", help="JSONs of earlier runs (e.g. one seed each, run side by side) to combine"
     )
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
     if args.merge:
         runs = [json.loads(p.read_text()) for p in args.merge]
         rows = [row for run in runs for row in run["rows"]]
         steps = len(rows[0]["train_bpd"]["flowood"])
-        path = args.out / f"original_parity-{runs[0]['meta']['date'][:10]}.json"
-        path.write_text(json.dumps({"meta": [run["meta"] for run in runs], "rows": rows}, indent=1))
-        print(f"wrote {path}\n")
+        write_results(args.out, "original_parity", [run["meta"] for run in runs], rows, runs[0]["meta"]["date"])
         report(rows, steps)
         return
     if args.original is None:
@@ -283,18 +242,9 @@ def main() -> None:
     load_before = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_seed(seed, args, modules, Path(tmp)) for seed in args.seeds]
-    meta = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or platform.node()}",
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "loadavg_before": load_before,
-        "loadavg_after": Path("/proc/loadavg").read_text().split()[:3] if load_before else [],
-        "args": {k: str(v) for k, v in vars(args).items()},
-    }
-    path = args.out / f"original_parity-{meta['date'][:10]}.json"
-    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"\nwrote {path}\n")
+    load_after = Path("/proc/loadavg").read_text().split()[:3] if load_before else []
+    meta = run_meta(args, loadavg_before=load_before, loadavg_after=load_after)
+    write_results(args.out, "original_parity", meta, rows, meta["date"])
     report(rows, args.steps)
 
 

@@ -21,58 +21,41 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from _parity_common import (
+    DEMO_REALNVP,
+    ORIGINAL_STEP,
+    add_common_arguments,
+    lockstep_batches,
+    paper_config,
+    run_meta,
+    write_results,
+)
 
-from flowood.train.config import config_from_dict
+from flowood.train.config import RunConfig
 from flowood.train.trainer import Trainer, evaluate_bpd
 
 ARMS = {
-    "original": {"loss_scale": "nats", "grad_clip_scope": "per_group"},
+    "original": ORIGINAL_STEP,
     "former": {"loss_scale": "bits_per_dim", "grad_clip_scope": "global"},
 }
 
 
-def config(seed: int, arm: str, args: argparse.Namespace):
-    return config_from_dict(
-        {
-            # the demo preset's RealNVP (0.33M parameters), random st-net init as the original
-            "model": {"name": "realnvp", "num_scales": 2, "num_blocks": 2, "mid_channels": 16, "init_zeros": False},
-            "data": {"dataset": "fashionmnist-mini", "test_limit": args.test_limit},
-            "train": {
-                "optimizer": "adam",
-                "lr": args.lr,
-                "batch_size": args.batch_size,
-                "epochs": 1000,
-                "max_steps": args.steps,
-                "weight_decay": 5e-5,
-                "weight_decay_scope": "gains",
-                "grad_clip": 100.0,
-                "sample_every": 0,
-                "precision": "fp32",
-                "compile": False,
-                "channels_last": False,
-                "fused_optimizer": False,
-                **ARMS[arm],
-            },
-            "device": "cpu",
-            "seed": seed,
-        }
-    )
+def config(seed: int, arm: str, args: argparse.Namespace) -> RunConfig:
+    return paper_config(DEMO_REALNVP, seed, args, **ARMS[arm])
 
 
 def check_same_start(a: Trainer, b: Trainer, batch_size: int, seed: int) -> None:
     """Nothing but the loss scale and clip scope differs: weights, buffers, data order, noise."""
     sa, sb = a.flow.state_dict(), b.flow.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), "initial weights differ"
-    for xa, xb, _ in zip(
-        a.train_data.epoch(batch_size, seed, 0), b.train_data.epoch(batch_size, seed, 0), range(5), strict=False
+    for (_, xa), (_, xb) in zip(
+        lockstep_batches(a, batch_size, seed, 5), lockstep_batches(b, batch_size, seed, 5), strict=True
     ):
         assert torch.equal(xa, xb), "batch order differs"
     assert torch.equal(a.dequant_gen.get_state(), b.dequant_gen.get_state()), "dequantisation noise differs"
@@ -81,13 +64,7 @@ def check_same_start(a: Trainer, b: Trainer, batch_size: int, seed: int) -> None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--test-limit", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    add_common_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -111,17 +88,8 @@ def main() -> None:
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
-    meta = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or platform.node()}",
-        "cpus": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "args": {k: str(v) for k, v in vars(args).items()},
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"per_step_parity-{meta['date'][:10]}.json"
-    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"\nwrote {path}\n")
+    meta = run_meta(args)
+    write_results(args.out, "per_step_parity", meta, rows, meta["date"])
     print("| seed | original (nats, per-group clip) | former (bits/dim, global clip) | difference |")
     print("|---:|---:|---:|---:|")
     diffs = []

@@ -9,6 +9,7 @@ from flowood.flows.invconv import InvConv1x1, InvConv1x1LU
 from flowood.flows.masks import MASK_TYPES, build_mask
 from flowood.flows.multiscale import FactorOut, split_latent_scales
 from flowood.flows.normalization import ActNorm
+from flowood.flows.options import CouplingOptions
 from flowood.flows.preprocess import Dequantize, LogitTransform, bits_per_dim
 from flowood.flows.reshape import Squeeze, Unsqueeze, squeeze2d, unsqueeze2d
 from flowood.flows.splines import SplineCoupling, rational_quadratic_spline
@@ -21,6 +22,7 @@ __all__ = [
     "ActNorm",
     "AffineCoupling",
     "CouplingInternals",
+    "CouplingOptions",
     "Dequantize",
     "FactorOut",
     "FlowSequential",
