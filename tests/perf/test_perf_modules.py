@@ -114,7 +114,7 @@ def test_train_exact_overrides_are_the_exact_settings() -> None:
     base = tiny_raw(precision="bf16", channels_last=True, compile=True, fused_optimizer=True)
     train = config_from_dict(apply_overrides(base, EXACT_OVERRIDES)).train
     assert {key: getattr(train, key) for key in exact_settings()} == exact_settings()
-    assert len(EXACT_OVERRIDES) == len(exact_settings())
+    assert train.exact and len(EXACT_OVERRIDES) == len(exact_settings()) + 1
 
 
 def test_exact_backends_switch_tf32_off_inside_and_restore() -> None:

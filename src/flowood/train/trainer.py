@@ -34,8 +34,9 @@ from torch.nn.parallel import DistributedDataParallel
 from flowood.data import pick_split
 from flowood.devices import resolve_device
 from flowood.errors import CheckpointError, ConfigError, FlowoodError, RunWriteError, TrainingInterruptedError
-from flowood.flows import NormalizingFlow
+from flowood.flows import NormalizingFlow, bits_per_dim
 from flowood.flows.normalization import ActNorm
+from flowood.flows.preprocess import LN2
 from flowood.perf import eager_stance, resolve_fast_path
 from flowood.runs import RunDir
 from flowood.train import compile_fallback
@@ -55,8 +56,6 @@ from flowood.train.distributed import all_reduce_sum, cleanup, env_dist_info, pe
 from flowood.train.interrupts import StopSignals
 from flowood.train.metrics_log import MetricsLog
 from flowood.train.optim import build_ema, build_optimizer, clip_gradients, lr_factor_fn
-
-LN2 = math.log(2.0)
 
 
 class TrainingDivergedError(FlowoodError):
@@ -90,7 +89,7 @@ class TrainResult:
 def nll_bpd(flow: NormalizingFlow, batch: Tensor) -> tuple[Tensor, Tensor]:
     """Per-sample ``(log-likelihood nats, bits/dim)`` of a batch (images in [0,1] or vectors)."""
     ll = flow.log_likelihood(batch)
-    return ll, -ll / (flow.num_dims * LN2)
+    return ll, bits_per_dim(ll, flow.num_dims)
 
 
 class LikelihoodObjective(nn.Module):
@@ -132,17 +131,22 @@ def compute_loss(flow: nn.Module, batch: Tensor, ood_batch: Tensor | None, cfg: 
         ll_ood = flow.log_likelihood(ood_batch) if ood_batch is not None else None
     else:
         ll_in, ll_ood = flow(batch, ood_batch)
-    scale = unwrap_flow(flow).num_dims * LN2
-    unit = scale if cfg.train.loss_scale == "bits_per_dim" else 1.0
-    loss_in = (-ll_in / unit).mean()
-    train_bpd = loss_in.detach() * (unit / scale)
+    num_dims = unwrap_flow(flow).num_dims
+
+    def per_sample_loss(ll: Tensor) -> Tensor:
+        return bits_per_dim(ll, num_dims) if cfg.train.loss_scale == "bits_per_dim" else -ll
+
+    loss_in = per_sample_loss(ll_in).mean()
+    # In nats the logged bits/dim is the loss times 1/(D ln 2), as it always was (a mean of per-sample bits/dim
+    # would differ in the last float32 bits, and checkpoints keep these sums).
+    train_bpd = loss_in.detach() * (1.0 if cfg.train.loss_scale == "bits_per_dim" else 1.0 / (num_dims * LN2))
     if ood_batch is None or ll_ood is None:
         return loss_in, {"train_bpd": train_bpd}
-    nll_ood = -ll_ood / unit
+    nll_ood = per_sample_loss(ll_ood)
     active = (ll_ood.detach() > cfg.data.negative_threshold).to(nll_ood.dtype)
     ood_term = (nll_ood * active).sum() / active.sum().clamp_min(1.0)
     loss = 0.5 * (loss_in - cfg.data.negative_weight * ood_term)
-    return loss, {"train_bpd": train_bpd, "ood_train_bpd": (-ll_ood / scale).detach().mean()}
+    return loss, {"train_bpd": train_bpd, "ood_train_bpd": bits_per_dim(ll_ood.detach(), num_dims).mean()}
 
 
 def _rng_state() -> dict[str, Any]:
@@ -335,6 +339,7 @@ class Trainer:
             compile_mode=t.compile_mode,
             fused_optimizer=t.fused_optimizer,
             optimizer=t.optimizer,
+            exact=t.exact,
         )
         self.flow = build_run_flow(cfg, self.input_shape).to(self.device)
         if t.init_from and not resume:
