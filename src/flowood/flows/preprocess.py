@@ -14,7 +14,7 @@ code we add no extra ``D·log(255/256)`` term.
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
@@ -110,7 +110,7 @@ def bits_per_dim(log_likelihood: _Values, num_dims: int | np.ndarray) -> _Values
     tensors, arrays and floats of any shape; ``num_dims`` (D) may be an array that broadcasts against
     ``log_likelihood`` (e.g. per-scale dimensions ``(1, S)`` against ``(N, S)`` terms).
     """
-    return -log_likelihood / (num_dims * LN2)
+    return cast(_Values, -log_likelihood / (num_dims * LN2))  # an array D makes numpy's result type wider
 
 
 def log_likelihood_from_bpd(bpd: _Values, num_dims: int) -> _Values:
