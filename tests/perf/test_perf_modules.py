@@ -18,6 +18,7 @@ from flowood.perf.fast_path import FastPath, exact_settings, resolve_fast_path
 from flowood.perf.lr_scaling import scaled_lr
 from flowood.perf.threads import cpu_threads
 from flowood.train.config import EXACT_OVERRIDES, apply_overrides, config_from_dict
+from flowood.train.setup import resolve_train_fast_path
 from tests.train.conftest import tiny_raw
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # CUDA: resolution only, nothing runs on a GPU
@@ -114,7 +115,21 @@ def test_train_exact_overrides_are_the_exact_settings() -> None:
     base = tiny_raw(precision="bf16", channels_last=True, compile=True, fused_optimizer=True)
     train = config_from_dict(apply_overrides(base, EXACT_OVERRIDES)).train
     assert {key: getattr(train, key) for key in exact_settings()} == exact_settings()
-    assert len(EXACT_OVERRIDES) == len(exact_settings())
+    assert train.exact and len(EXACT_OVERRIDES) == len(exact_settings()) + 1
+
+
+@pytest.mark.parametrize("device", [CPU, CUDA])
+def test_train_exact_resolves_the_reference_path_with_tf32_off(device: torch.device) -> None:
+    # `flowood train --exact` goes through resolve_fast_path(exact=True): on CUDA TF32 and autotuning are off too.
+    asked = tiny_raw(precision="bf16", channels_last=True, compile=True, fused_optimizer=True)
+    exact = resolve_train_fast_path(config_from_dict(apply_overrides(asked, EXACT_OVERRIDES)).train, device)
+    assert exact == resolve_fast_path(device, exact=True)
+    assert exact.allow_tf32 is False and not exact.cudnn_benchmark and exact.is_exact
+
+
+def test_train_without_exact_keeps_the_fast_path_on_cuda() -> None:
+    fast = resolve_train_fast_path(config_from_dict(tiny_raw(precision="fp32")).train, CUDA)
+    assert fast.cudnn_benchmark and fast.allow_tf32 is None and fast.channels_last and fast.compile
 
 
 def test_exact_backends_switch_tf32_off_inside_and_restore() -> None:

@@ -206,6 +206,6 @@ def test_cli_exact_flag_is_saved_in_the_run_config(tmp_path):
     cfg_path.write_text(yaml.safe_dump(raw))
     assert main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "run"), "--exact", "-q"]) == 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]
-    assert saved["precision"] == "fp32"
+    assert saved["precision"] == "fp32" and saved["exact"] is True  # what the trainer resolves exact=True from
     assert saved["compile"] is False and saved["channels_last"] is False and saved["fused_optimizer"] is False
     assert main(["train", "--resume", str(tmp_path / "run"), "--exact"]) == 2  # --resume keeps the saved config

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import flowood.train.objective as objective_mod
 import flowood.train.trainer as trainer_mod
 from flowood.errors import TrainingInterruptedError
 from flowood.train.checkpoint import load_checkpoint
@@ -73,7 +74,7 @@ def test_signal_mid_epoch_saves_and_resume_is_exact(tmp_path, full_run, monkeypa
 
 
 def test_signal_during_end_of_epoch_evaluation_keeps_the_epoch(tmp_path, full_run, monkeypatch):
-    real = trainer_mod.nll_bpd
+    real = objective_mod.nll_bpd
     sent = {"done": False}
 
     def eval_then_signal(flow, batch):
@@ -82,7 +83,7 @@ def test_signal_during_end_of_epoch_evaluation_keeps_the_epoch(tmp_path, full_ru
             os.kill(os.getpid(), signal.SIGINT)
         return real(flow, batch)
 
-    monkeypatch.setattr(trainer_mod, "nll_bpd", eval_then_signal)
+    monkeypatch.setattr(objective_mod, "nll_bpd", eval_then_signal)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterruptedError):
         train(_cfg(), run, quiet=True)
@@ -95,7 +96,7 @@ def test_signal_during_end_of_epoch_evaluation_keeps_the_epoch(tmp_path, full_ru
 
 
 def test_max_minutes_bounds_the_end_of_epoch_evaluation(tmp_path, monkeypatch, capsys):
-    real = trainer_mod.nll_bpd
+    real = objective_mod.nll_bpd
     trainers: list[Trainer] = []
     orig_init = Trainer.__init__
 
@@ -109,7 +110,7 @@ def test_max_minutes_bounds_the_end_of_epoch_evaluation(tmp_path, monkeypatch, c
         return real(flow, batch)
 
     monkeypatch.setattr(Trainer, "__init__", remember)
-    monkeypatch.setattr(trainer_mod, "nll_bpd", slow_eval)
+    monkeypatch.setattr(objective_mod, "nll_bpd", slow_eval)
     result = train(_cfg(epochs=3, max_minutes=1.0), tmp_path / "run")
     assert result.stopped_by == "train.max_minutes" and result.epochs_completed == 1
     assert any("cut short by train.max_minutes" in n for n in result.notes)

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import flowood.train.checkpoint as ckpt_mod
-import flowood.train.trainer as trainer_mod
+import flowood.train.step as step_mod
 from flowood.errors import ConfigError
 from flowood.flows import build_flow
 from flowood.train.checkpoint import load_checkpoint
@@ -119,7 +119,7 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path, tiny_config, monk
 
 def _inject_nan(monkeypatch, bad_steps):
     calls = {"n": 0}
-    real = trainer_mod.compute_loss
+    real = step_mod.compute_loss
 
     def loss_with_nan(flow, batch, ood_batch, cfg):
         loss, logs = real(flow, batch, ood_batch, cfg)
@@ -128,7 +128,7 @@ def _inject_nan(monkeypatch, bad_steps):
             loss = loss * float("nan")
         return loss, logs
 
-    monkeypatch.setattr(trainer_mod, "compute_loss", loss_with_nan)
+    monkeypatch.setattr(step_mod, "compute_loss", loss_with_nan)
 
 
 def test_nonfinite_skip_counts_and_continues(tmp_path, tiny_config, monkeypatch):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,14 +34,13 @@ from flowood.experiments.runs import Run, load_run
 from flowood.features import embed_dataset, extract_features, read_embeddings
 from flowood.ood import score_bits_per_dim
 from flowood.ood.detectors import DEFAULT_MUTATION_RATE, Samples, mutate_images
+from flowood.ood.detectors.likelihood import nats_from_bpd
 from flowood.perf import FastPath
 from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.data import TensorBatches, load_split
 from flowood.train.presets import get_preset
 from flowood.train.trainer import train
-
-LN2 = math.log(2.0)
 
 
 @dataclass
@@ -115,10 +113,6 @@ def main_budget(run: Run) -> dict[str, Any]:
     return {"max_minutes": None, "max_steps": max(steps)}
 
 
-def _nats(bpd: np.ndarray, num_dims: int) -> np.ndarray:
-    return -np.asarray(bpd, dtype=np.float64) * num_dims * LN2
-
-
 @dataclass
 class RunAuxFlow:
     """An auxiliary flow that is an ordinary run directory; scores :class:`Samples` like the evaluation."""
@@ -139,7 +133,7 @@ class RunAuxFlow:
             bpd = score_bits_per_dim(
                 self.run.flow, batches, seed=samples.noise_seed, transform=transform, fast=self.fast
             )
-        return _nats(bpd, self.run.flow.num_dims)
+        return nats_from_bpd(bpd, self.run.flow.num_dims)
 
     def describe(self) -> dict[str, Any]:
         steps = [int(float(r["step"])) for r in self.run.metrics if r.get("step") not in (None, "")]
@@ -163,7 +157,7 @@ class EmbeddingAuxFlow:
         vectors = TensorBatches(vec, "vector", device).sequential(self.context.batch_size)
         with torch.inference_mode():
             bpd = score_bits_per_dim(self.run.flow, vectors, transform=self.run.standardizer)
-        return _nats(bpd, self.run.flow.num_dims)
+        return nats_from_bpd(bpd, self.run.flow.num_dims)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,9 @@ code we add no extra ``D·log(255/256)`` term.
 from __future__ import annotations
 
 import math
+from typing import TypeVar, cast
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -95,6 +97,22 @@ class LogitTransform(InvertibleModule):
             return (torch.sigmoid(full_precision(y)) - (1.0 - self.alpha) / 2) / self.alpha
 
 
-def bits_per_dim(log_likelihood: Tensor, num_dims: int) -> Tensor:
-    """Convert a discrete log-likelihood in nats to bits per dimension: ``−ll / (D · ln 2)``."""
-    return -log_likelihood / (num_dims * math.log(2.0))
+LN2 = math.log(2.0)
+"""``ln 2``: nats per bit."""
+
+_Values = TypeVar("_Values", Tensor, np.ndarray, float)
+
+
+def bits_per_dim(log_likelihood: _Values, num_dims: int | np.ndarray) -> _Values:
+    """Bits per dimension from a log-likelihood in nats: ``−ll / (D · ln 2)``.
+
+    The one nats → bits/dim conversion of flowood (training loss and logs, scores, detectors). Works on
+    tensors, arrays and floats of any shape; ``num_dims`` (D) may be an array that broadcasts against
+    ``log_likelihood`` (e.g. per-scale dimensions ``(1, S)`` against ``(N, S)`` terms).
+    """
+    return cast(_Values, -log_likelihood / (num_dims * LN2))  # an array D makes numpy's result type wider
+
+
+def log_likelihood_from_bpd(bpd: _Values, num_dims: int) -> _Values:
+    """The inverse of :func:`bits_per_dim`: log-likelihood in nats ``−bpd · D · ln 2``."""
+    return -bpd * num_dims * LN2

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from flowood.flows import NormalizingFlow
+from flowood.flows import NormalizingFlow, bits_per_dim
 from flowood.perf import FastPath
 
 
@@ -36,7 +35,6 @@ def iter_bits_per_dim(
     gen = torch.Generator(device=device).manual_seed(seed)
     flow.set_dequantization_rng(gen)
     autocast = fast.autocast if fast is not None else contextlib.nullcontext
-    scale = flow.num_dims * math.log(2.0)
     try:
         for batch in batches:
             batch = batch.to(device, non_blocking=True)
@@ -46,7 +44,7 @@ def iter_bits_per_dim(
                 batch = fast.prepare_input(batch)
             with autocast():
                 ll = flow.log_likelihood(batch)
-            yield -ll.double() / scale
+            yield bits_per_dim(ll.double(), flow.num_dims)
     finally:
         flow.set_dequantization_rng(None)
         flow.train(was_training)

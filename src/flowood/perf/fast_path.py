@@ -22,11 +22,10 @@ What the fast path changes, and why it stays exact in what it computes:
 
 :func:`resolve_fast_path` turns the ``train.*`` settings (``auto`` values included) into a concrete
 :class:`FastPath`. Exact mode is defined once, by :func:`exact_settings`: ``resolve_fast_path(device,
-exact=True)`` (``flowood evaluate --exact``, the benchmarks' reference rows) builds the reference
-:class:`FastPath` from it, and ``flowood train --exact`` sets the same values as ``train.*`` overrides
-(``flowood.train.config.EXACT_OVERRIDES``; a test keeps the two equal). The trainer resolves those
-settings without ``exact=True``, so on CUDA a ``--exact`` training run keeps cuDNN autotuning and
-PyTorch's TF32 default for convolutions.
+exact=True)`` builds the reference :class:`FastPath` from it, for ``flowood evaluate --exact``, the
+benchmarks' reference rows and ``flowood train --exact`` alike: that flag sets ``train.exact: true``, which the
+trainer passes on as ``exact=True`` (so TF32 and cuDNN autotuning are off on CUDA too); it also writes the
+:func:`exact_settings` values into the run's ``config.yaml`` (``flowood.train.config.EXACT_OVERRIDES``).
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ def exact_settings() -> ExactSettings:
 
     :func:`resolve_fast_path` with ``exact=True`` builds its :class:`FastPath` from these (and also switches
     cuDNN autotuning and TF32 off, backend flags that have no config field); :attr:`FastPath.is_exact`
-    compares against them; the training CLI's ``--exact`` overrides are these values. A new dict on
+    compares against them; the training CLI's ``--exact`` also records them in ``config.yaml``. A new dict on
     every call, so no caller can alter the definition for the others.
     """
     return {"precision": "fp32", "channels_last": False, "compile": False, "fused_optimizer": False}

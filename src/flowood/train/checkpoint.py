@@ -7,7 +7,7 @@ minus the umask), not ``mkstemp``'s private ``0600``.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: only tensors, numbers, strings and plain
 containers are accepted, so a crafted ``last.pt`` (run directories are shared) cannot execute anything.
-Training state is stored in those types only (see :func:`flowood.train.trainer._rng_state`).
+Training state is stored in those types only (see :func:`flowood.train.resume.rng_state`).
 """
 
 from __future__ import annotations

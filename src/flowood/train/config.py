@@ -18,7 +18,7 @@ from typing import Any
 
 from flowood.errors import ConfigError
 from flowood.flows.architectures import available_flows, flow_options
-from flowood.perf import LR_SCALINGS, PRECISIONS
+from flowood.perf import LR_SCALINGS, PRECISIONS, exact_settings
 
 
 @dataclass
@@ -115,7 +115,9 @@ class TrainConfig:
     # density from collapsing onto near-degenerate directions of embeddings (see docs/embeddings.md).
     input_noise: float = 0.0
     # Performance (see flowood.perf and the README's "Performance" section). None means "auto":
-    # on for CUDA, off on the CPU. `flowood train --exact` sets fp32 / false / false / false.
+    # on for CUDA, off on the CPU. `exact: true` (`flowood train --exact`) ignores the five settings below and
+    # trains on flowood.perf's reference path: fp32, contiguous, eager, unfused, TF32 and cuDNN autotuning off.
+    exact: bool = False
     precision: str = "auto"
     channels_last: bool | None = None
     compile: bool | None = None
@@ -342,13 +344,12 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
 
 
-EXACT_OVERRIDES = [
-    "train.precision=fp32",
-    "train.channels_last=false",
-    "train.compile=false",
-    "train.fused_optimizer=false",
+EXACT_OVERRIDES = ["train.exact=true"] + [
+    f"train.{key}={str(value).lower()}" for key, value in exact_settings().items()
 ]
-"""What ``--exact`` sets: the fp32, eager, contiguous, unfused reference path."""
+"""What ``--exact`` sets: ``train.exact`` (the trainer then resolves its fast path with
+``resolve_fast_path(exact=True)``, so TF32 and cuDNN autotuning are off too) and, so that ``config.yaml``
+reads as what ran, the config fields of :func:`flowood.perf.exact_settings`."""
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

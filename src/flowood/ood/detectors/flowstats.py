@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from flowood.flows import FactorOut, FlowSequential, NormalizingFlow
+from flowood.flows import FactorOut, FlowSequential, NormalizingFlow, bits_per_dim
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -56,7 +56,7 @@ class FlowStatistics:
 
     def scale_bits_per_dim(self) -> np.ndarray:
         """``(N, S)`` each scale's term in bits per dimension of its own piece: ``-term_i / (D_i ln 2)``."""
-        return -self.scale_log_likelihood / (self.scale_dims[None, :] * math.log(2.0))
+        return bits_per_dim(self.scale_log_likelihood, self.scale_dims[None, :])
 
 
 def _walk(module: nn.Module, x: Tensor, depth: int, logdets: dict[int, Tensor]) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from flowood.flows.preprocess import log_likelihood_from_bpd
 from flowood.ood.detectors.base import Detector, DetectorInfo, FitContext, Samples
 
 
@@ -41,4 +42,4 @@ class BitsPerDim(LogLikelihood):
 
 def nats_from_bpd(bpd: np.ndarray, num_dims: int) -> np.ndarray:
     """``log p`` in nats from bits/dim: ``-bpd · D · ln 2``."""
-    return -np.asarray(bpd, dtype=np.float64) * num_dims * np.log(2.0)
+    return log_likelihood_from_bpd(np.asarray(bpd, dtype=np.float64), num_dims)
