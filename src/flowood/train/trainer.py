@@ -598,11 +598,16 @@ class Trainer:
             # One small all-reduce: the global mean loss and bits/dim, and whether any rank ran out of time.
             # Gradients are already averaged by DDP, so grad_norm agrees on all ranks.
             reduced = all_reduce_sum(
-                torch.stack([loss_value, train_bpd, torch.tensor(float(self._time_up), device=loss.device)]),
+                torch.stack(
+                    [loss_value, train_bpd, torch.tensor(float(self._time_up), device=loss.device)]
+                    + ([self._signals.flag(loss.device)] if self._signals is not None else [])
+                ),
                 self.dist,
             )
             loss_value, train_bpd = reduced[0] / self.dist.world_size, reduced[1] / self.dist.world_size
             wanted["time_up"] = reduced[2] > 0
+            if self._signals is not None:
+                wanted["signal"] = reduced[3] > 0  # any rank's SIGINT/SIGTERM: all stop after this step
         loss_finite = torch.isfinite(loss_value)
         wanted.update(ok=loss_finite & torch.isfinite(grad_norm), loss_finite=loss_finite, train_bpd=train_bpd)
         if "ood_train_bpd" in logs:
@@ -611,6 +616,8 @@ class Trainer:
         host = dict(zip(wanted, torch.stack([v.float() for v in wanted.values()]).tolist(), strict=True))
         if self.dist.enabled:
             self._time_up = bool(host["time_up"])
+            if self._signals is not None:
+                self._signals.agreed = bool(host["signal"])
         self._step_ood_bpd = host.get("ood_train_bpd")
         ok = bool(host["ok"])
         if not ok and self.scaler is not None and host["loss_finite"]:
@@ -665,11 +672,15 @@ class Trainer:
 
     def _interrupt(self) -> None:
         """Save and stop after a signal (see :mod:`flowood.train.interrupts`)."""
-        assert self._signals is not None and self._signals.received
+        assert self._signals is not None
         self.save()
+        cleanup(self.dist)  # the other ranks wait here until rank 0's checkpoint is written
+        saved = f"checkpoint saved to {self.ckpt_path}" if self.is_main else "rank 0 saved the checkpoint"
+        who = self._signals.received or "a signal to another rank"
+        who = who if self.is_main else f"rank {self.dist.rank}: {who}"
         raise TrainingInterruptedError(
-            f"{self._signals.received} at step {self.global_step} (epoch {self.epoch + 1}, "
-            f"{self.step_in_epoch}/{self.steps_per_epoch} steps); checkpoint saved to {self.ckpt_path}; "
+            f"{who} at step {self.global_step} (epoch {self.epoch + 1}, "
+            f"{self.step_in_epoch}/{self.steps_per_epoch} steps); {saved}; "
             f"continue with: flowood train --resume {self.run_dir}"
         )
 
@@ -687,7 +698,7 @@ class Trainer:
         after_epoch = False  # an epoch ended (and was saved) in this call
         try:
             while self.epoch < tcfg.epochs and not stop:
-                if self._signals:
+                if self._signals is not None and self._signals.should_stop(self.dist.enabled):
                     self._interrupt()
                 if after_epoch and not self.dist.enabled and self._past_deadline():
                     # The last end-of-epoch evaluation used up train.max_minutes (its checkpoint is written).
@@ -742,7 +753,7 @@ class Trainer:
                     self.elapsed = time.monotonic() - start
                     if tcfg.checkpoint_every and self.global_step % tcfg.checkpoint_every == 0:
                         self.save()
-                    if self._signals:
+                    if self._signals is not None and self._signals.should_stop(self.dist.enabled):
                         self._interrupt()
                     time_up = tcfg.max_minutes is not None and self.elapsed > tcfg.max_minutes * 60
                     if self.dist.enabled:
@@ -758,6 +769,8 @@ class Trainer:
                 self.last_train_bpd = sums[0] / sums[1] if sums[1] else float("nan")
                 self.last_ood_train_bpd = sums[2] / sums[3] if sums[3] else None
                 self._end_epoch(writer, partial=stop and self.step_in_epoch < self.steps_per_epoch)
+                if self.dist.enabled and self._signals is not None and self._signals.agree(self.dist, self.device):
+                    self._interrupt()  # a signal during rank 0's evaluation (or to another rank): all stop here
                 if self.stopper is not None and self.stopper.should_stop:
                     stop, stopped_by = True, "train.early_stopping"
         finally:
@@ -846,6 +859,8 @@ class Trainer:
                 test_bpd = evaluate_bpd(
                     self._eval_model(), self.test_data, self.cfg.train.eval_batch_size, gen, self._stop_evaluation
                 )
+            if test_bpd is None and self._signals and self.dist.enabled:
+                return  # the ranks agree to stop right after _end_epoch (see interrupts.py)
             if test_bpd is None and self._signals:
                 self._interrupt()  # the epoch's steps are kept; its evaluation runs again on resume
             if test_bpd is None:
