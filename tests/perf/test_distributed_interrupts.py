@@ -33,6 +33,7 @@ def _launch(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         pytest.skip("torchrun not found")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [*runner, "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "flowood", "train", *args]
+    # A session of its own: on a hang the launcher and its ranks are killed together (see _wait).
     return subprocess.Popen(
         [*cmd, "--device", "cpu", "--quiet"],
         cwd=tmp_path,
@@ -40,7 +41,17 @@ def _launch(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
+
+
+def _wait(proc: subprocess.Popen[str], timeout: float, what: str) -> str:
+    """stderr of ``proc`` once it exits; after ``timeout`` s kill its whole process group and fail."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"torchrun hung {what}: {proc.communicate()[1][-3000:]}") from None
 
 
 def _config(tmp_path: Path, **train: object) -> Path:
@@ -80,18 +91,15 @@ def test_sigterm_stops_all_ranks_at_one_step_and_resume_finishes(tmp_path, targe
     # (not only from an epoch end) must appear.
     while not ((run / "metrics.csv").is_file() and len(_rows(run)) >= 1):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "training never logged its first epoch"
+        if time.monotonic() > deadline:
+            _wait(proc, 0, "before its first epoch ended")
         time.sleep(0.05)
     if target == "rank 1 only":
         # The disagreement case: only one rank knows; it must not stop alone (rank 0 would crash or hang).
         os.kill(_rank_pid(proc.pid, 1), signal.SIGTERM)
     else:
         proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(f"torchrun hung after SIGTERM to {target}: {proc.communicate()[1][-3000:]}") from None
+    err = _wait(proc, 60, f"after SIGTERM to {target}")
 
     assert proc.returncode == 1, err[-3000:]  # torchrun's own code; the ranks' 130 is in its summary
     if target == "rank 1 only":
@@ -110,7 +118,7 @@ def test_sigterm_stops_all_ranks_at_one_step_and_resume_finishes(tmp_path, targe
         return  # resuming is the same as after the other case; one torchrun launch less
 
     resume = _launch(tmp_path, "--resume", str(run), "--epochs", str(epoch))
-    _, err = resume.communicate(timeout=120)
+    err = _wait(resume, 120, "resuming")
     assert resume.returncode == 0, err[-3000:]
     rows = _rows(run)
     assert [int(r["epoch"]) for r in rows] == list(range(1, epoch + 1))
@@ -122,11 +130,7 @@ def test_max_minutes_stops_all_ranks_at_one_step(tmp_path):
     run = tmp_path / "run"
     # 0.05 s of training: the cap is reached after the first step; the ranks must agree on when.
     proc = _launch(tmp_path, "--config", str(_config(tmp_path, epochs=3, max_minutes=0.05 / 60)), "--out", str(run))
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(f"torchrun hung at train.max_minutes: {proc.communicate()[1][-3000:]}") from None
+    err = _wait(proc, 120, "at train.max_minutes")
     assert proc.returncode == 0, err[-3000:]
     rows = _rows(run)
     assert len(rows) == 1 and rows[0]["partial"] == "1", rows
