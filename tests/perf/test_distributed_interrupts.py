@@ -1,7 +1,7 @@
 """SIGTERM and ``train.max_minutes`` under torchrun (CPU, gloo, 2 processes): every rank stops after the
 same step, rank 0 writes one loadable checkpoint, nothing hangs, and ``--resume`` finishes the run.
 
-What the launcher reports (documented in docs/performance.md): the ranks exit 130 and print the resume
+What the launcher reports (documented in the README, "Multi-GPU"): the ranks exit 130 and print the resume
 command; ``torchrun`` itself exits 1 — with its ``ChildFailedError`` summary naming ``exitcode: 130`` when
 one rank was signalled, or with its own ``SignalException`` when the launcher was (it forwards SIGTERM
 to every rank and waits for them).
