@@ -33,7 +33,7 @@ def _launch(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         pytest.skip("torchrun not found")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [*runner, "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "flowood", "train", *args]
-    # A session of its own: on a hang the launcher and its ranks are killed together (see _wait).
+    # A session of its own, so that a hung launcher can be killed with everything it started (see _wait).
     return subprocess.Popen(
         [*cmd, "--device", "cpu", "--quiet"],
         cwd=tmp_path,
@@ -50,6 +50,9 @@ def _wait(proc: subprocess.Popen[str], timeout: float, what: str) -> str:
     try:
         return proc.communicate(timeout=timeout)[1]
     except subprocess.TimeoutExpired:
+        # torchrun starts each rank in a session of its own: kill the ranks by pid, then the launcher's group.
+        for kid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+            os.kill(int(kid), signal.SIGKILL)
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError(f"torchrun hung {what}: {proc.communicate()[1][-3000:]}") from None
 
