@@ -119,6 +119,107 @@ def _float_images_out_of_range(tmp: Path, run: Path) -> list[str]:
     return ["train", "--preset", "demo", "--out", str(tmp / "o"), "--set", f"data.dataset=npz:{tmp / 'f.npz'}"]
 
 
+# -- helpers for the rest of the table (issue 17 item 9: the inputs that were already clear stay so)
+def _train(*opts: str) -> Setup:
+    return lambda tmp, run: ["train", "--preset", "demo", "--out", str(tmp / "o"), *TINY_TRAIN_ARGS, *opts]
+
+
+def _set(*overrides: str) -> Setup:
+    return _train(*[arg for o in overrides for arg in ("--set", o)])
+
+
+def _config(text: str) -> Setup:
+    return lambda tmp, run: ["train", "--config", _yaml(tmp, text), "--out", str(tmp / "o"), "--quiet"]
+
+
+def _on_run(*opts: str, command: str = "evaluate") -> Setup:
+    extra = ["--device", "cpu", "--limit", "8"] if command == "evaluate" else []
+    return lambda tmp, run: [command, str(_copy(run, tmp)), *extra, *opts]
+
+
+def _npz(**arrays: np.ndarray) -> Setup:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        np.savez(tmp / "u.npz", **arrays)
+        return _set(f"data.dataset=npz:{tmp / 'u.npz'}")(tmp, run)
+
+    return setup
+
+
+def _npz_bytes(content: bytes | None) -> Setup:
+    """An ``npz:`` dataset file holding ``content`` (None: a real npz cut in half)."""
+
+    def setup(tmp: Path, run: Path) -> list[str]:
+        if content is None:
+            np.savez(tmp / "u.npz", x=np.zeros((64, 1, 28, 28), np.uint8))
+            data = (tmp / "u.npz").read_bytes()
+            (tmp / "u.npz").write_bytes(data[: len(data) // 2])
+        else:
+            (tmp / "u.npz").write_bytes(content)
+        return _set(f"data.dataset=npz:{tmp / 'u.npz'}")(tmp, run)
+
+    return setup
+
+
+def _csv(header: str | None, rows: list[str], query: str = "") -> Setup:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        path = tmp / "u.csv"
+        path.write_text("".join(f"{line}\n" for line in ([header] if header is not None else []) + rows))
+        return _csv_cfg(tmp, f"table:{path}{query}")
+
+    return setup
+
+
+def _broken_run(change: Callable[[Path], object], command: str = "evaluate") -> Setup:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        r = _copy(run, tmp)
+        change(r)
+        if command == "resume":
+            return ["train", "--resume", str(r), "--epochs", "2", "--quiet"]
+        return [command, str(r), *(["--device", "cpu", "--limit", "8"] if command == "evaluate" else [])]
+
+    return setup
+
+
+def _wider_model(run: Path) -> None:
+    cfg = run / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("mid_channels: 4", "mid_channels: 8"))
+
+
+def _protocol(text: str) -> Setup:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        (tmp / "p.yaml").write_text(text)
+        return ["benchmark", str(tmp / "p.yaml"), "--out", str(tmp / "b"), "--device", "cpu", "--quiet"]
+
+    return setup
+
+
+def _convert(content: object, *opts: str) -> Setup:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        if isinstance(content, bytes):
+            (tmp / "c.pt").write_bytes(content)
+        elif content is not None:
+            torch.save(content, tmp / "c.pt")
+        return ["convert", str(tmp / "c.pt"), "--out", str(tmp / "cv"), *opts]
+
+    return setup
+
+
+def _embed(*opts: str) -> Setup:
+    return lambda tmp, run: ["embed", "--out", str(tmp / "e.npz"), *opts]
+
+
+def _file(tmp: Path) -> Path:
+    (tmp / "f.txt").write_text("not a run\n")
+    return tmp / "f.txt"
+
+
+_PROTOCOL = (
+    "name: p\nin_distribution: fashionmnist-mini\nood: {near: [mnist-mini]}\ndetectors: [%s]\nbudgets: {quick: {}}\n"
+)
+_MODEL = "model: {name: realnvp}\n"
+_IMAGES = np.zeros((64, 1, 28, 28), np.uint8)
+
+
 ROWS: list[tuple[str, Setup, list[str]]] = [
     # -- issue 17: tracebacks and misleading messages before
     ("evaluate --limit 0", _evaluate("--limit", "0"), ["--limit 0", ">= 1"]),
@@ -203,6 +304,212 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
             else ["train", "--preset", "nope", "--out", "o"]
         ),
         ["cuda" if not torch.cuda.is_available() else "nope"],
+    ),
+    # -- evaluate options
+    ("evaluate --ood nope", _on_run("--ood", "nope"), ["unknown dataset 'nope'"]),
+    ("evaluate --ood mnist-mini,nope", _on_run("--ood", "mnist-mini,nope"), ["unknown dataset 'nope'"]),
+    ("evaluate --scores nope", _on_run("--scores", "nope"), ["unknown score 'nope'", "log_likelihood"]),
+    ("evaluate --device tpu", _on_run("--device", "tpu"), ["unknown device 'tpu'"]),
+    ("evaluate --limit -5", _evaluate("--limit", "-5"), ["--limit -5", ">= 1"]),
+    ("evaluate --precision fp64", _evaluate("--precision", "fp64"), ["--precision fp64"]),
+    ("evaluate --ensemble-size 0", _evaluate("--ensemble-size", "0"), ["--ensemble-size 0"]),
+    ("evaluate --typicality-m 0", _evaluate("--typicality-m", "0"), ["--typicality-m 0", ">= 1"]),
+    ("evaluate --aux-minutes -1", _evaluate("--aux-minutes", "-1"), ["--aux-minutes -1", "> 0"]),
+    ("evaluate --background-minutes 0", _evaluate("--background-minutes", "0"), ["--background-minutes 0"]),
+    (
+        "evaluate --mutation-rate 2",
+        _evaluate("--scores", "likelihood_ratio", "--mutation-rate", "2"),
+        ["--mutation-rate 2", "[0, 1]"],
+    ),
+    ("evaluate --dose-estimator nope", _evaluate("--dose-estimator", "nope"), ["--dose-estimator nope", "ocsvm"]),
+    (
+        "evaluate --general-dataset nope",
+        _on_run("--scores", "general_likelihood_ratio", "--general-dataset", "nope"),
+        ["unknown dataset 'nope'"],
+    ),
+    ("evaluate a file", lambda t, r: ["evaluate", str(_file(t))], ["f.txt", "not a flowood run directory"]),
+    # -- train options and --set values
+    ("train --device tpu", _train("--device", "tpu"), ["device", "'tpu'"]),
+    ("train --epochs 0", _train("--epochs", "0"), ["train.epochs must be >= 1", "got 0"]),
+    ("train --epochs -1", _train("--epochs", "-1"), ["train.epochs must be >= 1", "got -1"]),
+    ("--set train.lr=-1", _set("train.lr=-1"), ["train.lr must be > 0", "-1.0"]),
+    ("--set train.lr=0", _set("train.lr=0"), ["train.lr must be > 0", "0.0"]),
+    ("--set train.batch_size=0", _set("train.batch_size=0"), ["train.batch_size must be >= 1", "got 0"]),
+    ("--set train.batch_size=-1", _set("train.batch_size=-1"), ["train.batch_size must be >= 1", "got -1"]),
+    ("--set train.precision=fp8", _set("train.precision=fp8"), ["train.precision", "'fp8'", "bf16"]),
+    ("--set train.optimizer=nope", _set("train.optimizer=nope"), ["train.optimizer", "'nope'", "adam"]),
+    ("--set train.max_minutes=-1", _set("train.max_minutes=-1"), ["train.max_minutes must be > 0", "-1"]),
+    ("--set train.max_steps=0", _set("train.max_steps=0"), ["train.max_steps must be >= 1", "got 0"]),
+    ("--set train.epochs=1.5", _set("train.epochs=1.5"), ["train.epochs must be an integer", "1.5"]),
+    ("--set model.name=nope", _set("model.name=nope"), ["model.name", "unknown flow 'nope'", "realnvp"]),
+    ("--set seed=abc", _set("seed=abc"), ["seed must be an integer", "'abc'"]),
+    ("device: tpu in YAML", _config(_MODEL + "device: tpu\n"), ["device must be", "'tpu'"]),
+    ("--set of an unknown section", _set("nokey=1"), ["nokey", "valid: model, data, train"]),
+    ("--set train=5", _set("train=5"), ["'train' must be a mapping", "5"]),
+    # -- YAML files
+    ("YAML: a list at the top", _config("- a\n- b\n"), ["c.yaml", "expected a mapping"]),
+    ("YAML: a scalar at the top", _config("hello\n"), ["c.yaml", "expected a mapping"]),
+    ("YAML: an empty file", _config(""), ["c.yaml", "expected a mapping"]),
+    ("YAML: a tab", _config("model:\n\tname: realnvp\n"), ["c.yaml", "invalid YAML", "line 2"]),
+    ("YAML: train is a list", _config(_MODEL + "train: [1, 2]\n"), ["'train' must be a mapping", "[1, 2]"]),
+    ("YAML: data is a number", _config(_MODEL + "data: 5\n"), ["'data' must be a mapping"]),
+    ("YAML: unknown top-level key", _config(_MODEL + "trian: {epochs: 1}\n"), ["trian", "valid:"]),
+    ("YAML: epochs is a word", _config(_MODEL + "train: {epochs: abc}\n"), ["train.epochs", "'abc'"]),
+    ("YAML: dataset is a number", _config(_MODEL + "data: {dataset: 5}\n"), ["data.dataset must be a string"]),
+    (
+        "YAML: ood is a number",
+        _config(_MODEL + "data: {dataset: fashionmnist-mini, ood: 7}\n"),
+        ["data.ood must be a list", "7"],
+    ),
+    # -- user image files (npz)
+    ("npz cut in half", _npz_bytes(None), ["u.npz", "corrupt or truncated"]),
+    ("npz of 0 bytes", _npz_bytes(b""), ["u.npz", "corrupt or truncated"]),
+    ("npz that is a text file", _npz_bytes(b"hello world\n"), ["u.npz", "corrupt or truncated"]),
+    (
+        "npz that does not exist",
+        lambda t, r: _set(f"data.dataset=npz:{t / 'none.npz'}")(t, r),
+        ["none.npz", "does not exist"],
+    ),
+    ("npz without an image array", _npz(a=_IMAGES), ["u.npz", "no image array", "'x'"]),
+    ("npz images with 2 channels", _npz(x=np.zeros((64, 2, 28, 28), np.uint8)), ["u.npz", "(64, 2, 28, 28)"]),
+    ("npz images with 5 axes", _npz(x=np.zeros((64, 1, 1, 28, 28), np.uint8)), ["u.npz", "(64, 1, 1, 28, 28)"]),
+    ("npz images of NaN", _npz(x=np.full((64, 1, 28, 28), np.nan, np.float32)), ["u.npz", "NaN"]),
+    ("npz images of complex numbers", _npz(x=_IMAGES.astype(np.complex64)), ["u.npz", "complex64"]),
+    ("npz of Python objects", _npz(x=np.array([object()] * 64)), ["u.npz", "dtype=object"]),
+    ("npz with fewer labels", _npz(x=_IMAGES, y=np.zeros(10, np.int64)), ["u.npz", "64 images but 10 labels"]),
+    ("npz images of 27 px", _npz(x=np.zeros((64, 1, 27, 27), np.uint8)), ["num_scales=2", "(27, 27)"]),
+    # -- user tables (CSV)
+    ("CSV of 0 bytes", _csv(None, []), ["u.csv", "header row"]),
+    ("CSV with a header only", _csv("a,b,c", []), ["u.csv", "header row"]),
+    ("CSV with words", _csv("a,b", [f"{i},x{i}" for i in range(40)]), ["u.csv", "non-numeric", "'x0'"]),
+    (
+        "CSV with ragged rows",
+        _csv("a,b,c", [f"{i},{i}" if i % 3 else f"{i},{i},{i},{i}" for i in range(40)]),
+        ["u.csv", "3 fields", "line 2"],
+    ),
+    (
+        "CSV with Inf",
+        _csv("a,b,y", [f"{i},{'inf' if i % 4 == 0 else i},{i % 2}" for i in range(40)], "?label=y"),
+        ["u.csv", "column 'b'", "10 rows", "remove or impute"],
+    ),
+    (
+        "CSV with NaN in two columns",
+        _csv("a,b,c", [f"{'nan' if i % 3 == 0 else i},{'nan' if i % 5 == 0 else 2 * i},{i % 3}" for i in range(40)]),
+        ["u.csv", "column 'a', 'b'"],
+    ),
+    ("CSV without the label column", _csv("a,b", [f"{i},{i % 2}" for i in range(40)], "?label=zz"), ["u.csv", "'zz'"]),
+    ("CSV that does not exist", lambda t, r: _csv_cfg(t, f"table:{t / 'none.csv'}"), ["none.csv", "does not exist"]),
+    ("CSV of constant columns", _csv("a,b", ["1,2"] * 40), ["data.drop_constant", "constant"]),
+    # -- run directories
+    ("run without config.yaml", _broken_run(lambda r: (r / "config.yaml").unlink()), ["no config.yaml"]),
+    (
+        "run with garbage config.yaml",
+        _broken_run(lambda r: (r / "config.yaml").write_text("model: [\n")),
+        ["config.yaml", "invalid YAML"],
+    ),
+    (
+        "config.yaml edited after training",
+        _broken_run(_wider_model),
+        ["model.safetensors does not fit", "config.yaml", "edited"],
+    ),
+    (
+        "resume without checkpoints",
+        _broken_run(lambda r: shutil.rmtree(r / "checkpoints"), "resume"),
+        ["last.pt", "no checkpoint"],
+    ),
+    (
+        "resume a truncated last.pt",
+        _broken_run(lambda r: (r / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04" + bytes(496)), "resume"),
+        ["last.pt", "unreadable"],
+    ),
+    (
+        "resume with garbage config.yaml",
+        _broken_run(lambda r: (r / "config.yaml").write_text("::\n- ["), "resume"),
+        ["config.yaml", "invalid YAML"],
+    ),
+    (
+        "resume with --preset",
+        lambda t, r: ["train", "--resume", str(_copy(r, t)), "--preset", "demo"],
+        ["--resume", "--preset"],
+    ),
+    (
+        "visualize a truncated model",
+        _broken_run(lambda r: (r / "model.safetensors").write_bytes(b"12345678"), "visualize"),
+        ["model.safetensors is unreadable", "--resume"],
+    ),
+    ("visualize a missing run", lambda t, r: ["visualize", str(t / "nope")], ["nope does not exist"]),
+    ("visualize --dataset nope", _on_run("--dataset", "nope", command="visualize"), ["unknown dataset 'nope'"]),
+    ("visualize --ood nope", _on_run("--ood", "nope", command="visualize"), ["unknown dataset 'nope'"]),
+    ("visualize --layers abc", _on_run("--layers", "abc", command="visualize"), ["--layers", "'abc'"]),
+    ("visualize --layers 999", _on_run("--layers", "999", command="visualize"), ["layer index 999", "0..9"]),
+    ("report a missing run", lambda t, r: ["report", str(t / "nope")], ["nope does not exist"]),
+    # -- output directories
+    (
+        "--out is a file",
+        lambda t, r: ["train", "--preset", "demo", "--out", str(_file(t)), *TINY_TRAIN_ARGS],
+        ["f.txt", "--out"],
+    ),
+    (
+        "--out below a file",
+        lambda t, r: ["train", "--preset", "demo", "--out", f"{_file(t)}/run", *TINY_TRAIN_ARGS],
+        ["f.txt/run", "--out"],
+    ),
+    (
+        "--out where nothing can be created",
+        lambda t, r: ["train", "--preset", "demo", "--out", "/proc/flowood-run", *TINY_TRAIN_ARGS],
+        ["/proc/flowood-run", "--out"],
+    ),
+    # -- benchmark protocols
+    ("benchmark nope", lambda t, r: ["benchmark", "nope", "--out", str(t / "b")], ["'nope'", "fashionmnist"]),
+    (
+        "benchmark --budget huge",
+        lambda t, r: ["benchmark", "fashionmnist", "--budget", "huge", "--out", str(t / "b")],
+        ["'huge'", "quick, full"],
+    ),
+    ("benchmark a missing file", lambda t, r: ["benchmark", str(t / "none.yaml")], ["none.yaml", "not found"]),
+    ("protocol with invalid YAML", _protocol("name: [\n"), ["p.yaml", "invalid YAML"]),
+    ("protocol that is a scalar", _protocol("hello\n"), ["p.yaml", "expected a mapping"]),
+    ("protocol without in_distribution", _protocol("name: p\nbudgets: {quick: {}}\n"), ["p.yaml", "in_distribution"]),
+    ("protocol with budgets a list", _protocol("name: p\nbudgets: [quick]\n"), ["p.yaml", "budgets must map"]),
+    ("protocol with an unknown detector", _protocol(_PROTOCOL % "nope"), ["unknown score 'nope'"]),
+    # -- reproduce
+    ("reproduce nope", lambda t, r: ["reproduce", "nope", "--out", str(t / "rp")], ["'nope'", "likelihood-failure"]),
+    (
+        "reproduce --budget huge",
+        lambda t, r: ["reproduce", "all", "--budget", "huge", "--out", str(t / "rp")],
+        ["--budget", "'huge'"],
+    ),
+    (
+        "reproduce --set train.lrr=1",
+        lambda t, r: ["reproduce", "all", "--set", "train.lrr=1", "--out", str(t / "rp")],
+        ["train.lrr"],
+    ),
+    ("demo --set train.lrr=1", lambda t, r: ["demo", "--out", str(t / "d"), "--set", "train.lrr=1"], ["train.lrr"]),
+    # -- convert
+    ("convert without --dataset", _convert({"net": {}, "epoch": 1}), ["--data DATASET", "--dataset"]),
+    ("convert a text file", _convert(b"hello", "--dataset", "FashionMNIST"), ["c.pt"]),
+    ("convert a missing file", _convert(None, "--dataset", "FashionMNIST"), ["c.pt"]),
+    ("convert a dict without net", _convert({"foo": 1}, "--dataset", "FashionMNIST"), ["c.pt"]),
+    ("convert an empty net", _convert({"net": {}, "epoch": 1}, "--dataset", "FashionMNIST"), ["c.pt", "'net'"]),
+    ("convert --flow Nope", _convert({"net": {}, "epoch": 1}, "--dataset", "FashionMNIST", "--flow", "Nope"), ["Nope"]),
+    (
+        "convert --dataset Nope",
+        _convert({"net": {}, "epoch": 1}, "--dataset", "Nope"),
+        ["--dataset Nope", "FashionMNIST", "--img_shape"],
+    ),
+    ("convert --img_shape abc", _convert({"net": {}, "epoch": 1}, "--img_shape", "abc"), ["--img_shape", "'abc'"]),
+    # -- embed
+    ("embed without --dataset", _embed(), ["--dataset NAME"]),
+    ("embed --extractor nope", _embed("-d", "fashionmnist-mini", "-e", "nope"), ["unknown extractor 'nope'"]),
+    ("embed --dataset nope", _embed("-d", "nope"), ["unknown dataset 'nope'"]),
+    ("embed --batch-size 0", _embed("-d", "fashionmnist-mini", "--batch-size", "0"), ["batch_size", "got 0"]),
+    ("embed --size 0", _embed("-d", "fashionmnist-mini", "--size", "0"), ["16 pixels", "got 0"]),
+    ("embed --limit 0", _embed("-d", "fashionmnist-mini", "--limit", "0"), ["--limit", "got 0"]),
+    ("embed --splits nope", _embed("-d", "fashionmnist-mini", "--splits", "nope"), ["unknown split 'nope'", "train"]),
+    (
+        "embed --weights missing.pth",
+        lambda t, r: _embed("-d", "fashionmnist-mini", "--limit", "4", "--weights", str(t / "none.pth"))(t, r),
+        ["none.pth", "not found"],
     ),
 ]
 

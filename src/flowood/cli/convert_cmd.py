@@ -62,6 +62,8 @@ def convert_command(
         dropout=dropout,
     )
     target = data or arch.flowood_dataset()
+    if target is None and dataset is not None:
+        arch.input_shape()  # an unknown --dataset: say so rather than ask for a --dataset
     if target is None:
         raise ConfigError("give --data DATASET (the flowood dataset to evaluate on) or an original --dataset")
     model, epoch = from_flows_ood(checkpoint, arch)

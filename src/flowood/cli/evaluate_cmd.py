@@ -44,6 +44,13 @@ def evaluate_command(
 ) -> None:
     """Write report.json, scores.npz and histogram.png into RUN_DIR and print the table."""
     _validate(limit=limit, batch_size=batch_size, precision=precision, ensemble_size=ensemble_size)
+    _validate_aux(
+        typicality_m=typicality_m,
+        aux_minutes=aux_minutes,
+        background_minutes=background_minutes,
+        mutation_rate=mutation_rate,
+        dose_estimator=dose_estimator,
+    )
     from flowood.experiments.evaluate import evaluate_run, format_report
 
     names: list[str] = []
@@ -98,6 +105,30 @@ def _validate(*, limit: int | None, batch_size: int, precision: str | None, ense
         raise ConfigError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     if ensemble_size < 1:
         raise ConfigError(f"--ensemble-size {ensemble_size}: give a number of flows >= 1")
+
+
+def _validate_aux(
+    *,
+    typicality_m: int,
+    aux_minutes: float,
+    background_minutes: float | None,
+    mutation_rate: float,
+    dose_estimator: str,
+) -> None:
+    """Auxiliary-detector options: one-line errors before any scoring, not after minutes of it."""
+    from flowood.errors import ConfigError
+
+    if not 0 <= mutation_rate <= 1:
+        raise ConfigError(f"--mutation-rate {mutation_rate:g}: give a mutation rate in [0, 1] (default 0.2)")
+    if dose_estimator not in ("kde", "ocsvm"):
+        raise ConfigError(f"--dose-estimator {dose_estimator}: choose kde or ocsvm")
+
+    if typicality_m < 1:
+        raise ConfigError(f"--typicality-m {typicality_m}: give a number of samples per batch >= 1 (default 10)")
+    if not aux_minutes > 0:
+        raise ConfigError(f"--aux-minutes {aux_minutes:g}: give a training time in minutes > 0 (default 1)")
+    if background_minutes is not None and not background_minutes > 0:
+        raise ConfigError(f"--background-minutes {background_minutes:g}: give minutes > 0 (or leave it out)")
 
 
 def register(app: typer.Typer) -> None:

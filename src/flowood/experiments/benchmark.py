@@ -41,7 +41,7 @@ from flowood.experiments.evaluate import evaluate_run
 from flowood.ood import paired_metric_differences
 from flowood.ood.detectors import DETECTORS, parse_detectors
 from flowood.perf import cpu_threads
-from flowood.train.config import apply_overrides, config_from_dict
+from flowood.train.config import apply_overrides, config_from_dict, load_config
 from flowood.train.presets import get_preset
 from flowood.train.trainer import train
 
@@ -79,13 +79,16 @@ def load_protocol(source: str | Path, budget: str = "quick") -> Protocol:
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"protocol file {path} not found")
-        text = path.read_text()
+        raw = load_config(path)  # one-line errors naming the file for bad YAML or a non-mapping
     elif str(source) in available_protocols():
-        text = (resources.files("flowood.experiments") / "protocols" / f"{source}.yaml").read_text()
+        raw = yaml.safe_load((resources.files("flowood.experiments") / "protocols" / f"{source}.yaml").read_text())
     else:
         raise ConfigError(f"unknown protocol {source!r}; shipped: {', '.join(available_protocols())} (or a .yaml file)")
-    raw = yaml.safe_load(text) or {}
     budgets = raw.get("budgets") or {}
+    if not isinstance(budgets, dict):
+        raise ConfigError(f"protocol {source}: budgets must map names (quick, full) to settings, got {budgets!r}")
+    if not (budgets.get(budget) or {}).get("in_distribution") and "in_distribution" not in raw:
+        raise ConfigError(f"protocol {source}: needs in_distribution (the dataset the flow is trained on)")
     if budget not in budgets:
         raise ConfigError(f"protocol {raw.get('name', source)} has no budget {budget!r}; it has: {', '.join(budgets)}")
     b = budgets[budget] or {}

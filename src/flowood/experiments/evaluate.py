@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from flowood.analysis.histograms import plot_bpd_histograms
+from flowood.data import dataset_info
 from flowood.data.base import ArrayDataset
 from flowood.devices import resolve_device
 from flowood.errors import ConfigError, DatasetError
@@ -144,6 +145,9 @@ def evaluate_run(
     ood = list(ood) if ood else list(cfg.ood)
     if not ood:
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
+    general = getattr(score_settings, "general_dataset", None)
+    for name in [*ood, *([general] if general else [])]:
+        dataset_info(name, cfg.root)  # an unknown name fails now, not after minutes of scoring
     test_limit = limit if limit is not None else cfg.test_limit
     start = time.perf_counter()
     sets: list[Samples] = []

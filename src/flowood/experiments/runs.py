@@ -76,7 +76,14 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu", weights
         raise rundir.unreadable_weights(path, err) from None
     shape = _input_shape(rundir, path)
     flow = build_run_flow(cfg, shape)
-    flow.load_state_dict({k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"})
+    try:
+        flow.load_state_dict({k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"})
+    except RuntimeError as err:  # missing / unexpected keys or shapes: config.yaml edited after training
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise CheckpointError(
+            f"{path} does not fit the model in {rundir.config} ({first}); was config.yaml edited after training? "
+            "restore it, or train again with `flowood train --out DIR`"
+        ) from None
     flow.to(device).eval()
     standardizer = Standardizer.load(rundir.standardize) if rundir.standardize.is_file() else None
     return Run(rundir.path, raw, cfg, flow, rundir.read_metrics(), standardizer, path)

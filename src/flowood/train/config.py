@@ -314,6 +314,10 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
     if not t.lr > 0:
         raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+    if t.max_steps is not None and t.max_steps < 1:
+        raise ConfigError(f"train.max_steps must be >= 1 (or null for no cap), got {t.max_steps}")
+    if t.max_minutes is not None and not t.max_minutes > 0:
+        raise ConfigError(f"train.max_minutes must be > 0 (or null for no cap), got {t.max_minutes}")
     if t.weight_decay < 0:
         raise ConfigError(f"train.weight_decay must be >= 0, got {t.weight_decay}")
     if t.ema_decay is not None and not 0 < t.ema_decay < 1:

@@ -35,6 +35,8 @@ class StepReading:
     """Negative training: the OOD batch's bits/dim."""
     time_up: bool | None
     """Under ``torchrun``: whether any rank had run out of ``train.max_minutes`` (None in one process)."""
+    signal: bool | None = None
+    """Under ``torchrun``: whether any rank had received SIGINT/SIGTERM (None in one process)."""
 
 
 def set_learning_rate(
@@ -66,10 +68,12 @@ def measure(
     dequant_gen: torch.Generator,
     dist: DistInfo,
     time_up: bool,
+    signal: Tensor | None = None,
 ) -> StepReading:
     """Forward, backward, unscale and clip (gradients left in place for :func:`update`); one host read.
 
-    ``model`` is the flow or its DDP wrapper; ``time_up`` is this rank's clock, folded into the all-reduce.
+    ``model`` is the flow or its DDP wrapper; ``time_up`` is this rank's clock and ``signal`` (a 0/1 scalar
+    on the device) whether this rank received SIGINT/SIGTERM, both folded into the all-reduce.
     """
     if kind == "vector" and cfg.train.input_noise > 0:
         # The dequantisation generator is unused for vectors; it is checkpointed, so resume stays exact.
@@ -91,11 +95,12 @@ def measure(
     if dist.enabled:
         # One small all-reduce: the global mean loss and bits/dim, and whether any rank ran out of time.
         # Gradients are already averaged by DDP, so grad_norm agrees on all ranks.
-        reduced = all_reduce_sum(
-            torch.stack([loss_value, train_bpd, torch.tensor(float(time_up), device=loss.device)]), dist
-        )
+        flags = [torch.tensor(float(time_up), device=loss.device)] + ([signal] if signal is not None else [])
+        reduced = all_reduce_sum(torch.stack([loss_value, train_bpd, *flags]), dist)
         loss_value, train_bpd = reduced[0] / dist.world_size, reduced[1] / dist.world_size
         wanted["time_up"] = reduced[2] > 0
+        if signal is not None:
+            wanted["signal"] = reduced[3] > 0  # any rank's SIGINT/SIGTERM: all stop after this step
     loss_finite = torch.isfinite(loss_value)
     wanted.update(ok=loss_finite & torch.isfinite(grad_norm), loss_finite=loss_finite, train_bpd=train_bpd)
     if "ood_train_bpd" in logs:
@@ -108,6 +113,7 @@ def measure(
         train_bpd=host["train_bpd"],
         ood_train_bpd=host.get("ood_train_bpd"),
         time_up=bool(host["time_up"]) if dist.enabled else None,
+        signal=bool(host["signal"]) if "signal" in host else None,
     )
 
 

@@ -250,9 +250,12 @@ class Trainer:
         reading = step.measure(
             self.model, self.optimizer, self.scaler, self.fast, self.cfg, batch, ood_batch,
             kind=self.kind, dequant_gen=self.dequant_gen, dist=self.dist, time_up=self._time_up,
+            signal=self._signals.flag(self.device) if self.dist.enabled and self._signals is not None else None,
         )  # fmt: skip
         if reading.time_up is not None:
             self._time_up = reading.time_up
+        if reading.signal is not None and self._signals is not None:
+            self._signals.agreed = reading.signal
         self._step_ood_bpd = reading.ood_train_bpd
         if not reading.ok and self.scaler is not None and reading.loss_finite:
             # fp16 loss-scale overflow: the scaler lowers its scale (its update below); not a divergence.
@@ -354,13 +357,21 @@ class Trainer:
 
     def _interrupt(self) -> None:
         """Save and stop after a signal (see :mod:`flowood.train.interrupts`)."""
-        assert self._signals is not None and self._signals.received
+        assert self._signals is not None
         self.save()
+        cleanup(self.dist)  # the other ranks wait here until rank 0's checkpoint is written
+        saved = f"checkpoint saved to {self.ckpt_path}" if self.is_main else "rank 0 saved the checkpoint"
+        who = self._signals.received or "a signal to another rank"
+        who = who if self.is_main else f"rank {self.dist.rank}: {who}"
         raise TrainingInterruptedError(
-            f"{self._signals.received} at step {self.global_step} (epoch {self.epoch + 1}, "
-            f"{self.step_in_epoch}/{self.steps_per_epoch} steps); checkpoint saved to {self.ckpt_path}; "
+            f"{who} at step {self.global_step} (epoch {self.epoch + 1}, "
+            f"{self.step_in_epoch}/{self.steps_per_epoch} steps); {saved}; "
             f"continue with: flowood train --resume {self.run_dir}"
         )
+
+    def _signalled(self) -> bool:
+        """A signal was received here, or (under torchrun) by any rank as agreed in the last step."""
+        return self._signals is not None and self._signals.should_stop(self.dist.enabled)
 
     def _run(self) -> TrainResult:
         """The epoch loop: epochs until a limit, a signal or early stopping ends the run."""
@@ -375,7 +386,7 @@ class Trainer:
         after_epoch = False  # an epoch ended (and was saved) in this call
         try:
             while self.epoch < tcfg.epochs and not stop:
-                if self._signals:
+                if self._signalled():
                     self._interrupt()
                 if after_epoch and not self.dist.enabled and self._past_deadline():
                     # The last end-of-epoch evaluation used up train.max_minutes (its checkpoint is written).
@@ -389,6 +400,8 @@ class Trainer:
                 self.last_train_bpd = sums[0] / sums[1] if sums[1] else float("nan")
                 self.last_ood_train_bpd = sums[2] / sums[3] if sums[3] else None
                 self._end_epoch(partial=stop and self.step_in_epoch < self.steps_per_epoch)
+                if self.dist.enabled and self._signals is not None and self._signals.agree(self.dist, self.device):
+                    self._interrupt()  # a signal during rank 0's evaluation (or to another rank): all stop here
                 if self.stopper is not None and self.stopper.should_stop:
                     stop, stopped_by = True, "train.early_stopping"
         finally:
@@ -475,7 +488,7 @@ class Trainer:
         self.elapsed = time.monotonic() - self._clock
         if tcfg.checkpoint_every and self.global_step % tcfg.checkpoint_every == 0:
             self.save()
-        if self._signals:
+        if self._signalled():
             self._interrupt()
         time_up = tcfg.max_minutes is not None and self.elapsed > tcfg.max_minutes * 60
         if self.dist.enabled:
@@ -535,7 +548,10 @@ class Trainer:
                 self.epoch += 1
                 self.step_in_epoch = 0
             return
-        test_bpd = self._monitor_test_bpd()
+        try:
+            test_bpd = self._monitor_test_bpd()
+        except _EvaluationCutBySignalError:
+            return  # under torchrun the ranks agree to stop right after _end_epoch; it runs again on resume
         self.last_test_bpd = float("nan") if test_bpd is None else test_bpd
         val_bpd = self._validate() if self.stopper is not None and not partial else None
         lr = self.optimizer.param_groups[0]["lr"]
@@ -582,11 +598,17 @@ class Trainer:
             test_bpd = evaluate_bpd(
                 self._eval_model(), self.test_data, self.cfg.train.eval_batch_size, gen, self._stop_evaluation
             )
+        if test_bpd is None and self._signals and self.dist.enabled:
+            raise _EvaluationCutBySignalError  # rank 0 must not stop alone (see interrupts.py)
         if test_bpd is None and self._signals:
             self._interrupt()  # the epoch's steps are kept; its evaluation runs again on resume
         if test_bpd is None:
             self._note(f"epoch {self.epoch + 1}: test evaluation cut short by train.max_minutes (not logged)")
         return test_bpd
+
+
+class _EvaluationCutBySignalError(Exception):
+    """Rank 0's end-of-epoch evaluation was cut by a signal under torchrun: the epoch is left open."""
 
 
 def train(cfg: RunConfig, out: Path, *, quiet: bool = False, overwrite: bool = True) -> TrainResult:
