@@ -32,6 +32,7 @@ PACKAGE = "flowood"
 #: docs/ARCHITECTURE.md.
 LAYERS: dict[str, int] = {
     "flowood.errors": 0,
+    "flowood.atomic": 0,
     "flowood.devices": 0,
     "flowood.perf": 0,
     "flowood.host_allocator": 0,

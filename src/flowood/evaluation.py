@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import types
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from flowood.errors import ReportError, RunWriteError
+from flowood.atomic import atomic_write_text
+from flowood.errors import ReportError
 
 SCHEMA_VERSION = 1
 """Version of the report layout written today. Files without the field are the same layout (version 1)."""
@@ -382,18 +382,7 @@ class EvaluationReport(_Part):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``report.json`` beside and rename it over ``path``: a crash never leaves half a report."""
         path = Path(path)
-        text = self.dumps()
-        tmp: str | None = None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except OSError as err:
-            raise RunWriteError(f"cannot write {path}: {err.strerror or err}; the previous version is kept") from None
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_text(path, self.dumps())
         return path
 
     @classmethod

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from flowood.atomic import atomic_write
 from flowood.devices import resolve_device
 from flowood.errors import ConfigError, DatasetError, FlowoodError
 from flowood.features.extractors import ExtractorConfig, FeatureExtractor, resolve_extractor
@@ -91,15 +91,11 @@ def _cache_load(path: Path, n: int) -> np.ndarray | None:
 
 
 def _cache_save(path: Path, feats: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to a name
             np.save(fh, feats, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def _cache_path(

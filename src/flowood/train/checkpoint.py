@@ -12,10 +12,7 @@ Training state is stored in those types only (see :func:`flowood.train.resume.rn
 
 from __future__ import annotations
 
-import errno
-import os
 import pickle
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +20,9 @@ from typing import Any
 
 import torch
 
+from flowood.atomic import atomic_write, describe_write_error
+
+__all__ = ["atomic_write", "describe_write_error"]  # re-exported: their home is flowood.atomic
 from flowood.errors import CheckpointError, RunWriteError
 
 # Checkpoints written by flowood 0.1 held numpy's RNG state as an ndarray. These three globals only
@@ -34,62 +34,6 @@ _LEGACY_NUMPY_GLOBALS = {
     "numpy._core.multiarray._reconstruct",
     "numpy.core.multiarray._reconstruct",
 }
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def describe_write_error(err: BaseException) -> str | None:
-    """A short reason (``"no space left on device"``…) when ``err`` is a failed file write, else None.
-
-    ``torch.save`` reports a full disk as ``RuntimeError: [enforce fail at inline_container.cc] ...
-    file write failed``; plain ``OSError`` carries an errno.
-    """
-    if isinstance(err, OSError):
-        if err.errno == errno.ENOSPC:
-            return "no space left on device (disk full)"
-        if err.errno == errno.EDQUOT:
-            return "disk quota exceeded"
-        if err.errno == errno.EROFS:
-            return "read-only file system"
-        if err.errno in (errno.EACCES, errno.EPERM):
-            return "permission denied"
-        return err.strerror or str(err)
-    if isinstance(err, RuntimeError) and ("write failed" in str(err) or "PytorchStreamWriter" in str(err)):
-        return "the write failed (disk full?)"
-    return None
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then atomically move the result to ``path``.
-
-    Raises:
-        RunWriteError: the file could not be written (disk full, read-only, no permission); ``path``
-            still holds its previous content.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise RunWriteError(f"cannot write {path}: {describe_write_error(err)}") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        reason = describe_write_error(err) if isinstance(err, Exception) else None
-        if reason is None:
-            raise
-        raise RunWriteError(f"cannot write {path}: {reason}; the previous version is kept") from None
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

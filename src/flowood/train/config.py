@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowood.atomic import atomic_write_text
 from flowood.errors import ConfigError
 from flowood.flows.architectures import available_flows, flow_options
 from flowood.perf import LR_SCALINGS, PRECISIONS, exact_settings
@@ -153,10 +153,7 @@ class RunConfig:
         import yaml  # imported where used: the package imports without PyYAML (e.g. on a bare GPU box)
 
         # Written beside and renamed over: a crash mid-write must not leave a run without its config.
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 @dataclass(frozen=True)
