@@ -340,6 +340,8 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
     ("--set train.optimizer=nope", _set("train.optimizer=nope"), ["train.optimizer", "'nope'", "adam"]),
     ("--set train.max_minutes=-1", _set("train.max_minutes=-1"), ["train.max_minutes must be > 0", "-1"]),
     ("--set train.max_steps=0", _set("train.max_steps=0"), ["train.max_steps must be >= 1", "got 0"]),
+    ("--set data.limit=0", _set("data.limit=0"), ["data.limit must be >= 1", "got 0"]),
+    ("--set data.test_limit=-5", _set("data.test_limit=-5"), ["data.test_limit must be >= 1", "got -5"]),
     ("--set train.epochs=1.5", _set("train.epochs=1.5"), ["train.epochs must be an integer", "1.5"]),
     ("--set model.name=nope", _set("model.name=nope"), ["model.name", "unknown flow 'nope'", "realnvp"]),
     ("--set seed=abc", _set("seed=abc"), ["seed must be an integer", "'abc'"]),

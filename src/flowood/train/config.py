@@ -339,6 +339,9 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.log_offset must be > 0, got {d.log_offset}")
     if d.pca_dim is not None and d.pca_dim < 1:
         raise ConfigError(f"data.pca_dim must be >= 1, got {d.pca_dim}")
+    for key in ("limit", "test_limit"):
+        if getattr(d, key) is not None and getattr(d, key) < 1:
+            raise ConfigError(f"data.{key} must be >= 1 sample (or null for all), got {getattr(d, key)}")
     if len(t.betas) != 2:
         raise ConfigError(f"train.betas must have two values, got {t.betas}")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
