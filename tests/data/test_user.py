@@ -124,3 +124,21 @@ def test_user_names_route_score_and_list(tmp_path: Path) -> None:
     listed = [i.name for i in list_datasets()]
     assert listed[-3:] == ["folder:<path>", "npz:<path>", "table:<path>"] and "embeddings" in listed
     assert "embeddings" in available_names() and not any(":" in n for n in available_names())
+
+
+def test_dataset_info_knows_every_name_load_dataset_accepts(tmp_path):
+    """`evaluate` checks OOD names with dataset_info before scoring: every user name must pass it."""
+    np.savez(tmp_path / "emb.npz", embeddings=np.zeros((4, 3), np.float32), labels=np.zeros(4, np.int64))
+    np.savez(tmp_path / "img.npz", x=np.zeros((4, 28, 28), np.uint8))
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n3,4\n")
+    cases = {
+        f"embeddings:{tmp_path / 'emb.npz'}": "vector",
+        str(tmp_path / "img.npz"): "image",
+        str(tmp_path / "t.csv"): "vector",
+        f"npz:{tmp_path / 'img.npz'}": "image",
+    }
+    for name, kind in cases.items():
+        info = dataset_info(name)
+        assert (info.kind, info.available_now) == (kind, True), name
+    with pytest.raises(DatasetError, match="unknown dataset 'nope'"):
+        dataset_info("nope")

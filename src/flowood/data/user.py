@@ -526,13 +526,25 @@ def _scheme_info(name: str, kind: Kind, description: str, locations: list[str], 
     )
 
 
+_EMBEDDINGS_DOC = "embedding vectors: embeddings:/path.npz with 'embeddings' (N, D) and 'labels' (N,)"
+
+
 def info(name: str) -> DatasetInfo | None:
-    """What is known of ``folder:``/``npz:``/``table:`` data before reading it; ``None`` for other names."""
+    """What is known of user data (``folder:``/``npz:``/``table:``/``embeddings:`` or a plain existing path)
+    before reading it; ``None`` for names that are no user data."""
     scheme = name.strip().lower().partition(":")[0]
-    if scheme not in _SCHEME_DOC:
+    if scheme in _SCHEME_DOC:
+        path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
+        return _scheme_info(name, *_SCHEME_DOC[scheme], [str(path)], path.exists())
+    if scheme == "embeddings" and ":" in name:
+        path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
+        return _scheme_info(name, "vector", _EMBEDDINGS_DOC, [str(path)], path.exists())
+    parsed = parse_name(name, {})  # a plain existing path: the scheme its contents give
+    if parsed is None:
         return None
-    path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
-    return _scheme_info(name, *_SCHEME_DOC[scheme], [str(path)], path.exists())
+    found, path = parsed
+    kind, description = _SCHEME_DOC.get(found, ("vector", _EMBEDDINGS_DOC))
+    return _scheme_info(name, kind, description, [str(path)], True)
 
 
 def scheme_infos() -> list[DatasetInfo]:
