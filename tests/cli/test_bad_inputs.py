@@ -310,6 +310,21 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
     ("evaluate --ood mnist-mini,nope", _on_run("--ood", "mnist-mini,nope"), ["unknown dataset 'nope'"]),
     ("evaluate --scores nope", _on_run("--scores", "nope"), ["unknown score 'nope'", "log_likelihood"]),
     ("evaluate --device tpu", _on_run("--device", "tpu"), ["unknown device 'tpu'"]),
+    (
+        "evaluate --data-root missing",
+        _on_run("--data-root", "/nonexistent-root"),
+        ["--data-root /nonexistent-root", "does not exist"],
+    ),
+    (
+        "datasets --data-root missing",
+        lambda tmp, run: ["datasets", "--data-root", str(tmp / "nope")],
+        ["--data-root", "does not exist"],
+    ),
+    (
+        "benchmark --data-root a file",
+        lambda tmp, run: ["benchmark", "fashionmnist", "--data-root", str(run / "config.yaml")],
+        ["is not a directory"],
+    ),
     ("evaluate --limit -5", _evaluate("--limit", "-5"), ["--limit -5", ">= 1"]),
     ("evaluate --precision fp64", _evaluate("--precision", "fp64"), ["--precision fp64"]),
     ("evaluate --ensemble-size 0", _evaluate("--ensemble-size", "0"), ["--ensemble-size 0"]),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from flowood.cli.options import check_data_root
+
 
 def benchmark_command(
     protocol: str = typer.Argument(None, help="Shipped protocol (fashionmnist, cifar10) or a protocol .yaml file."),
@@ -17,6 +19,7 @@ def benchmark_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or training logs."),
 ) -> None:
     """Train (or reuse) what the protocol needs and write leaderboard.md, leaderboard.json and report.html."""
+    check_data_root(data_root)
     from flowood.errors import ConfigError
     from flowood.experiments.benchmark import available_protocols, format_leaderboard, run_benchmark
     from flowood.ood.detectors import DETECTORS

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from flowood.cli.options import check_data_root
+
 
 def datasets(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
@@ -14,6 +16,7 @@ def datasets(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show descriptions and where each is looked for."),
 ) -> None:
     """List datasets: kind, per-sample shape, splits, classes, where looked, available now."""
+    check_data_root(data_root)
     from flowood.data import list_datasets
 
     infos = list_datasets(root=data_root)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from flowood.cli.options import check_data_root
 from flowood.errors import ConfigError
 
 
@@ -43,6 +44,7 @@ def embed(
 
     Features are cached by content in $FLOWOOD_CACHE/features (default ~/.cache/flowood/features).
     """
+    check_data_root(data_root)
     from flowood.features import EXTRACTORS, embed_dataset, read_embeddings
 
     if list_extractors:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from flowood.cli.options import check_data_root
+
 
 def evaluate_command(
     run_dir: Path = typer.Argument(..., help="Run directory (from `flowood train` or `flowood demo`)."),
@@ -43,6 +45,7 @@ def evaluate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or auxiliary-training logs."),
 ) -> None:
     """Write report.json, scores.npz and histogram.png into RUN_DIR and print the table."""
+    check_data_root(data_root)
     _validate(limit=limit, batch_size=batch_size, precision=precision, ensemble_size=ensemble_size)
     _validate_aux(
         typicality_m=typicality_m,

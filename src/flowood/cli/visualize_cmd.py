@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from flowood.cli.options import check_data_root
+
 
 def visualize_command(
     run_dir: Path = typer.Argument(..., help="Run directory (from `flowood train` or `flowood demo`)."),
@@ -24,6 +26,7 @@ def visualize_command(
     seed: int = typer.Option(0, "--seed", help="Seed of subsets, dequantisation noise and samples."),
 ) -> None:
     """Write figures into RUN_DIR/figures/ and the coupling measurement into figures/coupling_stats.json."""
+    check_data_root(data_root)
     from flowood.experiments.visualize import parse_layers, visualize_run
 
     names: list[str] = []
