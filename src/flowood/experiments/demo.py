@@ -10,6 +10,7 @@ from flowood.experiments.auxiliary import ScoreSettings
 from flowood.experiments.embedding_demo import SETTINGS as EMBEDDING_SETTINGS
 from flowood.experiments.embedding_demo import format_comparison, run_embedding_demo
 from flowood.experiments.evaluate import evaluate_run, format_report, format_scores
+from flowood.ood.detectors import parse_detectors
 from flowood.perf import cpu_threads
 from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
@@ -22,23 +23,9 @@ DEMO_OOD_LIMIT = 1000
 DEMO_MAIN_MINUTES = 2.5
 """Training cap of the pixel RealNVP in ``flowood demo --all-scores`` (the plain demo uses 3 minutes)."""
 
-DEMO_SCORES = [
-    "log_likelihood",
-    "bits_per_dim",
-    "likelihood_ratio",
-    "input_complexity",
-    "typicality",
-    "typicality_m1",
-    "waic",
-    "embedding_likelihood",
-    "dose",
-    "per_scale",
-    "latent_typicality",
-    "compressed_size",
-    "embedding_gaussian",
-]
-"""Detectors of ``flowood demo --all-scores``: every registered one except ``general_likelihood_ratio``
-(it needs a broad dataset the embedded bundle does not have)."""
+DEMO_SCORES = parse_detectors("all")
+"""Detectors of ``flowood demo --all-scores``: those of ``--scores all`` (every registered one whose
+``in_all`` is set; ``general_likelihood_ratio`` is not, it needs a broad dataset the bundle does not have)."""
 
 
 def demo_settings() -> ScoreSettings:
