@@ -142,3 +142,8 @@ def test_dataset_info_knows_every_name_load_dataset_accepts(tmp_path):
         assert (info.kind, info.available_now) == (kind, True), name
     with pytest.raises(DatasetError, match="unknown dataset 'nope'"):
         dataset_info("nope")
+
+
+def test_dataset_info_of_a_missing_embeddings_file_says_unavailable(tmp_path):
+    info = dataset_info(f"embeddings:{tmp_path / 'absent.npz'}")
+    assert (info.kind, info.available_now) == ("vector", False)

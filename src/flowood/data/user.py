@@ -536,15 +536,12 @@ def info(name: str) -> DatasetInfo | None:
     if scheme in _SCHEME_DOC:
         path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
         return _scheme_info(name, *_SCHEME_DOC[scheme], [str(path)], path.exists())
-    if scheme == "embeddings" and ":" in name:
-        path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
-        return _scheme_info(name, "vector", _EMBEDDINGS_DOC, [str(path)], path.exists())
-    parsed = parse_name(name, {})  # a plain existing path: the scheme its contents give
+    parsed = parse_name(name, {})  # embeddings:/path, or a plain existing path (the scheme its contents give)
     if parsed is None:
         return None
     found, path = parsed
     kind, description = _SCHEME_DOC.get(found, ("vector", _EMBEDDINGS_DOC))
-    return _scheme_info(name, kind, description, [str(path)], True)
+    return _scheme_info(name, kind, description, [str(path)], path.exists())
 
 
 def scheme_infos() -> list[DatasetInfo]:
