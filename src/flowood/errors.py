@@ -9,6 +9,16 @@ class ConfigError(FlowoodError, ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
 
 
+class FieldError(ConfigError):
+    """A bad value of one field of a settings dataclass. ``template`` names the field as ``{name}``, so that a
+    caller that took the value under another name (a CLI flag, a flat config keyword) can re-raise the same
+    message with that name: ``ConfigError(err.template.format(name="--flag"))``."""
+
+    def __init__(self, field: str, template: str) -> None:
+        self.field, self.template = field, template
+        super().__init__(template.format(name=field))
+
+
 class DatasetError(FlowoodError):
     """A dataset is unknown, missing, corrupt or has the wrong shape."""
 

@@ -489,6 +489,11 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
     ("protocol without in_distribution", _protocol("name: p\nbudgets: {quick: {}}\n"), ["p.yaml", "in_distribution"]),
     ("protocol with budgets a list", _protocol("name: p\nbudgets: [quick]\n"), ["p.yaml", "budgets must map"]),
     ("protocol with an unknown detector", _protocol(_PROTOCOL % "nope"), ["unknown score 'nope'"]),
+    (
+        "protocol with a mutation rate of 2",
+        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {settings: {mutation_rate: 2}}}") % "likelihood_ratio"),
+        ["p.yaml", "budgets.quick.settings.mutation_rate 2", "[0, 1]"],
+    ),
     # -- reproduce
     ("reproduce nope", lambda t, r: ["reproduce", "nope", "--out", str(t / "rp")], ["'nope'", "likelihood-failure"]),
     (

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from flowood.cli.options import check_data_root
+
+if TYPE_CHECKING:
+    from flowood.experiments.auxiliary import ScoreSettings
 
 
 def evaluate_command(
@@ -46,25 +50,17 @@ def evaluate_command(
 ) -> None:
     """Write report.json, scores.npz and histogram.png into RUN_DIR and print the table."""
     check_data_root(data_root)
-    _validate(limit=limit, batch_size=batch_size, precision=precision, ensemble_size=ensemble_size)
-    _validate_aux(
-        typicality_m=typicality_m,
-        aux_minutes=aux_minutes,
-        background_minutes=background_minutes,
-        mutation_rate=mutation_rate,
-        dose_estimator=dose_estimator,
-    )
+    _validate(limit=limit, batch_size=batch_size, precision=precision)
     from flowood.experiments.evaluate import evaluate_run, format_report
 
     names: list[str] = []
     for item in ood:  # accept both `--ood a --ood b` and `--ood a,b`
         names += [n for n in item.split(",") if n]
-    from flowood.experiments.auxiliary import ScoreSettings
     from flowood.experiments.evaluate import format_scores
     from flowood.ood.detectors import parse_detectors
 
     score_names = parse_detectors(scores)
-    settings = ScoreSettings(
+    settings = score_settings(
         ensemble_size=ensemble_size,
         mutation_rate=mutation_rate,
         typicality_m=typicality_m,
@@ -95,7 +91,7 @@ def evaluate_command(
     typer.echo(f"wrote {run_dir}/report.json, {run_dir}/histogram.png")
 
 
-def _validate(*, limit: int | None, batch_size: int, precision: str | None, ensemble_size: int) -> None:
+def _validate(*, limit: int | None, batch_size: int, precision: str | None) -> None:
     """Option checks with one-line errors (the evaluation code behind them assumes valid values)."""
     from flowood.errors import ConfigError
     from flowood.perf import PRECISIONS
@@ -106,32 +102,29 @@ def _validate(*, limit: int | None, batch_size: int, precision: str | None, ense
         raise ConfigError(f"--batch-size {batch_size}: give a batch size >= 1 (default 512)")
     if precision is not None and precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
-    if ensemble_size < 1:
-        raise ConfigError(f"--ensemble-size {ensemble_size}: give a number of flows >= 1")
 
 
-def _validate_aux(
-    *,
-    typicality_m: int,
-    aux_minutes: float,
-    background_minutes: float | None,
-    mutation_rate: float,
-    dose_estimator: str,
-) -> None:
-    """Auxiliary-detector options: one-line errors before any scoring, not after minutes of it."""
-    from flowood.errors import ConfigError
+FLAGS = {
+    "ensemble_size": "--ensemble-size",
+    "mutation_rate": "--mutation-rate",
+    "typicality_m": "--typicality-m",
+    "background_minutes": "--background-minutes",
+    "member_minutes": "--aux-minutes",
+    "general_dataset": "--general-dataset",
+    "dose_estimator": "--dose-estimator",
+}
+"""The flag that sets each :class:`~flowood.experiments.auxiliary.ScoreSettings` field."""
 
-    if not 0 <= mutation_rate <= 1:
-        raise ConfigError(f"--mutation-rate {mutation_rate:g}: give a mutation rate in [0, 1] (default 0.2)")
-    if dose_estimator not in ("kde", "ocsvm"):
-        raise ConfigError(f"--dose-estimator {dose_estimator}: choose kde or ocsvm")
 
-    if typicality_m < 1:
-        raise ConfigError(f"--typicality-m {typicality_m}: give a number of samples per batch >= 1 (default 10)")
-    if not aux_minutes > 0:
-        raise ConfigError(f"--aux-minutes {aux_minutes:g}: give a training time in minutes > 0 (default 1)")
-    if background_minutes is not None and not background_minutes > 0:
-        raise ConfigError(f"--background-minutes {background_minutes:g}: give minutes > 0 (or leave it out)")
+def score_settings(**values: Any) -> ScoreSettings:
+    """:class:`ScoreSettings` from the flags' values; a bad value's error names its flag, before any scoring."""
+    from flowood.errors import ConfigError, FieldError
+    from flowood.experiments.auxiliary import ScoreSettings
+
+    try:
+        return ScoreSettings(**values)
+    except FieldError as err:
+        raise ConfigError(err.template.format(name=FLAGS.get(err.field, err.field))) from None
 
 
 def register(app: typer.Typer) -> None:

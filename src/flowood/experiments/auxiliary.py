@@ -29,11 +29,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flowood.errors import ConfigError
+from flowood.errors import ConfigError, FieldError
 from flowood.experiments.runs import Run, load_run
 from flowood.features import embed_dataset, extract_features, read_embeddings
 from flowood.ood import score_bits_per_dim
 from flowood.ood.detectors import DEFAULT_MUTATION_RATE, Samples, mutate_images
+from flowood.ood.detectors.complexity import COMPRESSORS
+from flowood.ood.detectors.dose import DOSE_ESTIMATORS
 from flowood.ood.detectors.likelihood import nats_from_bpd
 from flowood.perf import FastPath
 from flowood.runs import RunDir
@@ -94,6 +96,39 @@ class ScoreSettings:
     dose_cv_folds: int = 5
     general_dataset: str | None = None
     gaussian_reg_covar: float = 1e-4
+
+    def __post_init__(self) -> None:
+        """Refuse values no detector can use, before any scoring or auxiliary training starts.
+
+        Raises:
+            FieldError: one line naming the field (the CLI re-raises it with the flag's name).
+        """
+        if not 0 <= self.mutation_rate <= 1:
+            raise FieldError(
+                "mutation_rate", f"{{name}} {self.mutation_rate:g}: give a mutation rate in [0, 1] (default 0.2)"
+            )
+        if self.dose_estimator not in DOSE_ESTIMATORS:
+            raise FieldError("dose_estimator", f"{{name}} {self.dose_estimator}: choose {' or '.join(DOSE_ESTIMATORS)}")
+        if self.compressor not in COMPRESSORS:
+            raise FieldError("compressor", f"{{name}} {self.compressor}: choose one of {', '.join(COMPRESSORS)}")
+        _at_least("ensemble_size", self.ensemble_size, 1, "a number of flows")
+        _at_least("mutation_copies", self.mutation_copies, 1, "a number of mutated copies")
+        _at_least("typicality_m", self.typicality_m, 1, "a number of samples per batch")
+        _at_least("typicality_batches", self.typicality_batches, 1, "a number of batches")
+        _at_least("dose_cv_folds", self.dose_cv_folds, 2, "a number of cross-validation folds")
+        for name in ("member_minutes", "background_minutes", "embedding_minutes"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise FieldError(name, f"{{name}} {value:g}: give a training time in minutes > 0 (or leave it out)")
+        for name in ("aux_max_steps", "aux_test_limit", "typicality_train_limit", "dose_train_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                _at_least(name, value, 1, "a number")
+
+
+def _at_least(name: str, value: int, low: int, what: str) -> None:
+    if value < low:
+        raise FieldError(name, f"{{name}} {value}: give {what} >= {low}")
 
 
 def has_weights(run_dir: Path) -> bool:

@@ -34,7 +34,7 @@ import yaml
 
 from flowood.analysis.html_report import collect_report_parts, write_html_report
 from flowood.data import dataset_info
-from flowood.errors import ConfigError, DatasetError
+from flowood.errors import ConfigError, DatasetError, FieldError
 from flowood.evaluation import EvaluationReport
 from flowood.experiments.auxiliary import ScoreSettings, has_weights
 from flowood.experiments.evaluate import evaluate_run
@@ -98,6 +98,11 @@ def load_protocol(source: str | Path, budget: str = "quick") -> Protocol:
     unknown = sorted(set(b.get("settings") or {}) - known)
     if unknown:
         raise ConfigError(f"protocol {raw.get('name')}: unknown score settings {unknown}; known: {sorted(known)}")
+    try:
+        ScoreSettings(**(b.get("settings") or {}))
+    except FieldError as err:
+        name = f"budgets.{budget}.settings.{err.field}"
+        raise ConfigError(f"protocol {source}: {err.template.format(name=name)}") from None
     return Protocol(
         name=str(raw.get("name", source)),
         budget=budget,

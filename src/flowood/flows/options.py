@@ -17,19 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowood.errors import ConfigError
+from flowood.errors import ConfigError, FieldError
 from flowood.flows.stnets import ST_NETS
 
 COUPLINGS = ("affine", "spline")
-
-
-class _FieldError(ConfigError):
-    """A bad value of one field; ``template`` names the field as ``{name}`` so that
-    :func:`split_coupling_options` can say it with the keyword the user wrote."""
-
-    def __init__(self, field: str, template: str) -> None:
-        self.field, self.template = field, template
-        super().__init__(template.format(name=field))
 
 
 @dataclass(frozen=True)
@@ -73,21 +64,21 @@ class CouplingOptions:
     def __post_init__(self) -> None:
         _check_types(self)
         if self.st_net not in ST_NETS:
-            raise _FieldError("st_net", f"unknown {{name}} {self.st_net!r}; choose from {', '.join(ST_NETS)}")
+            raise FieldError("st_net", f"unknown {{name}} {self.st_net!r}; choose from {', '.join(ST_NETS)}")
         if self.mid_channels < 1:
-            raise _FieldError("mid_channels", f"{{name}} must be >= 1, got {self.mid_channels}")
+            raise FieldError("mid_channels", f"{{name}} must be >= 1, got {self.mid_channels}")
         if self.num_blocks < 0:
-            raise _FieldError("num_blocks", f"{{name}} must be >= 0, got {self.num_blocks}")
+            raise FieldError("num_blocks", f"{{name}} must be >= 0, got {self.num_blocks}")
         if self.st_net == "bottleneck" and (self.bottleneck_dim is None or self.bottleneck_dim < 1):
-            raise _FieldError("bottleneck_dim", "st_net='bottleneck' needs {name} >= 1 (e.g. {name}=50)")
+            raise FieldError("bottleneck_dim", "st_net='bottleneck' needs {name} >= 1 (e.g. {name}=50)")
         if not 0.0 <= self.dropout < 1.0:
-            raise _FieldError("dropout", f"{{name}} must be in [0, 1), got {self.dropout}")
+            raise FieldError("dropout", f"{{name}} must be in [0, 1), got {self.dropout}")
         if self.coupling not in COUPLINGS:
-            raise _FieldError("coupling", f"unknown {{name}} {self.coupling!r}; choose from {', '.join(COUPLINGS)}")
+            raise FieldError("coupling", f"unknown {{name}} {self.coupling!r}; choose from {', '.join(COUPLINGS)}")
         if self.coupling == "spline" and self.num_bins < 2:
-            raise _FieldError("num_bins", f"spline transforms need {{name}} >= 2, got {self.num_bins}")
+            raise FieldError("num_bins", f"spline transforms need {{name}} >= 2, got {self.num_bins}")
         if not self.tail_bound > 0:
-            raise _FieldError("tail_bound", f"{{name}} must be > 0, got {self.tail_bound}")
+            raise FieldError("tail_bound", f"{{name}} must be > 0, got {self.tail_bound}")
 
     def replace(self, **changes: Any) -> CouplingOptions:
         """A copy with ``changes`` applied (validated again)."""
@@ -118,7 +109,7 @@ def _check_types(options: CouplingOptions) -> None:
         value = getattr(options, name)
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             expected = " or ".join("None" if t is type(None) else _NAMES[t] for t in types)
-            raise _FieldError(name, f"{{name}} must be {expected}, got {value!r}")
+            raise FieldError(name, f"{{name}} must be {expected}, got {value!r}")
         if value is None or isinstance(value, bool | str):
             continue
         number: Any = value  # an Integral or Real by the check above
@@ -148,7 +139,7 @@ def split_coupling_options(
     rest = {k: v for k, v in flat.items() if k not in keywords}
     try:
         options = defaults.replace(**changes)
-    except _FieldError as err:
+    except FieldError as err:
         name = next((k for k, f in keywords.items() if f == err.field), err.field)
         raise ConfigError(err.template.format(name=name)) from None
     return options, rest

@@ -18,6 +18,9 @@ from flowood.ood.detectors.shared import FlowPass
 BANDWIDTHS = tuple(float(b) for b in np.logspace(-1.3, 0.7, 13))
 """Candidate KDE bandwidths on the standardised statistics (unit variance per statistic)."""
 
+DOSE_ESTIMATORS = ("kde", "ocsvm")
+"""The densities DoSE can fit to the statistics: Gaussian KDE or one-class SVM."""
+
 
 def dose_statistics(stats: FlowStatistics) -> np.ndarray:
     """``(N, 2 + 2S)`` statistics per sample: base log-density of z, total log-det (flow + preprocessing),
@@ -49,8 +52,10 @@ class DoSE(Detector):
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
-        if self.settings["dose_estimator"] not in ("kde", "ocsvm"):
-            raise ConfigError(f"dose_estimator must be kde or ocsvm, got {self.settings['dose_estimator']!r}")
+        if self.settings["dose_estimator"] not in DOSE_ESTIMATORS:
+            raise ConfigError(
+                f"dose_estimator must be {' or '.join(DOSE_ESTIMATORS)}, got {self.settings['dose_estimator']!r}"
+            )
         self.flow_pass: FlowPass | None = None
         self.scaler: StandardScaler | None = None
         self.model: KernelDensity | OneClassSVM | None = None
