@@ -378,6 +378,7 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
         _config(_MODEL + "data: {dataset: fashionmnist-mini, ood: 7}\n"),
         ["data.ood must be a list", "7"],
     ),
+    ("train --set data.ood=[nope]", _train("--set", "data.ood=[nope]"), ["unknown dataset 'nope'"]),
     # -- user image files (npz)
     ("npz cut in half", _npz_bytes(None), ["u.npz", "corrupt or truncated"]),
     ("npz of 0 bytes", _npz_bytes(b""), ["u.npz", "corrupt or truncated"]),

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from flowood.data import pick_split
+from flowood.data import dataset_info, pick_split
 from flowood.errors import CheckpointError, ConfigError
 from flowood.flows import NormalizingFlow
 from flowood.flows.normalization import ActNorm
@@ -94,6 +94,8 @@ def build_training(cfg: RunConfig, dist: DistInfo, device: torch.device, *, resu
     random.seed(cfg.seed)
 
     d, t = cfg.data, cfg.train
+    for name in d.ood:
+        dataset_info(name, d.root)  # an unknown OOD name fails now, not at `flowood evaluate` after training
     train_ds = load_split(d, "train", limit=d.limit, classes=d.classes, seed=cfg.seed)
     test_ds = load_split(d, "test", limit=d.test_limit, classes=d.classes, seed=cfg.seed)
     kind, input_shape = train_ds.kind, tuple(train_ds.shape)
