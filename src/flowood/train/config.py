@@ -20,6 +20,9 @@ from flowood.errors import ConfigError
 from flowood.flows.architectures import available_flows, flow_options
 from flowood.perf import LR_SCALINGS, PRECISIONS, exact_settings
 
+VECTOR_TRANSFORMS = ("none", "log", "l2")
+"""Values of ``data.transform`` (see :class:`flowood.train.data.Standardizer`)."""
+
 
 @dataclass
 class ModelConfig:
@@ -45,8 +48,9 @@ class DataConfig:
         ood_classes: labels of ``dataset`` that form the OOD set when an OOD name equals ``dataset``.
         standardize: vector data only, standardise with training-split statistics (also applied to test and
             OOD vectors; see :class:`flowood.train.data.Standardizer`).
-        transform: vector data, elementwise before standardising: ``none`` or ``log`` (``log(max(x,0) +
-            log_offset)``, for non-negative heavy-tailed features such as pooled CNN activations).
+        transform: vector data, before standardising: ``none``, ``log`` (``log(max(x,0) + log_offset)``
+            elementwise, for non-negative heavy-tailed features such as pooled CNN activations) or ``l2`` (each
+            vector divided by its norm; with ``pca_dim``). See :class:`flowood.train.data.Standardizer`.
         log_offset: the offset of ``transform: log`` (in the features' units).
         drop_constant: vector data, drop features that are constant on the training split.
         pca_dim: vector data, whiten with the top ``pca_dim`` principal components only.
@@ -333,8 +337,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.input_noise must be >= 0, got {t.input_noise}")
     early_stopping_settings(t)
     d = cfg.data
-    if d.transform not in ("none", "log"):
-        raise ConfigError(f"data.transform: {d.transform!r} is not one of none, log")
+    if d.transform not in VECTOR_TRANSFORMS:
+        raise ConfigError(f"data.transform: {d.transform!r} is not one of {', '.join(VECTOR_TRANSFORMS)}")
     if not d.log_offset > 0:
         raise ConfigError(f"data.log_offset must be > 0, got {d.log_offset}")
     if d.pca_dim is not None and d.pca_dim < 1:
