@@ -336,6 +336,18 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
         _evaluate("--scores", "likelihood_ratio", "--mutation-rate", "2"),
         ["--mutation-rate 2", "[0, 1]"],
     ),
+    ("evaluate --score-setting nope=1", _evaluate("--score-setting", "nope=1"), ["--score-setting nope", "known:"]),
+    ("evaluate --score-setting without =", _evaluate("--score-setting", "typicality_m"), ["KEY=VALUE"]),
+    (
+        "evaluate --score-setting typicality_m=abc",
+        _evaluate("--score-setting", "typicality_m=abc"),
+        ["--score-setting typicality_m 'abc'", "expected int"],
+    ),
+    (
+        "evaluate --score-setting embedding_preset=demo",
+        _evaluate("--score-setting", "embedding_preset=demo"),
+        ["--score-setting embedding_preset demo", "tabular-embeddings-l2"],
+    ),
     ("evaluate --dose-estimator nope", _evaluate("--dose-estimator", "nope"), ["--dose-estimator nope", "ocsvm"]),
     (
         "evaluate --general-dataset nope",

@@ -145,6 +145,19 @@ def test_embedding_likelihood_with_random_cnn(tiny_run: Path):
         tiny_run, ["mnist-mini"], limit=48, device="cpu", scores=["embedding_likelihood"], score_settings=settings
     )
     assert (emb / "model.safetensors").stat().st_mtime_ns == stamp
+    # The default preset is the unit-norm one, capped below the 64 random-CNN features / 64 training images;
+    # another preset retrains the flow instead of reusing one trained differently.
+    assert (info["transform"], info["pca_dim"]) == ("l2", 63)
+    again = evaluate_run(
+        tiny_run,
+        ["mnist-mini"],
+        limit=48,
+        device="cpu",
+        scores=["embedding_likelihood"],
+        score_settings=tiny_settings(embedding_preset="tabular-embeddings"),
+    )
+    assert (emb / "model.safetensors").stat().st_mtime_ns != stamp
+    assert again.scores is not None and again.scores["embedding_likelihood"].facts["transform"] == "log"
 
 
 def test_waic_needs_two_members_and_vector_runs_reject_image_scores(tiny_run: Path, tmp_path: Path):

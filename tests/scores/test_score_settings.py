@@ -51,3 +51,33 @@ def test_defaults_and_the_edges_of_each_range_are_accepted():
 def test_replace_validates_too():
     with pytest.raises(FieldError, match="typicality_m 0"):
         dataclasses.replace(ScoreSettings(), typicality_m=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("typicality_m", "abc", "expected int"),
+        ("typicality_m", True, "expected int"),
+        ("embedding_minutes", "long", "expected float"),
+        ("dose_train_limit", 2.5, "expected int or None"),
+        ("embedding_overrides", "data.pca_dim=8", "expected list"),
+        ("embedding_preset", "demo", "embedding preset"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused(field: str, value: object, words: str):
+    with pytest.raises(FieldError, match=words) as info:
+        ScoreSettings(**{field: value})
+    assert info.value.field == field
+
+
+def test_cli_score_setting_items_reach_the_settings_and_win_over_flags():
+    from flowood.cli.evaluate_cmd import parse_score_settings, score_settings
+
+    extra = parse_score_settings(["embedding_train_limit=10000", "mutation_rate=0.3", "embedding_overrides=[a=1]"])
+    assert extra == {"embedding_train_limit": 10000, "mutation_rate": 0.3, "embedding_overrides": ["a=1"]}
+    s = score_settings(mutation_rate=0.2, extra=extra)
+    assert (s.embedding_train_limit, s.mutation_rate, s.embedding_overrides) == (10000, 0.3, ["a=1"])
+    with pytest.raises(ConfigError, match=r"^--score-setting mutation_rate 2: give a mutation rate"):
+        score_settings(mutation_rate=0.2, extra=parse_score_settings(["mutation_rate=2"]))
+    with pytest.raises(ConfigError, match=r"^--mutation-rate 2: give a mutation rate"):
+        score_settings(mutation_rate=2.0)

@@ -55,6 +55,32 @@ def test_pca_whitening(tmp_path: Path) -> None:
         Standardizer.fit(x, pca_dim=11)
 
 
+def test_l2_keeps_directions_only_and_does_not_rescale_features(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(400, 8, generator=g) * torch.tensor([1.0, 50.0, 0.1, 3.0, 1.0, 9.0, 0.5, 2.0])
+    st = Standardizer.fit(x, transform="l2")
+    unit = x / x.norm(dim=1, keepdim=True)
+    # Centred unit vectors, no per-feature division: the angles between centred vectors are those of unit.
+    assert torch.allclose(st(x), unit - unit.mean(0), atol=1e-6)
+    # Only the direction counts: a vector and its multiples get the same coordinates.
+    assert torch.allclose(st(x[:5] * 7.5), st(x[:5]), atol=1e-6)
+    st.save(tmp_path / "s.json")
+    assert torch.allclose(Standardizer.load(tmp_path / "s.json")(x), st(x), atol=1e-6)
+
+
+def test_whitening_floor_is_relative_to_the_features_scale() -> None:
+    # Unit vectors in 200-D have per-feature variances near 1/200; an absolute eigenvalue floor of 1e-3 would
+    # shrink their whitened variances to about 0.8. Relative to the mean eigenvalue, they stay near 1.
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3000, 200, generator=g) + 3.0
+    st = Standardizer.fit(x, transform="l2", pca_dim=50)
+    var = st(x).var(0)
+    assert var.shape == (50,) and float((var - 1).abs().max()) < 0.01
+    # Standardised features are unchanged by the rule: their mean eigenvalue is 1.
+    plain = Standardizer.fit(x, pca_dim=50)
+    assert float((plain(x).var(0) - 1).abs().max()) < 0.01
+
+
 def test_evaluate_standardises_ood_with_in_distribution_statistics(tmp_path: Path, embedding_files) -> None:
     ind, ood = embedding_files(dim=8, n_train=256, n_test=64)
     cfg = config_from_dict(

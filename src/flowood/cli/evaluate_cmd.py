@@ -46,6 +46,12 @@ def evaluate_command(
         None, "--general-dataset", help="general_likelihood_ratio: broad dataset of the general model."
     ),
     dose_estimator: str = typer.Option("kde", "--dose-estimator", help="dose: kde (default) or ocsvm."),
+    score_setting: list[str] = typer.Option(
+        [],
+        "--score-setting",
+        help="KEY=VALUE of any detector setting (repeatable; e.g. embedding_train_limit=10000, "
+        "embedding_preset=tabular-embeddings); the fields of flowood.experiments.auxiliary.ScoreSettings.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or auxiliary-training logs."),
 ) -> None:
     """Write report.json, scores.npz and histogram.png into RUN_DIR and print the table."""
@@ -68,6 +74,7 @@ def evaluate_command(
         member_minutes=aux_minutes,
         general_dataset=general_dataset,
         dose_estimator=dose_estimator,
+        extra=parse_score_settings(score_setting),
     )
     report = evaluate_run(
         run_dir,
@@ -116,15 +123,43 @@ FLAGS = {
 """The flag that sets each :class:`~flowood.experiments.auxiliary.ScoreSettings` field."""
 
 
-def score_settings(**values: Any) -> ScoreSettings:
-    """:class:`ScoreSettings` from the flags' values; a bad value's error names its flag, before any scoring."""
+def parse_score_settings(items: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` (values parsed as YAML) → ScoreSettings keywords; one-line errors for bad items."""
+    import dataclasses
+
+    import yaml
+
+    from flowood.errors import ConfigError
+    from flowood.experiments.auxiliary import ScoreSettings
+
+    known = {f.name for f in dataclasses.fields(ScoreSettings)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--score-setting {item!r}: write KEY=VALUE, e.g. embedding_train_limit=10000")
+        if key not in known:
+            raise ConfigError(f"--score-setting {key}: unknown setting; known: {', '.join(sorted(known))}")
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--score-setting {item!r}: the value is not valid YAML") from None
+    return out
+
+
+def score_settings(*, extra: dict[str, Any] | None = None, **flags: Any) -> ScoreSettings:
+    """:class:`ScoreSettings` from the flags' values and ``--score-setting`` items (which win); a bad value's
+    error names the flag or item that gave it, before any scoring."""
     from flowood.errors import ConfigError, FieldError
     from flowood.experiments.auxiliary import ScoreSettings
 
+    extra = extra or {}
     try:
-        return ScoreSettings(**values)
+        return ScoreSettings(**{**flags, **extra})
     except FieldError as err:
-        raise ConfigError(err.template.format(name=FLAGS.get(err.field, err.field))) from None
+        name = f"--score-setting {err.field}" if err.field in extra else FLAGS.get(err.field, err.field)
+        raise ConfigError(err.template.format(name=name)) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -18,8 +18,11 @@ for the run's training samples and for auxiliary flows; it trains those on first
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,7 +44,7 @@ from flowood.perf import FastPath
 from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.data import TensorBatches, load_split
-from flowood.train.presets import get_preset
+from flowood.train.presets import EMBEDDING_PRESETS, get_preset
 from flowood.train.trainer import train
 
 
@@ -66,6 +69,7 @@ class ScoreSettings:
         compressor: ``input_complexity`` / ``compressed_size`` compressor (``png``, ``zlib``, ``bz2``, ``lzma``).
         extractor, embedding_size: CNN and input resolution of the embedding detectors.
         embedding_train_limit, embedding_test_limit: in-distribution images embedded for the embedding models.
+        embedding_preset: the preset of ``embedding_likelihood``'s flow (an embedding preset: ``flowood presets``).
         embedding_minutes, embedding_max_steps, embedding_overrides: the embedding flow's budget and preset overrides.
         dose_train_limit, dose_estimator, dose_cv_folds: DoSE's training statistics, ``kde`` or ``ocsvm``, CV folds.
         general_dataset: the broad dataset of ``general_likelihood_ratio``.
@@ -88,6 +92,7 @@ class ScoreSettings:
     embedding_size: int = 64
     embedding_train_limit: int | None = 3000
     embedding_test_limit: int | None = 1000
+    embedding_preset: str = "tabular-embeddings-l2"
     embedding_minutes: float = 1.5
     embedding_max_steps: int | None = 700
     embedding_overrides: list[str] = field(default_factory=list)
@@ -103,6 +108,7 @@ class ScoreSettings:
         Raises:
             FieldError: one line naming the field (the CLI re-raises it with the flag's name).
         """
+        _check_field_types(self)
         if not 0 <= self.mutation_rate <= 1:
             raise FieldError(
                 "mutation_rate", f"{{name}} {self.mutation_rate:g}: give a mutation rate in [0, 1] (default 0.2)"
@@ -111,6 +117,11 @@ class ScoreSettings:
             raise FieldError("dose_estimator", f"{{name}} {self.dose_estimator}: choose {' or '.join(DOSE_ESTIMATORS)}")
         if self.compressor not in COMPRESSORS:
             raise FieldError("compressor", f"{{name}} {self.compressor}: choose one of {', '.join(COMPRESSORS)}")
+        if self.embedding_preset not in EMBEDDING_PRESETS:
+            raise FieldError(
+                "embedding_preset",
+                f"{{name}} {self.embedding_preset}: choose an embedding preset, one of {', '.join(EMBEDDING_PRESETS)}",
+            )
         _at_least("ensemble_size", self.ensemble_size, 1, "a number of flows")
         _at_least("mutation_copies", self.mutation_copies, 1, "a number of mutated copies")
         _at_least("typicality_m", self.typicality_m, 1, "a number of samples per batch")
@@ -124,6 +135,30 @@ class ScoreSettings:
             value = getattr(self, name)
             if value is not None:
                 _at_least(name, value, 1, "a number")
+
+
+def _check_field_types(settings: ScoreSettings) -> None:
+    """Each field holds a value of its annotated type (an int is a float; a bool is not a number)."""
+    hints = typing.get_type_hints(ScoreSettings)
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        hint = hints[f.name]
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if not any(_is_a(value, t) for t in allowed):
+            names = " or ".join("None" if t is type(None) else getattr(t, "__name__", str(t)) for t in allowed)
+            raise FieldError(f.name, f"{{name}} {value!r}: expected {names}")
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if typing.get_origin(kind) is list:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, kind)
 
 
 def _at_least(name: str, value: int, low: int, what: str) -> None:
@@ -200,6 +235,8 @@ class EmbeddingAuxFlow:
             "extractor": self.extractor,
             "size": self.size,
             "flow_dim": self.run.flow.num_dims,
+            "transform": self.run.run_config.data.transform,
+            "pca_dim": self.run.run_config.data.pca_dim,
         }
 
 
@@ -356,6 +393,19 @@ class RunContext:
 
     # ---------------------------------------------------------------------------------------- embeddings
 
+    def _fit_pca_dim(self, raw: dict[str, Any], train_file: Path) -> None:
+        """Cap the preset's ``data.pca_dim`` below the number of features and of training embeddings (a small
+        extractor or a small training set has fewer components than the preset's 512; the null directions
+        of an undersized sample would be whitened into noise)."""
+        pca = raw["data"].get("pca_dim")
+        if pca is None:
+            return
+        n, dim = next(iter(read_embeddings(train_file).embeddings.values())).shape
+        cap = max(1, min(dim, n) - 1)
+        if pca > cap:
+            self.log(f"embedding_likelihood: data.pca_dim {pca} -> {cap} ({n} training embeddings of {dim} features)")
+            raw["data"]["pca_dim"] = cap
+
     def features(self, samples: Samples | None, extractor: str, size: int, limit: int | None = None) -> np.ndarray:
         """CNN features of ``samples`` or of the in-distribution training split (cached by content on disk)."""
         key = f"features/{extractor}/{size}"
@@ -380,7 +430,12 @@ class RunContext:
         """Train (or reuse) ``RUN/embedding-flow`` on features of ``RUN/embeddings/<dataset>/{train,test}.npz``."""
         run, s = self.run, self.settings
         emb = run.dir / "embedding-flow"
-        if not has_weights(emb):
+        # A flow trained here records its preset; another preset retrains it. One without the record (written
+        # by `flowood demo --embeddings`) is reused as it is: describe() reports its preprocessing.
+        want = {"preset": s.embedding_preset, "overrides": list(s.embedding_overrides)}
+        meta = emb / "embedding.json"
+        stale = meta.is_file() and json.loads(meta.read_text()) != want
+        if not has_weights(emb) or stale:
             if emb.exists():
                 shutil.rmtree(emb)
             d = run.run_config.data
@@ -404,7 +459,7 @@ class RunContext:
                     classes=d.classes,
                     progress=not self.quiet,
                 )
-            raw = get_preset("tabular-embeddings")
+            raw = get_preset(s.embedding_preset)
             raw["data"]["dataset"] = f"embeddings:{in_dir.resolve()}"
             raw["data"]["ood"] = []
             raw["train"]["max_minutes"] = s.embedding_minutes
@@ -412,7 +467,10 @@ class RunContext:
             raw["train"]["epochs"] = max(raw["train"]["epochs"], 1000)  # the step / time caps decide
             raw["device"] = self.device
             raw["seed"] = run.run_config.seed
-            train(config_from_dict(apply_overrides(raw, list(s.embedding_overrides))), emb, quiet=self.quiet)
+            raw = apply_overrides(raw, list(s.embedding_overrides))
+            self._fit_pca_dim(raw, in_dir / "train.npz")
+            train(config_from_dict(raw), emb, quiet=self.quiet)
+            meta.write_text(json.dumps(want, indent=2))
         emb_run = load_run(emb, device=self._flow_device)
         used_extractor, used_size = _embedding_source(emb_run)
         return EmbeddingAuxFlow(emb, emb_run, self, used_extractor, used_size or size)

@@ -379,6 +379,13 @@ _register(
         model={"name": "maf", "num_layers": 5, "hidden_dim": 92, "num_hidden": 2},
     ),
     _EMBEDDINGS.variant(
+        "tabular-embeddings-l2",
+        "tabular-embeddings on unit-norm features: each embedding divided by its length (no log, no per-feature "
+        "scaling), centred and whitened with its top 512 principal components; the default of the "
+        "embedding_likelihood detector (docs/scores.md)",
+        data={**_EMBEDDINGS.data, "transform": "l2", "whiten": False, "pca_dim": 512},
+    ),
+    _EMBEDDINGS.variant(
         "tabular-spline-embeddings",
         "tabular-embeddings with rational-quadratic spline couplings (6 couplings, 8 bins on [-3, 3], 68 hidden "
         "units: about the affine preset's parameter count)",
@@ -398,6 +405,11 @@ _register(
         model={"name": "maf", "num_layers": 3, "hidden_dim": 512, "num_hidden": 2, "dropout": 0.2},
     ),
 )
+
+EMBEDDING_PRESETS = tuple(
+    name for name, p in PRESETS.items() if str(p.data.get("dataset", "")).startswith("embeddings:")
+)
+"""Presets of flows on pretrained-CNN embeddings (what ``embedding_likelihood`` may train)."""
 
 IMAGE_SHAPES = {
     "fashionmnist": (1, 28, 28),
