@@ -108,3 +108,19 @@ def test_evaluate_standardises_ood_with_in_distribution_statistics(tmp_path: Pat
     # OOD statistics were *not* used: standardising OOD with its own stats would centre it at 0.
     assert float(np.mean(scores[f"embeddings:{ood}"])) > float(np.mean(scores[cfg.data.dataset]))
     assert report.ood[f"embeddings:{ood}"].metrics["log_likelihood"].auroc > 0.9
+
+
+def test_embedding_pca_dim_is_capped_to_the_features_the_standardizer_keeps() -> None:
+    from flowood.experiments.auxiliary import capped_pca_dim
+    from flowood.train.config import DataConfig
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(200, 12, generator=g)
+    x[:, [2, 7]] = 0.0  # dead features: drop_constant removes them, leaving 10
+    data = DataConfig(transform="l2", pca_dim=512, drop_constant=True)
+    cap = capped_pca_dim(data, x)
+    assert cap == 9  # below the 10 kept features (l2 leaves a null direction)
+    Standardizer.fit(x, transform="l2", drop_constant=True, pca_dim=cap)  # fits, where 11 would not
+    assert capped_pca_dim(DataConfig(transform="l2", pca_dim=512), x[:6]) == 5  # fewer vectors than features
+    assert capped_pca_dim(DataConfig(transform="l2", pca_dim=4), x) == 4  # a small pca_dim is kept
+    assert capped_pca_dim(DataConfig(transform="l2"), x) is None

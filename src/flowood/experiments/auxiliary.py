@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowood.atomic import atomic_write_text
 from flowood.errors import ConfigError, FieldError
 from flowood.experiments.runs import Run, load_run
 from flowood.features import embed_dataset, extract_features, read_embeddings
@@ -42,8 +43,8 @@ from flowood.ood.detectors.dose import DOSE_ESTIMATORS
 from flowood.ood.detectors.likelihood import nats_from_bpd
 from flowood.perf import FastPath
 from flowood.runs import RunDir
-from flowood.train.config import apply_overrides, config_from_dict
-from flowood.train.data import TensorBatches, load_split
+from flowood.train.config import DataConfig, apply_overrides, config_from_dict
+from flowood.train.data import Standardizer, TensorBatches, load_split
 from flowood.train.presets import EMBEDDING_PRESETS, get_preset
 from flowood.train.trainer import train
 
@@ -157,13 +158,29 @@ def _is_a(value: Any, kind: Any) -> bool:
     if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if typing.get_origin(kind) is list:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_is_a(v, item) for v in value)
     return isinstance(value, kind)
 
 
 def _at_least(name: str, value: int, low: int, what: str) -> None:
     if value < low:
         raise FieldError(name, f"{{name}} {value}: give {what} >= {low}")
+
+
+def capped_pca_dim(data: DataConfig, x: Tensor) -> int | None:
+    """``data.pca_dim`` capped below the number of usable features and of training vectors ``x (N, F)``.
+
+    A small extractor or a small training set has fewer components than a preset's 512, and the null
+    directions of an undersized sample would be whitened into noise. Usable features are those the run's own
+    :class:`~flowood.train.data.Standardizer` keeps (after ``drop_constant``), so the result never exceeds
+    what it can project."""
+    if data.pca_dim is None:
+        return None
+    kept = Standardizer.fit(
+        x, transform=data.transform, log_offset=data.log_offset, drop_constant=data.drop_constant
+    ).out_dim
+    return min(data.pca_dim, max(1, min(kept, int(x.shape[0])) - 1))
 
 
 def has_weights(run_dir: Path) -> bool:
@@ -362,7 +379,7 @@ class RunContext:
             f"{raw['train'].get('max_minutes')} min)"
         )
         train(config_from_dict(raw), bg, quiet=self.quiet)
-        meta.write_text(json.dumps({"mutation": want, "seed": seed}, indent=2))
+        atomic_write_text(meta, json.dumps({"mutation": want, "seed": seed}, indent=2))
         return self._aux(bg, info)
 
     def ensemble_member(self, index: int) -> RunAuxFlow:
@@ -394,16 +411,14 @@ class RunContext:
     # ---------------------------------------------------------------------------------------- embeddings
 
     def _fit_pca_dim(self, raw: dict[str, Any], train_file: Path) -> None:
-        """Cap the preset's ``data.pca_dim`` below the number of features and of training embeddings (a small
-        extractor or a small training set has fewer components than the preset's 512; the null directions
-        of an undersized sample would be whitened into noise)."""
-        pca = raw["data"].get("pca_dim")
-        if pca is None:
+        """Cap ``raw``'s ``data.pca_dim`` to the training embeddings in ``train_file`` (:func:`capped_pca_dim`)."""
+        cfg = config_from_dict(raw).data
+        if cfg.pca_dim is None:
             return
-        n, dim = next(iter(read_embeddings(train_file).embeddings.values())).shape
-        cap = max(1, min(dim, n) - 1)
-        if pca > cap:
-            self.log(f"embedding_likelihood: data.pca_dim {pca} -> {cap} ({n} training embeddings of {dim} features)")
+        x = torch.from_numpy(next(iter(read_embeddings(train_file).embeddings.values())))
+        cap = capped_pca_dim(cfg, x)
+        if cap != cfg.pca_dim:
+            self.log(f"embedding_likelihood: data.pca_dim {cfg.pca_dim} -> {cap} ({x.shape[0]} training embeddings)")
             raw["data"]["pca_dim"] = cap
 
     def features(self, samples: Samples | None, extractor: str, size: int, limit: int | None = None) -> np.ndarray:
@@ -470,7 +485,7 @@ class RunContext:
             raw = apply_overrides(raw, list(s.embedding_overrides))
             self._fit_pca_dim(raw, in_dir / "train.npz")
             train(config_from_dict(raw), emb, quiet=self.quiet)
-            meta.write_text(json.dumps(want, indent=2))
+            atomic_write_text(meta, json.dumps(want, indent=2))
         emb_run = load_run(emb, device=self._flow_device)
         used_extractor, used_size = _embedding_source(emb_run)
         return EmbeddingAuxFlow(emb, emb_run, self, used_extractor, used_size or size)
