@@ -103,8 +103,9 @@ def main() -> None:
     for name in args.ood:
         sets[name] = scored_samples(run, name, limit=args.limit).data
     stats = {k: flow_statistics(run.flow, v, kind="image", seed=1) for k, v in sets.items()}
-    names, _ = statistics_table(stats["test"])
-    table = {k: statistics_table(s)[1] for k, s in stats.items()}
+    tables = {k: statistics_table(s) for k, s in stats.items()}
+    names = tables["test"][0]
+    table = {k: t[1] for k, t in tables.items()}
     dose = {k: dose_statistics(s) for k, s in stats.items()}
     header = " | ".join(args.ood)
     print(f"run {args.run}: {len(sets['train'])} training, {len(sets['test'])} test images; AUROC vs {header}")
