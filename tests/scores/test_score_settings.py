@@ -75,6 +75,8 @@ def test_cli_score_setting_items_reach_the_settings_and_win_over_flags():
 
     extra = parse_score_settings(["embedding_train_limit=10000", "mutation_rate=0.3", "embedding_overrides=[a=1]"])
     assert extra == {"embedding_train_limit": 10000, "mutation_rate": 0.3, "embedding_overrides": ["a=1"]}
+    # Values are read as `--set` reads them: YAML takes 1e-4 for a string, flowood for a float.
+    assert parse_score_settings(["gaussian_reg_covar=1e-4"]) == {"gaussian_reg_covar": 1e-4}
     s = score_settings(mutation_rate=0.2, extra=extra)
     assert (s.embedding_train_limit, s.mutation_rate, s.embedding_overrides) == (10000, 0.3, ["a=1"])
     with pytest.raises(ConfigError, match=r"^--score-setting mutation_rate 2: give a mutation rate"):

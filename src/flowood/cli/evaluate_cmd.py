@@ -124,27 +124,24 @@ FLAGS = {
 
 
 def parse_score_settings(items: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` (values parsed as YAML) → ScoreSettings keywords; one-line errors for bad items."""
+    """``["key=value", ...]`` → ScoreSettings keywords, values parsed as ``--set`` parses them
+    (:func:`flowood.train.config.parse_override`); one-line errors for bad items."""
     import dataclasses
-
-    import yaml
 
     from flowood.errors import ConfigError
     from flowood.experiments.auxiliary import ScoreSettings
+    from flowood.train.config import parse_override
 
     known = {f.name for f in dataclasses.fields(ScoreSettings)}
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
             raise ConfigError(f"--score-setting {item!r}: write KEY=VALUE, e.g. embedding_train_limit=10000")
-        if key not in known:
-            raise ConfigError(f"--score-setting {key}: unknown setting; known: {', '.join(sorted(known))}")
-        try:
-            out[key] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"--score-setting {item!r}: the value is not valid YAML") from None
+        path, value = parse_override(item, flag="--score-setting")
+        if len(path) != 1 or path[0] not in known:
+            raise ConfigError(f"--score-setting {key.strip()}: unknown setting; known: {', '.join(sorted(known))}")
+        out[path[0]] = value
     return out
 
 

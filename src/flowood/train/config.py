@@ -360,20 +360,22 @@ EXACT_OVERRIDES = ["train.exact=true"] + [
 reads as what ran, the config fields of :func:`flowood.perf.exact_settings`."""
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.lr=1e-4"`` → ``(["train", "lr"], 0.0001)``; values are parsed as YAML scalars/lists."""
+def parse_override(text: str, flag: str = "--set") -> tuple[list[str], Any]:
+    """``"train.lr=1e-4"`` → ``(["train", "lr"], 0.0001)``; values are parsed as YAML scalars/lists.
+
+    ``flag`` is the option the text came from, named in the errors."""
     if "=" not in text:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
+        raise ConfigError(f"{flag} expects key=value, got {text!r}")
     import yaml
 
     key, value = text.split("=", 1)
     path = [p for p in key.strip().split(".") if p]
     if not path:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
+        raise ConfigError(f"{flag} expects key=value, got {text!r}")
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as err:
-        raise ConfigError(f"--set {key}: cannot parse value {value!r}: {err}") from None
+        raise ConfigError(f"{flag} {key}: cannot parse value {value!r}: {err}") from None
     # YAML reads 5e-5 as a string; accept the usual float spellings.
     if isinstance(parsed, str):
         with contextlib.suppress(ValueError):
