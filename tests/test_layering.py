@@ -33,6 +33,7 @@ PACKAGE = "flowood"
 LAYERS: dict[str, int] = {
     "flowood.errors": 0,
     "flowood.atomic": 0,
+    "flowood.settings": 0,
     "flowood.devices": 0,
     "flowood.perf": 0,
     "flowood.host_allocator": 0,
