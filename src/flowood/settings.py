@@ -85,7 +85,7 @@ class Range:
         """Why ``value`` is refused (a message template with ``{name}``), or ``None`` when it is accepted."""
         allowed = self.allowed()
         if allowed is not None and value not in allowed:
-            return f"{{name}}: {value!r} is not one of {', '.join(map(str, allowed))}"
+            return f"{{name}}: {_lit(value)} is not one of {', '.join(map(str, allowed))}"
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             return None
         if isinstance(value, float) and not math.isfinite(value):
@@ -97,7 +97,12 @@ class Range:
             and (self.le is None or x <= self.le)
             and (self.lt is None or x < self.lt)
         )
-        return None if ok else f"{{name}} must be {self.bounds()}, got {value!r}"
+        return None if ok else f"{{name}} must be {self.bounds()}, got {_lit(value)}"
+
+
+def _lit(value: Any) -> str:
+    """``repr(value)`` safe inside a message template (its braces doubled for ``str.format``)."""
+    return repr(value).replace("{", "{{").replace("}", "}}")
 
 
 def _num(x: float | None) -> str:
@@ -158,24 +163,26 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return coerce(name, value, options[0])  # its own message says more than "X or null"
         for option in options:
             try:
                 return coerce(name, value, option)
             except FieldError:
                 continue
         words = " or ".join(_words(a) for a in args)
-        raise FieldError(name, f"{{name}} must be {words}, got {value!r}")
+        raise FieldError(name, f"{{name}} must be {words}, got {_lit(value)}")
     if annotation is Any or annotation is object:
         return value
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
-            raise FieldError(name, f"{{name}} must be a list, got {value!r}")
+            raise FieldError(name, f"{{name}} must be a list, got {_lit(value)}")
         item = args[0] if args else Any
         items = [coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or annotation is dict:
         if not isinstance(value, Mapping):
-            raise FieldError(name, f"{{name}} must be a mapping, got {value!r}")
+            raise FieldError(name, f"{{name}} must be a mapping, got {_lit(value)}")
         return dict(value)
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
         if isinstance(value, annotation):
@@ -184,24 +191,24 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
             try:
                 return build(annotation, value)
             except FieldError as err:
-                raise FieldError(f"{name}.{err.field}", err.template.replace("{name}", f"{name}.{err.field}")) from None
-        raise FieldError(name, f"{{name}} must be a mapping, got {value!r}")
+                raise FieldError(f"{name}.{err.field}", err.template) from None
+        raise FieldError(name, f"{{name}} must be a mapping, got {_lit(value)}")
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise FieldError(name, f"{{name}} must be true or false, got {value!r}")
+        raise FieldError(name, f"{{name}} must be true or false, got {_lit(value)}")
     if annotation is int:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)
-        raise FieldError(name, f"{{name}} must be an integer, got {value!r}")
+        raise FieldError(name, f"{{name}} must be an integer, got {_lit(value)}")
     if annotation is float:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
             return float(value)
-        raise FieldError(name, f"{{name}} must be a number, got {value!r}")
+        raise FieldError(name, f"{{name}} must be a number, got {_lit(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise FieldError(name, f"{{name}} must be a string, got {value!r}")
+        raise FieldError(name, f"{{name}} must be a string, got {_lit(value)}")
     return value
 
 
@@ -242,13 +249,11 @@ def build(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
     """
     prefix = f"{where}." if where else ""
     if not isinstance(values, Mapping):
-        raise FieldError(where or cls.__name__, f"{{name}} must be a mapping, got {values!r}")
+        raise FieldError(where or cls.__name__, f"{{name}} must be a mapping, got {_lit(values)}")
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(names))
     if unknown:
-        key = f"{prefix}{unknown[0]}"
-        listed = ", ".join(f"{prefix}{k}" for k in unknown)
-        raise FieldError(key, f"unknown key(s) {listed}; valid: {', '.join(sorted(names))}")
+        raise FieldError(f"{prefix}{unknown[0]}", f"unknown key {{name}}; valid: {', '.join(sorted(names))}")
     try:
         return cls(**values)
     except FieldError as err:

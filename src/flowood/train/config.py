@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flowood.atomic import atomic_write_text
-from flowood.errors import ConfigError
+from flowood.errors import ConfigError, FieldError
 from flowood.flows.architectures import available_flows, flow_options
 from flowood.perf import LR_SCALINGS, PRECISIONS, exact_settings
+from flowood.settings import as_config_error, build, check, coerce, setting
 
 VECTOR_TRANSFORMS = ("none", "log", "l2")
 """Values of ``data.transform`` (see :class:`flowood.train.data.Standardizer`)."""
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop")
+LOSS_SCALES = ("bits_per_dim", "nats")
+GRAD_CLIP_SCOPES = ("global", "per_group")
+WEIGHT_DECAY_SCOPES = ("gains", "all")
+NONFINITE_POLICIES = ("skip", "rollback", "raise")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -57,107 +63,29 @@ class DataConfig:
         whiten: vector data, PCA-whiten with all components (the identity flow is then the best Gaussian).
         negative_dataset: OOD training set for negative training (paper appendix B), or ``None``.
         negative_threshold: OOD log-likelihood (nats) above which OOD samples are pushed down.
+        negative_weight: weight of the OOD term of negative training (1: the paper's ``0.5·(in − ood)``).
     """
 
     dataset: str = "fashionmnist-mini"
     ood: list[str] = field(default_factory=list)
     root: str | None = None
-    limit: int | None = None
-    test_limit: int | None = None
-    classes: list[int] | None = None
-    ood_classes: list[int] | None = None
+    limit: int | None = setting(None, ge=1, doc="training samples (a seeded subset)")
+    test_limit: int | None = setting(None, ge=1, doc="test samples evaluated")
+    classes: list[int] | None = setting(None, ge=0, doc="labels kept")
+    ood_classes: list[int] | None = setting(None, ge=0, doc="labels that form the OOD set")
     options: dict[str, Any] = field(default_factory=dict)
     standardize: bool = True
-    transform: str = "none"
-    log_offset: float = 0.01
+    transform: str = setting("none", choices=VECTOR_TRANSFORMS)
+    log_offset: float = setting(0.01, gt=0, doc="offset of transform: log, in the features' units")
     drop_constant: bool = True
-    pca_dim: int | None = None
+    pca_dim: int | None = setting(None, ge=1, doc="principal components kept")
     whiten: bool = False
     negative_dataset: str | None = None
-    negative_threshold: float = -30000.0
-    negative_weight: float = 1.0
+    negative_threshold: float = setting(-30000.0, unbounded=True, doc="nats; any log-likelihood")
+    negative_weight: float = setting(1.0, ge=0, doc="weight of the OOD term (0: ordinary training)")
 
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (defaults follow the original RealNVP FashionMNIST command)."""
-
-    epochs: int = 10
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    optimizer: str = "adam"
-    lr: float = 5e-5
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    grad_clip: float | None = 100.0
-    # What the minimised loss is, and so the scale grad_clip and weight_decay act on: the mean over the batch
-    # of bits/dim (flowood's former and CPU presets' choice) or of the NLL in nats per sample (the original's;
-    # D·ln 2 times larger: 543× on 28×28, 2,129× on 32×32×3).
-    loss_scale: str = "bits_per_dim"
-    # grad_clip on the norm of all gradients together (global) or of each optimizer group on its own
-    # (per_group, the original's utils.clip_grad_norm; the weight-norm gains are their own group).
-    grad_clip_scope: str = "global"
-    # Which parameters weight_decay acts on: weight-norm gains only (gains; the original RealNVP) or all
-    # (all; the original Glow's and RealNVPTabular's optimizer over net.parameters(), one group).
-    weight_decay_scope: str = "gains"
-    warmup_steps: int = 0
-    lr_milestones: list[int] = field(default_factory=list)
-    lr_gamma: float = 0.1
-    ema_decay: float | None = None
-    nonfinite: str = "skip"
-    max_nonfinite: int = 50
-    rollback_lr_factor: float = 0.5
-    checkpoint_every: int = 0
-    sample_every: int = 1
-    num_samples: int = 64
-    sample_temperature: float = 0.7  # of the samples/epoch_XXX.png grids (base std × T)
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    init_from: str | None = None
-    num_workers: int = 0
-    # Vector data: std of Gaussian noise added to each standardised training batch (0 = off); it keeps the
-    # density from collapsing onto near-degenerate directions of embeddings (see docs/embeddings.md).
-    input_noise: float = 0.0
-    # Performance (see flowood.perf and the README's "Performance" section). None means "auto":
-    # on for CUDA, off on the CPU. `exact: true` (`flowood train --exact`) ignores the five settings below and
-    # trains on flowood.perf's reference path: fp32, contiguous, eager, unfused, TF32 and cuDNN autotuning off.
-    exact: bool = False
-    precision: str = "auto"
-    channels_last: bool | None = None
-    compile: bool | None = None
-    compile_mode: str = "default"
-    fused_optimizer: bool | None = None
-    # Learning rate for the global batch: lr × f(batch_size / reference_batch_size), f from lr_scaling.
-    lr_scaling: str = "none"
-    reference_batch_size: int | None = None
-    # Data-parallel (torchrun) only: synchronise batch-norm statistics across GPUs.
-    sync_batchnorm: bool = False
-    # Early stopping on a validation split held out of the training split: {patience, val_fraction, min_delta}
-    # (see EarlyStopping); None = off. The weights with the best validation bits/dim are the run's weights.
-    early_stopping: dict[str, Any] | None = None
-
-
-@dataclass
-class RunConfig:
-    """Everything needed to reproduce a run."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 0
-    device: str = "auto"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        model = d.pop("model")
-        d["model"] = {"name": model["name"], **model["options"]}
-        return d
-
-    def save(self, path: Path) -> None:
-        import yaml  # imported where used: the package imports without PyYAML (e.g. on a bare GPU box)
-
-        # Written beside and renamed over: a crash mid-write must not leave a run without its config.
-        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True)
@@ -172,92 +100,116 @@ class EarlyStopping:
         min_delta: an epoch improves when its validation bits/dim is lower than the best by more than this.
     """
 
-    patience: int = 5
-    val_fraction: float = 0.1
-    min_delta: float = 0.0
+    patience: int = setting(5, ge=1, doc="epochs")
+    val_fraction: float = setting(0.1, gt=0, le=0.5)
+    min_delta: float = setting(0.0, ge=0, doc="bits/dim")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (defaults follow the original RealNVP FashionMNIST command)."""
+
+    epochs: int = setting(10, ge=1)
+    batch_size: int = setting(32, ge=1, doc="the global batch (split across torchrun ranks)")
+    eval_batch_size: int = setting(256, ge=1)
+    optimizer: str = setting("adam", choices=OPTIMIZERS)
+    lr: float = setting(5e-5, gt=0)
+    weight_decay: float = setting(0.0, ge=0)
+    betas: list[float] = setting(default_factory=lambda: [0.9, 0.999], ge=0, lt=1)
+    # 0 or null: no clipping. A negative value would multiply every gradient by a negative coefficient.
+    grad_clip: float | None = setting(100.0, ge=0, doc="max gradient norm (0 or null: off)")
+    # What the minimised loss is, and so the scale grad_clip and weight_decay act on: the mean over the batch
+    # of bits/dim (flowood's former and CPU presets' choice) or of the NLL in nats per sample (the original's;
+    # D·ln 2 times larger: 543× on 28×28, 2,129× on 32×32×3).
+    loss_scale: str = setting("bits_per_dim", choices=LOSS_SCALES)
+    # grad_clip on the norm of all gradients together (global) or of each optimizer group on its own
+    # (per_group, the original's utils.clip_grad_norm; the weight-norm gains are their own group).
+    grad_clip_scope: str = setting("global", choices=GRAD_CLIP_SCOPES)
+    # Which parameters weight_decay acts on: weight-norm gains only (gains; the original RealNVP) or all
+    # (all; the original Glow's and RealNVPTabular's optimizer over net.parameters(), one group).
+    weight_decay_scope: str = setting("gains", choices=WEIGHT_DECAY_SCOPES)
+    warmup_steps: int = setting(0, ge=0)
+    lr_milestones: list[int] = setting(default_factory=list, ge=1, doc="epochs")
+    lr_gamma: float = setting(0.1, gt=0)
+    ema_decay: float | None = setting(None, gt=0, lt=1)
+    nonfinite: str = setting("skip", choices=NONFINITE_POLICIES)
+    max_nonfinite: int = setting(50, ge=0, doc="consecutive non-finite steps tolerated")
+    rollback_lr_factor: float = setting(0.5, gt=0, le=1)
+    checkpoint_every: int = setting(0, ge=0, doc="steps (0: at epoch ends only)")
+    sample_every: int = setting(1, ge=0, doc="epochs (0: never)")
+    num_samples: int = setting(64, ge=1)
+    sample_temperature: float = setting(0.7, gt=0)  # of the samples/epoch_XXX.png grids (base std × T)
+    max_steps: int | None = setting(None, ge=1)
+    max_minutes: float | None = setting(None, gt=0)
+    init_from: str | None = None
+    num_workers: int = setting(0, ge=0)
+    # Vector data: std of Gaussian noise added to each standardised training batch (0 = off); it keeps the
+    # density from collapsing onto near-degenerate directions of embeddings (see docs/embeddings.md).
+    input_noise: float = setting(0.0, ge=0)
+    # Performance (see flowood.perf and the README's "Performance" section). None means "auto":
+    # on for CUDA, off on the CPU. `exact: true` (`flowood train --exact`) ignores the five settings below and
+    # trains on flowood.perf's reference path: fp32, contiguous, eager, unfused, TF32 and cuDNN autotuning off.
+    exact: bool = False
+    precision: str = setting("auto", choices=PRECISIONS)
+    channels_last: bool | None = None
+    compile: bool | None = None
+    compile_mode: str = setting("default", choices=COMPILE_MODES)
+    fused_optimizer: bool | None = None
+    # Learning rate for the global batch: lr × f(batch_size / reference_batch_size), f from lr_scaling.
+    lr_scaling: str = setting("none", choices=LR_SCALINGS)
+    reference_batch_size: int | None = setting(None, ge=1)
+    # Data-parallel (torchrun) only: synchronise batch-norm statistics across GPUs.
+    sync_batchnorm: bool = False
+    # Early stopping on a validation split held out of the training split: {patience, val_fraction, min_delta}
+    # (see EarlyStopping); None = off. The weights with the best validation bits/dim are the run's weights.
+    early_stopping: EarlyStopping | None = None
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to reproduce a run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = setting(0, ge=0, doc="seeds initialisation, data order and subsets (NumPy needs >= 0)")
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        model = d.pop("model")
+        d["model"] = {"name": model["name"], **model["options"]}
+        return d
+
+    def save(self, path: Path) -> None:
+        import yaml  # imported where used: the package imports without PyYAML (e.g. on a bare GPU box)
+
+        # Written beside and renamed over: a crash mid-write must not leave a run without its config.
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def early_stopping_settings(train: TrainConfig) -> EarlyStopping | None:
-    """``train.early_stopping`` as :class:`EarlyStopping` (``None`` when off), with one-line errors."""
-    raw = train.early_stopping
-    if raw is None:
-        return None
-    valid = {f.name for f in dataclasses.fields(EarlyStopping)}
-    unknown = sorted(set(raw) - valid)
-    if unknown:
-        names = ", ".join(f"train.early_stopping.{k}" for k in unknown)
-        raise ConfigError(f"unknown key(s) {names}; valid: {', '.join(sorted(valid))}")
-    hints = typing.get_type_hints(EarlyStopping)
-    es = EarlyStopping(**{k: _check_type(f"train.early_stopping.{k}", v, hints[k]) for k, v in raw.items()})
-    if es.patience < 1:
-        raise ConfigError(f"train.early_stopping.patience must be >= 1 epoch, got {es.patience}")
-    if not 0 < es.val_fraction <= 0.5:
-        raise ConfigError(f"train.early_stopping.val_fraction must be in (0, 0.5], got {es.val_fraction}")
-    if es.min_delta < 0:
-        raise ConfigError(f"train.early_stopping.min_delta must be >= 0 (bits/dim), got {es.min_delta}")
-    return es
+    """``train.early_stopping`` (``None`` when off); validated when the config was built."""
+    return train.early_stopping
 
 
-OPTIMIZERS = ("adam", "adamw", "rmsprop")
-LOSS_SCALES = ("bits_per_dim", "nats")
-GRAD_CLIP_SCOPES = ("global", "per_group")
-WEIGHT_DECAY_SCOPES = ("gains", "all")
-NONFINITE_POLICIES = ("skip", "rollback", "raise")
-
-
-def _check_type(key: str, value: Any, annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_type(key, value, arg)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return [_check_type(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return value
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
-        return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return value
-    return value
-
-
-def _build(cls: type, section: str, values: dict[str, Any]) -> Any:
+def _section(cls: type, section: str, values: Any) -> Any:
+    """One config section from its mapping: unknown keys and bad values as one line naming ``section.key``."""
     if not isinstance(values, dict):
         raise ConfigError(f"config section '{section}' must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; valid: {', '.join(sorted(names))}"
-        )
-    return cls(**{k: _check_type(f"{section}.{k}", v, hints[k]) for k, v in values.items()})
+    try:
+        return build(cls, values, section)
+    except FieldError as err:
+        raise as_config_error(err) from None
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
@@ -285,67 +237,29 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     bad = sorted(set(model_raw) - set(allowed))
     if bad:
         raise ConfigError(f"model.{bad[0]}: not an option of {name}; options: {', '.join(allowed)}")
-    cfg = RunConfig(
-        model=ModelConfig(name=name, options=model_raw),
-        data=_build(DataConfig, "data", raw.get("data") or {}),
-        train=_build(TrainConfig, "train", raw.get("train") or {}),
-        seed=_check_type("seed", raw.get("seed", 0), int),
-        device=_check_type("device", raw.get("device", "auto"), str),
-    )
+    data = _section(DataConfig, "data", raw.get("data") or {})
+    train = _section(TrainConfig, "train", raw.get("train") or {})
+    try:
+        cfg = RunConfig(
+            model=ModelConfig(name=name, options=model_raw),
+            data=data,
+            train=train,
+            seed=coerce("seed", raw.get("seed", 0), int),
+            device=coerce("device", raw.get("device", "auto"), str),
+        )
+    except FieldError as err:
+        raise as_config_error(err) from None
     validate(cfg)
     return cfg
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks that types alone cannot express."""
+    """The rules between fields (each field's own range is declared where it is, see :mod:`flowood.settings`)."""
     t = cfg.train
-    if t.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer: {t.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-    for key, choices in (
-        ("loss_scale", LOSS_SCALES),
-        ("grad_clip_scope", GRAD_CLIP_SCOPES),
-        ("weight_decay_scope", WEIGHT_DECAY_SCOPES),
-    ):
-        if getattr(t, key) not in choices:
-            raise ConfigError(f"train.{key}: {getattr(t, key)!r} is not one of {', '.join(choices)}")
-    if t.nonfinite not in NONFINITE_POLICIES:
-        raise ConfigError(f"train.nonfinite: {t.nonfinite!r} is not one of {', '.join(NONFINITE_POLICIES)}")
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        if getattr(t, key) < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
-    if not t.lr > 0:
-        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
-    if t.max_steps is not None and t.max_steps < 1:
-        raise ConfigError(f"train.max_steps must be >= 1 (or null for no cap), got {t.max_steps}")
-    if t.max_minutes is not None and not t.max_minutes > 0:
-        raise ConfigError(f"train.max_minutes must be > 0 (or null for no cap), got {t.max_minutes}")
-    if t.weight_decay < 0:
-        raise ConfigError(f"train.weight_decay must be >= 0, got {t.weight_decay}")
-    if t.ema_decay is not None and not 0 < t.ema_decay < 1:
-        raise ConfigError(f"train.ema_decay must be in (0, 1), got {t.ema_decay}")
-    if t.precision not in PRECISIONS:
-        raise ConfigError(f"train.precision: {t.precision!r} is not one of {', '.join(PRECISIONS)}")
-    if t.lr_scaling not in LR_SCALINGS:
-        raise ConfigError(f"train.lr_scaling: {t.lr_scaling!r} is not one of {', '.join(LR_SCALINGS)}")
-    if t.reference_batch_size is not None and t.reference_batch_size < 1:
-        raise ConfigError(f"train.reference_batch_size must be >= 1, got {t.reference_batch_size}")
     if t.lr_scaling != "none" and t.reference_batch_size is None:
         raise ConfigError(
             f"train.lr_scaling={t.lr_scaling} needs train.reference_batch_size (the batch size train.lr was tuned for)"
         )
-    if t.input_noise < 0:
-        raise ConfigError(f"train.input_noise must be >= 0, got {t.input_noise}")
-    early_stopping_settings(t)
-    d = cfg.data
-    if d.transform not in VECTOR_TRANSFORMS:
-        raise ConfigError(f"data.transform: {d.transform!r} is not one of {', '.join(VECTOR_TRANSFORMS)}")
-    if not d.log_offset > 0:
-        raise ConfigError(f"data.log_offset must be > 0, got {d.log_offset}")
-    if d.pca_dim is not None and d.pca_dim < 1:
-        raise ConfigError(f"data.pca_dim must be >= 1, got {d.pca_dim}")
-    for key in ("limit", "test_limit"):
-        if getattr(d, key) is not None and getattr(d, key) < 1:
-            raise ConfigError(f"data.{key} must be >= 1 sample (or null for all), got {getattr(d, key)}")
     if len(t.betas) != 2:
         raise ConfigError(f"train.betas must have two values, got {t.betas}")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
