@@ -67,3 +67,32 @@ def test_every_out_of_range_value_is_refused_and_every_bound_is_enumerated() -> 
                 build(_Example, {name: bad})
             assert err.value.field == name
     assert seen == {"count", "rate", "estimator", "minutes"}  # threshold is unbounded: nothing to feed it
+
+
+@dataclass(frozen=True)
+class _Budget:
+    minutes: float | None = setting(None, gt=0)
+    max_steps: int | None = setting(None, ge=1)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class _Outer:
+    ensemble: _Budget = _Budget(minutes=1.0)
+    test_limit: int = setting(500, ge=1)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+def test_a_partial_mapping_updates_the_nested_default_instance() -> None:
+    """Setting only ``ensemble.max_steps`` must not reset the ensemble's own default ``minutes`` to the budget
+    type's default."""
+    outer = build(_Outer, {"ensemble": {"max_steps": 2}})
+    assert outer.ensemble == _Budget(minutes=1.0, max_steps=2)
+    with pytest.raises(FieldError) as err:
+        build(_Outer, {"ensemble": {"max_steps": 0}}, "aux")
+    assert err.value.field == "aux.ensemble.max_steps"
+    assert str(err.value) == "aux.ensemble.max_steps must be >= 1, got 0"

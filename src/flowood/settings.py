@@ -255,11 +255,30 @@ def build(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
     if unknown:
         raise FieldError(f"{prefix}{unknown[0]}", f"unknown key {{name}}; valid: {', '.join(sorted(names))}")
     try:
-        return cls(**values)
+        return cls(**{k: _onto_default(f, values[k]) for k, f in _by_name(cls) if k in values})
     except FieldError as err:
         if not prefix:
             raise
         raise FieldError(f"{prefix}{err.field}", err.template) from None
+
+
+def _by_name(cls: type) -> list[tuple[str, dataclasses.Field[Any]]]:
+    return [(f.name, f) for f in dataclasses.fields(cls)]
+
+
+def _onto_default(f: dataclasses.Field[Any], value: Any) -> Any:
+    """A mapping given for a nested settings field updates the field's *default instance* (so
+    ``aux: {ensemble: {max_steps: 2}}`` keeps the ensemble's default ``minutes``); anything else as given."""
+    if not isinstance(value, Mapping):
+        return value
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    if default is MISSING or not dataclasses.is_dataclass(default) or isinstance(default, type):
+        return value
+    current = {g.name: getattr(default, g.name) for g in dataclasses.fields(default)}
+    try:
+        return build(type(default), {**current, **value})
+    except FieldError as err:
+        raise FieldError(f"{f.name}.{err.field}", err.template) from None
 
 
 def as_config_error(err: FieldError, name: str | None = None) -> ConfigError:
