@@ -35,7 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from flowood.experiments.runs import load_run
-from flowood.experiments.samples import scored_samples
+from flowood.experiments.scored_samples import scored_samples
 from flowood.ood.detectors.dose import BANDWIDTHS, dose_statistics
 from flowood.ood.detectors.flowstats import LOG_2PI, FlowStatistics, flow_statistics
 from flowood.train.data import load_split
@@ -97,8 +97,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     run = load_run(args.run)
-    d = run.run_config.data
-    sets = {"train": load_split(d, "train", limit=args.train, classes=d.classes, seed=run.run_config.seed).data}
+    d = run.config.data
+    sets = {"train": load_split(d, "train", limit=args.train, classes=d.classes, seed=run.config.seed).data}
     sets["test"] = scored_samples(run, None, limit=args.limit, classes=d.classes).data
     for name in args.ood:
         sets[name] = scored_samples(run, name, limit=args.limit).data

@@ -38,7 +38,8 @@ from _parity_common import (
 )
 
 from flowood.train.config import RunConfig
-from flowood.train.trainer import Trainer, evaluate_bpd
+from flowood.train.objective import evaluate_bpd
+from flowood.train.trainer import Trainer
 
 ARMS = {
     "original": ORIGINAL_STEP,

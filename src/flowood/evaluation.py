@@ -13,7 +13,7 @@ flowood 0.1 wrote, plus ``schema_version``::
     in_distribution   {dataset, bits_per_dim: {mean, median, std, n, nonfinite}, samples: {split, limit, conversions}}
     ood               {KEY: {bits_per_dim, samples, metrics: {SCORE: {auroc, aupr_in, aupr_out, fpr95, nonfinite}}}}
     scores            (with --scores) {SCORE: detector description, facts, seconds, components_auroc}
-    score_settings    (with --scores) the ScoreSettings used
+    score_settings    (with --scores) every detector's settings and the auxiliary models' (``aux``)
     training, conclusion, embedding_flow, embedding_conclusion      added by ``flowood demo``
 
 Bits/dim are ``-log2 p(x) / D`` per sample; every score is *higher = more in-distribution* and the
@@ -292,7 +292,8 @@ class EvaluationReport(_Part):
         ood: ``KEY -> OODResult`` in evaluation order (KEY is the dataset name, with ``[classes=...]`` for
             held-out classes of the run's own dataset).
         scores: ``SCORE -> DetectorRun`` when detectors beyond the likelihood ran, else None.
-        score_settings: the :class:`~flowood.experiments.auxiliary.ScoreSettings` used, as a dict, else None.
+        score_settings: each detector's settings (``{NAME: {FIELD: VALUE}}``) and, when a detector used
+            auxiliary models, ``aux`` (:class:`~flowood.experiments.aux_models.AuxSettings`); else None.
         training, conclusion, embedding_flow, embedding_conclusion: added by ``flowood demo``.
         extra: top-level keys this version does not know (kept, and written back, unchanged).
     """

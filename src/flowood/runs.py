@@ -11,11 +11,15 @@ A run directory (``flowood train --out DIR``)::
     samples/epoch_XXX.png    image runs: samples after each epoch
     tensorboard/             TensorBoard event files
     report.json, scores.npz, histogram.png     written by ``flowood evaluate``
+    ood_scores.npz           per-sample values of the other detectors, "DETECTOR/SET"
+    background/ ensemble/member-K/ general/NAME/ embedding-flow/   auxiliary models of the detectors (each an
+                             ordinary run directory), embeddings/NAME/…  their CNN features
     figures/                 written by ``flowood visualize``;  report.html by ``flowood report``
     .flowood.lock            held (``flock``) by the process writing the run; it holds that PID
 
 Ownership: a new run refuses a directory that already holds one unless told to replace it (``--force``,
-which first removes the files listed above, and nothing else); a second writer is stopped by the lock with
+which first removes the files and folders listed above — the auxiliary models included, which belong to the
+replaced run — and nothing else); a second writer is stopped by the lock with
 an error naming the holder's PID (a lock left by a dead process is taken over: ``flock`` dies with its
 process); temporary files of interrupted atomic writes are removed when the next writer starts.
 """
@@ -58,6 +62,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def path_safe(name: str) -> str:
+    """``name`` as one folder name: characters other than letters, digits and ``-_.`` become ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 class RunDir:
     """Paths of one run directory and the operations that decide who may write it.
 
@@ -82,6 +91,11 @@ class RunDir:
     FIGURES = "figures"
     HTML_REPORT = "report.html"
     LOCK = ".flowood.lock"
+    BACKGROUND = "background"
+    ENSEMBLE = "ensemble"
+    GENERAL = "general"
+    EMBEDDING_FLOW = "embedding-flow"
+    EMBEDDINGS = "embeddings"
 
     OWNED = (
         CONFIG,
@@ -99,8 +113,14 @@ class RunDir:
         TENSORBOARD,
         FIGURES,
         HTML_REPORT,
+        BACKGROUND,
+        ENSEMBLE,
+        GENERAL,
+        EMBEDDING_FLOW,
+        EMBEDDINGS,
     )
-    """What ``--force`` removes: the files flowood writes into a run directory, nothing else."""
+    """What ``--force`` removes: the files flowood writes into a run directory (the auxiliary models of its
+    detectors included: they were derived from the run being replaced), nothing else."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -169,6 +189,32 @@ class RunDir:
     @property
     def lock_file(self) -> Path:
         return self.path / self.LOCK
+
+    @property
+    def ood_scores(self) -> Path:
+        return self.path / self.OOD_SCORES
+
+    @property
+    def background(self) -> Path:
+        """The likelihood ratio's background flow (a run directory)."""
+        return self.path / self.BACKGROUND
+
+    def ensemble_member(self, index: int) -> Path:
+        """WAIC's ensemble member ``index`` (a run directory)."""
+        return self.path / self.ENSEMBLE / f"member-{index}"
+
+    def general(self, dataset: str) -> Path:
+        """The general model trained on ``dataset`` (a run directory)."""
+        return self.path / self.GENERAL / path_safe(dataset)
+
+    @property
+    def embedding_flow(self) -> Path:
+        """The tabular flow on CNN features (a run directory)."""
+        return self.path / self.EMBEDDING_FLOW
+
+    def embeddings(self, dataset: str, pipeline: str) -> Path:
+        """The CNN features of ``dataset`` computed by the feature ``pipeline`` (e.g. ``efficientnet-lite0-64px``)."""
+        return self.path / self.EMBEDDINGS / path_safe(dataset) / path_safe(pipeline)
 
     def sample_path(self, epoch: int) -> Path:
         """``samples/epoch_XXX.png`` for 1-based ``epoch``."""

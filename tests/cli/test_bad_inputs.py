@@ -222,10 +222,10 @@ _IMAGES = np.zeros((64, 1, 28, 28), np.uint8)
 
 ROWS: list[tuple[str, Setup, list[str]]] = [
     # -- issue 17: tracebacks and misleading messages before
-    ("evaluate --limit 0", _evaluate("--limit", "0"), ["--limit 0", ">= 1"]),
-    ("evaluate --batch-size 0", _evaluate("--batch-size", "0"), ["--batch-size 0", ">= 1"]),
-    ("evaluate --batch-size -1", _evaluate("--batch-size", "-1"), ["--batch-size -1"]),
-    ("evaluate --precision fp8", _evaluate("--precision", "fp8"), ["--precision fp8", "bf16"]),
+    ("evaluate --limit 0", _evaluate("--limit", "0"), ["--limit must be >= 1", "got 0"]),
+    ("evaluate --batch-size 0", _evaluate("--batch-size", "0"), ["--batch-size must be >= 1", "got 0"]),
+    ("evaluate --batch-size -1", _evaluate("--batch-size", "-1"), ["--batch-size must be >= 1", "got -1"]),
+    ("evaluate --precision fp8", _evaluate("--precision", "fp8"), ["--precision: 'fp8'", "bf16"]),
     (
         "model: 5 in YAML",
         lambda t, r: ["train", "--config", _yaml(t, "model: 5\n"), "--out", str(t / "o")],
@@ -325,30 +325,45 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
         lambda tmp, run: ["benchmark", "fashionmnist", "--data-root", str(run / "config.yaml")],
         ["is not a directory"],
     ),
-    ("evaluate --limit -5", _evaluate("--limit", "-5"), ["--limit -5", ">= 1"]),
-    ("evaluate --precision fp64", _evaluate("--precision", "fp64"), ["--precision fp64"]),
-    ("evaluate --ensemble-size 0", _evaluate("--ensemble-size", "0"), ["--ensemble-size 0"]),
-    ("evaluate --typicality-m 0", _evaluate("--typicality-m", "0"), ["--typicality-m 0", ">= 1"]),
-    ("evaluate --aux-minutes -1", _evaluate("--aux-minutes", "-1"), ["--aux-minutes -1", "> 0"]),
-    ("evaluate --background-minutes 0", _evaluate("--background-minutes", "0"), ["--background-minutes 0"]),
+    ("evaluate --limit -5", _evaluate("--limit", "-5"), ["--limit must be >= 1", "-5"]),
+    ("evaluate --precision fp64", _evaluate("--precision", "fp64"), ["--precision: 'fp64'"]),
+    ("evaluate --ensemble-size 0", _evaluate("--ensemble-size", "0"), ["--ensemble-size must be >= 2", "0"]),
+    ("evaluate --ensemble-size 1", _evaluate("--ensemble-size", "1"), ["--ensemble-size must be >= 2", "1"]),
+    ("evaluate --typicality-m 0", _evaluate("--typicality-m", "0"), ["--typicality-m must be >= 1", "0"]),
+    ("evaluate --aux-minutes -1", _evaluate("--aux-minutes", "-1"), ["--aux-minutes must be > 0", "-1"]),
+    ("evaluate --background-minutes 0", _evaluate("--background-minutes", "0"), ["--background-minutes must be > 0"]),
     (
         "evaluate --mutation-rate 2",
         _evaluate("--scores", "likelihood_ratio", "--mutation-rate", "2"),
-        ["--mutation-rate 2", "[0, 1]"],
-    ),
-    ("evaluate --score-setting nope=1", _evaluate("--score-setting", "nope=1"), ["--score-setting nope", "known:"]),
-    ("evaluate --score-setting without =", _evaluate("--score-setting", "typicality_m"), ["KEY=VALUE"]),
-    (
-        "evaluate --score-setting typicality_m=abc",
-        _evaluate("--score-setting", "typicality_m=abc"),
-        ["--score-setting typicality_m 'abc'", "expected int"],
+        ["--mutation-rate must be in [0, 1]", "2"],
     ),
     (
-        "evaluate --score-setting embedding_preset=demo",
-        _evaluate("--score-setting", "embedding_preset=demo"),
-        ["--score-setting embedding_preset demo", "tabular-embeddings-l2"],
+        "evaluate --score-setting nope.x=1",
+        _evaluate("--score-setting", "nope.x=1"),
+        ["--score-setting nope", "a detector", "waic"],
     ),
-    ("evaluate --dose-estimator nope", _evaluate("--dose-estimator", "nope"), ["--dose-estimator nope", "ocsvm"]),
+    (
+        "evaluate --score-setting without a section",
+        _evaluate("--score-setting", "ensemble_size=2"),
+        ["DETECTOR.FIELD=VALUE", "waic.ensemble_size=5"],
+    ),
+    ("evaluate --score-setting without =", _evaluate("--score-setting", "typicality.m"), ["key=value"]),
+    (
+        "evaluate --score-setting typicality.m=abc",
+        _evaluate("--score-setting", "typicality.m=abc"),
+        ["--score-setting typicality.m must be an integer", "'abc'"],
+    ),
+    (
+        "evaluate --score-setting aux.embedding_flow.preset=demo",
+        _evaluate("--score-setting", "aux.embedding_flow.preset=demo"),
+        ["--score-setting aux.embedding_flow.preset", "'demo'", "tabular-embeddings-l2"],
+    ),
+    (
+        "evaluate --score-setting waic.nope=1",
+        _evaluate("--score-setting", "waic.nope=1"),
+        ["unknown key --score-setting waic.nope", "ensemble_size"],
+    ),
+    ("evaluate --dose-estimator nope", _evaluate("--dose-estimator", "nope"), ["--dose-estimator: 'nope'", "ocsvm"]),
     (
         "evaluate --general-dataset nope",
         _on_run("--scores", "general_likelihood_ratio", "--general-dataset", "nope"),
@@ -504,8 +519,11 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
     ("protocol with an unknown detector", _protocol(_PROTOCOL % "nope"), ["unknown score 'nope'"]),
     (
         "protocol with a mutation rate of 2",
-        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {settings: {mutation_rate: 2}}}") % "likelihood_ratio"),
-        ["p.yaml", "budgets.quick.settings.mutation_rate 2", "[0, 1]"],
+        _protocol(
+            _PROTOCOL.replace("{quick: {}}", "{quick: {settings: {likelihood_ratio: {mutation_rate: 2}}}}")
+            % "likelihood_ratio"
+        ),
+        ["p.yaml", "budgets.quick.settings.likelihood_ratio.mutation_rate must be in [0, 1]", "2"],
     ),
     # -- reproduce
     ("reproduce nope", lambda t, r: ["reproduce", "nope", "--out", str(t / "rp")], ["'nope'", "likelihood-failure"]),

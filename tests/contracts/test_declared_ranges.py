@@ -1,6 +1,9 @@
 """Every numeric or enumerated setting declares its range where it is declared, and every out-of-range value is
 refused with one line naming the field (protects :mod:`flowood.settings` and each settings dataclass that uses
-it: the run config's ``data``/``train`` sections and ``seed``).
+it: the run config's ``data``/``train`` sections and ``seed``, every registered detector's ``Settings``, the
+auxiliary models' settings and the feature pipeline, the scoring options, the benchmark protocol and the
+embedding demo's settings), each reached the way a user reaches it (a config mapping, ``--score-setting``'s
+nested settings, a protocol file).
 
 The fields are enumerated from the dataclasses themselves, so a new field without a declared range fails
 :func:`test_every_numeric_field_declares_its_range` and a declared range that the code does not enforce fails
@@ -9,15 +12,24 @@ The fields are enumerated from the dataclasses themselves, so a new field withou
 
 from __future__ import annotations
 
+import tempfile
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from flowood.errors import ConfigError
-from flowood.settings import Range, declared_fields, is_numeric, out_of_range_values
+from flowood.errors import ConfigError, FieldError
+from flowood.experiments.aux_models import AuxSettings
+from flowood.experiments.benchmark import Protocol, load_protocol
+from flowood.experiments.detector_settings import configure
+from flowood.experiments.embedding_demo import EmbeddingDemoSettings
+from flowood.experiments.evaluate import ScoringOptions
+from flowood.ood.detectors import DETECTORS
+from flowood.settings import Range, as_config_error, build, declared_fields, is_numeric, out_of_range_values
 from flowood.train.config import DataConfig, TrainConfig, config_from_dict
 
 
@@ -46,9 +58,45 @@ def _run_config(section: str) -> Callable[[str, Any], object]:
     return lambda path, value: config_from_dict({"model": "realnvp", section: _nested(path, value)})
 
 
+def _detector(name: str) -> Callable[[str, Any], object]:
+    return lambda path, value: _configure([name], {name: _nested(path, value)})
+
+
+def _configure(names: list[str], values: dict[str, Any]) -> object:
+    try:
+        return configure(names, values)
+    except FieldError as err:
+        raise as_config_error(err) from None
+
+
+def _protocol_file(path: str, value: Any) -> object:
+    folder = Path(tempfile.mkdtemp())
+    budget = {"preset": "demo", path: value}
+    text = yaml.safe_dump(
+        {"name": "p", "in_distribution": "fashionmnist-mini", "ood": {"far": ["glyphs"]}, "budgets": {"quick": budget}}
+    )
+    (folder / "p.yaml").write_text(text)
+    return load_protocol(folder / "p.yaml", "quick")
+
+
+def _built(cls: type) -> Callable[[str, Any], object]:
+    def attempt(path: str, value: Any) -> object:
+        try:
+            return build(cls, _nested(path, value))
+        except FieldError as err:
+            raise as_config_error(err) from None
+
+    return attempt
+
+
 OWNERS = [
     Owner("data", DataConfig, _run_config("data"), lambda p: f"data.{p}"),
     Owner("train", TrainConfig, _run_config("train"), lambda p: f"train.{p}"),
+    *(Owner(n, DETECTORS[n].Settings, _detector(n), lambda p, n=n: f"{n}.{p}") for n in DETECTORS),
+    Owner("aux", AuxSettings, lambda p, v: _configure([], {"aux": _nested(p, v)}), lambda p: f"aux.{p}"),
+    Owner("scoring", ScoringOptions, _built(ScoringOptions), lambda p: p),
+    Owner("protocol", Protocol, _protocol_file, lambda p: f"budgets.quick.{p}"),
+    Owner("embedding-demo", EmbeddingDemoSettings, _built(EmbeddingDemoSettings), lambda p: p),
 ]
 
 
@@ -66,7 +114,9 @@ def _bad_values() -> Iterator[Any]:
             yield pytest.param(owner, path, bad, id=f"{owner.name}.{path}={bad!r}")
 
 
-@pytest.mark.parametrize(("owner", "path", "annotation", "rng"), [pytest.param(*f, id=f"{f[0].name}.{f[1]}") for f in _fields()])
+@pytest.mark.parametrize(
+    ("owner", "path", "annotation", "rng"), [pytest.param(*f, id=f"{f[0].name}.{f[1]}") for f in _fields()]
+)
 def test_every_numeric_field_declares_its_range(owner: Owner, path: str, annotation: Any, rng: Range | None) -> None:
     if is_numeric(annotation):
         assert rng is not None and rng.declared, (

@@ -247,3 +247,10 @@ def test_bad_st_net_and_shapes_raise_clear_errors():
         build_st_net("bottleneck", 2, 4, mid_channels=4, num_blocks=1, spatial_shape=(4, 4))
     with pytest.raises(ValueError, match="even C"):
         AffineCoupling("channel", (3, 4, 4), _st("resnet"))
+
+
+def test_unsqueeze_lives_beside_squeeze() -> None:
+    from flowood.flows import multiscale, reshape
+
+    assert reshape.Unsqueeze is multiscale.Unsqueeze
+    assert reshape.Unsqueeze.__module__ == "flowood.flows.reshape"

@@ -1,14 +1,14 @@
-"""OOD metric conventions checked against scikit-learn and hand-computed cases."""
+"""``flowood.ood.metrics``: the OOD metric conventions checked against scikit-learn and hand-computed cases, the
+ranking of non-finite scores, and the paired bootstraps of metric differences."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-import flowood
-from flowood.ood import detection_metrics, paired_auroc_difference, score_bits_per_dim, summarize_scores
+from flowood.ood import detection_metrics, paired_auroc_difference, paired_metric_differences, summarize_scores
+from flowood.ood.metrics import rank_metrics
 
 
 def test_perfect_and_inverted_separation():
@@ -57,18 +57,6 @@ def test_empty_inputs_raise():
         detection_metrics(np.array([]), np.array([1.0]))
 
 
-def test_score_bits_per_dim_reproducible_and_matches_flow():
-    flow = flowood.build_flow("realnvp", (1, 4, 4), num_scales=2, num_blocks=1, mid_channels=4)
-    images = torch.randint(0, 256, (10, 1, 4, 4)).float() / 255
-    a = score_bits_per_dim(flow, [images[:6], images[6:]], seed=3)
-    b = score_bits_per_dim(flow, [images], seed=3)
-    assert a.shape == (10,)
-    assert np.allclose(a, b)
-    flow.eval()
-    flow.set_dequantization_rng(torch.Generator().manual_seed(3))
-    assert np.allclose(a, flow.bits_per_dim(images).detach().double().numpy(), atol=1e-5)
-
-
 def test_paired_auroc_difference_known_answers():
     rng = np.random.default_rng(0)
     in_a, ood_a = rng.normal(size=300), rng.normal(size=200)  # chance
@@ -104,3 +92,65 @@ def test_paired_auroc_difference_handles_ties_and_nonfinite_and_rejects_unpaired
         paired_auroc_difference(in_a, ood_a, in_a[:3], ood_a, n_boot=10)
     with pytest.raises(ValueError, match="level"):
         paired_auroc_difference(in_a, ood_a, in_a, ood_a, level=1.5)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("bad", [NAN, -INF])
+def test_a_nan_or_minus_inf_score_ranks_below_the_lowest_finite_one(bad):
+    # One pair: the in-distribution sample's score is unusable, so it loses to the OOD sample.
+    assert detection_metrics(np.array([bad]), np.array([0.0]))["auroc"] == 0.0
+    assert detection_metrics(np.array([0.0]), np.array([bad]))["auroc"] == 1.0
+    # Pairs (2 vs 0) won, (bad vs 0) lost: 1/2. A tie with the lowest finite score would count 3/4.
+    assert detection_metrics(np.array([2.0, bad]), np.array([0.0]))["auroc"] == 0.5
+    # An OOD set of unusable scores is rejected at the 95% threshold whatever the finite scores are.
+    m = detection_metrics(np.array([0.0, 1.0, 2.0]), np.array([bad, bad]))
+    assert m["auroc"] == 1.0 and m["fpr95"] == 0.0 and m["nonfinite"] == 2
+
+
+def test_plus_inf_ranks_above_the_highest_finite_score():
+    assert detection_metrics(np.array([INF]), np.array([5.0]))["auroc"] == 1.0
+    assert detection_metrics(np.array([1.0, 2.0]), np.array([INF]))["auroc"] == 0.0
+
+
+def test_nan_and_minus_inf_tie_with_each_other():
+    assert detection_metrics(np.array([NAN]), np.array([-INF]))["auroc"] == 0.5
+
+
+def test_paired_difference_ranks_nonfinite_scores_the_same_way():
+    in_a, ood_a = np.array([2.0, NAN]), np.array([0.0])
+    in_b, ood_b = np.array([2.0, 1.0]), np.array([0.0])
+    res = paired_auroc_difference(in_a, ood_a, in_b, ood_b, n_boot=50)
+    assert res["auroc_a"] == 0.5 and res["auroc_b"] == 1.0 and res["delta"] == 0.5
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_rank_metrics_equal_sklearn(ties: bool):
+    rng = np.random.default_rng(0)
+    s_in, s_ood = rng.normal(0.5, 1, 300), rng.normal(0, 1, 200)
+    if ties:
+        s_in, s_ood = np.round(s_in * 2), np.round(s_ood * 2)
+    fast, ref = rank_metrics(s_in, s_ood), detection_metrics(s_in, s_ood)
+    assert fast["aupr_in"] == pytest.approx(ref["aupr_in"], abs=1e-12)
+    assert fast["aupr_out"] == pytest.approx(ref["aupr_out"], abs=1e-12)
+    y = np.r_[np.ones(300), np.zeros(200)]
+    fpr, tpr, _ = roc_curve(y, np.r_[s_in, s_ood], drop_intermediate=False)
+    assert fast["fpr95"] == pytest.approx(fpr[np.searchsorted(tpr, 0.95)])
+
+
+def test_paired_differences_detect_a_real_gain_and_nothing_else():
+    rng = np.random.default_rng(1)
+    a_in, a_ood = rng.normal(0, 1, 400), rng.normal(0.3, 1, 400)  # a fails (OOD scores higher)
+    same = paired_metric_differences(a_in, a_ood, a_in.copy(), a_ood.copy(), n_boot=50)
+    for m in ("auroc", "aupr_in", "aupr_out", "fpr95"):
+        assert same[m]["delta"] == 0 and same[m]["low"] == 0 and same[m]["high"] == 0
+    b_in, b_ood = a_in + 0.1 * rng.normal(size=400), a_ood - 2.0
+    better = paired_metric_differences(a_in, a_ood, b_in, b_ood, n_boot=50)
+    assert better["auroc"]["low"] > 0.3 and better["aupr_in"]["low"] > 0 and better["aupr_out"]["low"] > 0
+    assert better["fpr95"]["high"] < 0  # lower FPR95 is a gain
+    assert better["auroc"]["delta"] == pytest.approx(
+        detection_metrics(b_in, b_ood)["auroc"] - detection_metrics(a_in, a_ood)["auroc"], abs=1e-12
+    )
+    with pytest.raises(ValueError, match="same samples"):
+        paired_metric_differences(a_in, a_ood, a_in[:10], a_ood)

@@ -8,8 +8,9 @@ import torch
 
 from flowood.flows import build_flow
 from flowood.train.config import config_from_dict
+from flowood.train.objective import compute_loss
 from flowood.train.optim import build_optimizer, clip_gradients, parameter_groups
-from flowood.train.trainer import compute_loss, train
+from flowood.train.trainer import train
 
 from .conftest import tiny_raw
 

@@ -23,8 +23,9 @@ from flowood.flows import NormalizingFlow, build_flow
 from flowood.train.checkpoint import load_checkpoint
 from flowood.train.config import config_from_dict
 from flowood.train.data import TensorBatches
+from flowood.train.objective import compute_loss
 from flowood.train.optim import WEIGHT_NORM_GAIN_SUFFIX, build_optimizer
-from flowood.train.trainer import Trainer, compute_loss, resume, train
+from flowood.train.trainer import Trainer, resume, train
 from tests.train.conftest import tiny_raw
 
 LN2 = math.log(2.0)

@@ -11,7 +11,8 @@ import torch
 from flowood.cli.app import main
 from flowood.errors import CheckpointError, ConfigError
 from flowood.train.checkpoint import load_checkpoint
-from flowood.train.trainer import Trainer, _rng_state, _set_rng_state, train
+from flowood.train.resume import rng_state, set_rng_state
+from flowood.train.trainer import Trainer, train
 
 
 class _Payload:
@@ -76,9 +77,9 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     random.seed(3)
     np.random.seed(4)
     torch.manual_seed(5)
-    torch.save({"model": {}, "rng": _rng_state()}, tmp_path / "s.pt")
+    torch.save({"model": {}, "rng": rng_state()}, tmp_path / "s.pt")
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
-    _set_rng_state(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
+    set_rng_state(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
@@ -90,5 +91,5 @@ def test_legacy_checkpoint_with_numpy_rng_state_still_loads(tmp_path):
         pytest.skip("torch < 2.5 has no scoped safe_globals")
     loaded = load_checkpoint(tmp_path / "old.pt")
     np.random.seed(0)
-    _set_rng_state({"torch": torch.get_rng_state(), **loaded["rng"]})
+    set_rng_state({"torch": torch.get_rng_state(), **loaded["rng"]})
     np.testing.assert_array_equal(np.random.get_state()[1], state["rng"]["numpy"][1])

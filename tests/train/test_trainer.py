@@ -13,8 +13,9 @@ import flowood.train.step as step_mod
 from flowood.errors import ConfigError
 from flowood.flows import build_flow
 from flowood.train.checkpoint import load_checkpoint
+from flowood.train.nonfinite import TrainingDivergedError
 from flowood.train.optim import parameter_groups
-from flowood.train.trainer import Trainer, TrainingDivergedError, resume, train
+from flowood.train.trainer import Trainer, resume, train
 
 
 def _rows(run_dir):

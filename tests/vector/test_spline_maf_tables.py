@@ -38,7 +38,7 @@ def test_hepmass_fixture_with_spline_and_maf(tmp_path: Path, kind: str) -> None:
     assert any(isinstance(m, layer_type) for m in trainer.flow.modules())
     result = trainer.run()
     assert result.nonfinite_steps == 0
-    report = evaluate_run(tmp_path / "run", device="cpu")
+    report = evaluate_run(tmp_path / "run", device="cpu").report
     entry = report.ood["hepmass[classes=0]"]
     assert entry.bits_per_dim.n == 150
     assert entry.metrics["log_likelihood"].auroc > 0.8

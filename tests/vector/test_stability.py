@@ -60,7 +60,7 @@ def test_no_nonfinite_steps_across_seeds(tmp_path: Path, embedded: tuple[Path, P
     result = train(config_from_dict(raw), tmp_path / "run", quiet=True)
     assert result.nonfinite_steps == 0 and result.steps == 60
     assert np.isfinite(result.train_bpd) and np.isfinite(result.test_bpd)
-    report = evaluate_run(tmp_path / "run", device="cpu")
+    report = evaluate_run(tmp_path / "run", device="cpu").report
     for entry in [report.in_distribution, *report.ood.values()]:
         assert entry.bits_per_dim.nonfinite == 0
     # OOD vectors stay in a sane range after the in-distribution standardisation (dead features dropped).

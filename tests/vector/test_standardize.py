@@ -92,7 +92,7 @@ def test_evaluate_standardises_ood_with_in_distribution_statistics(tmp_path: Pat
         }
     )
     train(cfg, tmp_path / "run", quiet=True)
-    report = evaluate_run(tmp_path / "run", device="cpu")
+    report = evaluate_run(tmp_path / "run", device="cpu").report
     scores = np.load(tmp_path / "run" / "scores.npz")
 
     # Recompute by hand: log transform, drop the constant feature, standardise with *training* statistics.
@@ -111,7 +111,7 @@ def test_evaluate_standardises_ood_with_in_distribution_statistics(tmp_path: Pat
 
 
 def test_embedding_pca_dim_is_capped_to_the_features_the_standardizer_keeps() -> None:
-    from flowood.experiments.auxiliary import capped_pca_dim
+    from flowood.experiments.aux_models import capped_pca_dim
     from flowood.train.config import DataConfig
 
     g = torch.Generator().manual_seed(3)

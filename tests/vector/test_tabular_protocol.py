@@ -20,7 +20,7 @@ def _run(tmp_path: Path, preset: str, extra: list[str]) -> EvaluationReport:
     cfg = config_from_dict(apply_overrides(get_preset(preset), FAST + extra))
     result = train(cfg, tmp_path / "run", quiet=True)
     assert result.nonfinite_steps == 0
-    return evaluate_run(tmp_path / "run", device="cpu")
+    return evaluate_run(tmp_path / "run", device="cpu").report
 
 
 def _hepmass_files(root: Path) -> None:
@@ -82,7 +82,7 @@ def test_user_table_with_label_column(tmp_path: Path) -> None:
         )
     )
     train(cfg, tmp_path / "run", quiet=True)
-    report = evaluate_run(tmp_path / "run", device="cpu")
+    report = evaluate_run(tmp_path / "run", device="cpu").report
     (entry,) = report.ood.values()
     assert entry.metrics["log_likelihood"].auroc > 0.9
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from flowood.cli.options import check_data_root
-
-if TYPE_CHECKING:
-    from flowood.experiments.auxiliary import ScoreSettings
 
 
 def evaluate_command(
@@ -32,10 +29,18 @@ def evaluate_command(
         help="OOD detectors, comma-separated or 'all' (default log_likelihood); `flowood benchmark --list` or "
         "docs/scores.md lists them.",
     ),
-    ensemble_size: int = typer.Option(3, "--ensemble-size", help="waic: number K of flows in the ensemble."),
-    mutation_rate: float = typer.Option(0.2, "--mutation-rate", help="likelihood_ratio: background mutation rate."),
-    typicality_m: int = typer.Option(10, "--typicality-m", help="typicality: samples M per batch."),
-    aux_minutes: float = typer.Option(1.0, "--aux-minutes", help="waic: training cap of each member (minutes)."),
+    ensemble_size: int | None = typer.Option(
+        None, "--ensemble-size", help="waic: number K of flows (waic.ensemble_size; default 3)."
+    ),
+    mutation_rate: float | None = typer.Option(
+        None, "--mutation-rate", help="likelihood_ratio: background mutation rate (default 0.2)."
+    ),
+    typicality_m: int | None = typer.Option(
+        None, "--typicality-m", help="typicality: samples M per batch (default 10)."
+    ),
+    aux_minutes: float | None = typer.Option(
+        None, "--aux-minutes", help="waic: training cap of each member in minutes (aux.ensemble.minutes; default 1)."
+    ),
     background_minutes: float | None = typer.Option(
         None,
         "--background-minutes",
@@ -45,118 +50,113 @@ def evaluate_command(
     general_dataset: str | None = typer.Option(
         None, "--general-dataset", help="general_likelihood_ratio: broad dataset of the general model."
     ),
-    dose_estimator: str = typer.Option("kde", "--dose-estimator", help="dose: kde (default) or ocsvm."),
+    dose_estimator: str | None = typer.Option(None, "--dose-estimator", help="dose: kde (default) or ocsvm."),
     score_setting: list[str] = typer.Option(
         [],
         "--score-setting",
-        help="KEY=VALUE of any detector setting (repeatable; e.g. embedding_train_limit=10000, "
-        "embedding_preset=tabular-embeddings); the fields of flowood.experiments.auxiliary.ScoreSettings.",
+        help="DETECTOR.FIELD=VALUE or aux.FIELD=VALUE (repeatable; e.g. waic.ensemble_size=5, "
+        "aux.features.train_limit=10000, aux.embedding_flow.preset=tabular-embeddings); docs/scores.md lists them.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or auxiliary-training logs."),
 ) -> None:
     """Write report.json, scores.npz and histogram.png into RUN_DIR and print the table."""
     check_data_root(data_root)
-    _validate(limit=limit, batch_size=batch_size, precision=precision)
-    from flowood.experiments.evaluate import evaluate_run, format_report
+    from flowood.experiments.evaluate import ScoringOptions, evaluate_run, format_report, format_scores
 
+    scoring = _checked(
+        ScoringOptions,
+        {"limit": limit, "batch_size": batch_size, "seed": seed, "precision": precision, "compile": compile,
+         "exact": exact},
+        {"limit": "--limit", "batch_size": "--batch-size", "seed": "--seed", "precision": "--precision"},
+    )  # fmt: skip
     names: list[str] = []
     for item in ood:  # accept both `--ood a --ood b` and `--ood a,b`
         names += [n for n in item.split(",") if n]
-    from flowood.experiments.evaluate import format_scores
-    from flowood.ood.detectors import parse_detectors
-
-    score_names = parse_detectors(scores)
-    settings = score_settings(
-        ensemble_size=ensemble_size,
-        mutation_rate=mutation_rate,
-        typicality_m=typicality_m,
-        background_minutes=background_minutes,
-        member_minutes=aux_minutes,
-        general_dataset=general_dataset,
-        dose_estimator=dose_estimator,
-        extra=parse_score_settings(score_setting),
-    )
-    report = evaluate_run(
+    aliases = {
+        "--ensemble-size": ensemble_size,
+        "--mutation-rate": mutation_rate,
+        "--typicality-m": typicality_m,
+        "--aux-minutes": aux_minutes,
+        "--background-minutes": background_minutes,
+        "--general-dataset": general_dataset,
+        "--dose-estimator": dose_estimator,
+    }
+    detectors, aux = detector_settings(scores, aliases, score_setting)
+    evaluation = evaluate_run(
         run_dir,
         names or None,
-        limit=limit,
-        batch_size=batch_size,
+        detectors=detectors,
+        aux=aux,
+        scoring=scoring,
         device=device,
-        seed=seed,
         data_root=data_root,
-        precision=precision,
-        compile=compile,
-        exact=exact,
-        scores=score_names,
-        score_settings=settings,
         quiet=quiet,
     )
+    report = evaluation.report
     typer.echo(format_report(report))
-    if len(score_names) > 1:
+    if len(detectors) > 1:
         typer.echo()
         typer.echo(format_scores(report))
     typer.echo(f"wrote {run_dir}/report.json, {run_dir}/histogram.png")
 
 
-def _validate(*, limit: int | None, batch_size: int, precision: str | None) -> None:
-    """Option checks with one-line errors (the evaluation code behind them assumes valid values)."""
-    from flowood.errors import ConfigError
-    from flowood.perf import PRECISIONS
+def _checked(cls: type, values: dict[str, Any], flags: dict[str, str]) -> Any:
+    """``cls(**values)`` with a bad value's one-line error naming the flag that gave it."""
+    from flowood.errors import FieldError
+    from flowood.settings import as_config_error
 
-    if limit is not None and limit < 1:
-        raise ConfigError(f"--limit {limit}: give a number of samples >= 1 (or leave it out to score everything)")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size {batch_size}: give a batch size >= 1 (default 512)")
-    if precision is not None and precision not in PRECISIONS:
-        raise ConfigError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
-
-
-FLAGS = {
-    "ensemble_size": "--ensemble-size",
-    "mutation_rate": "--mutation-rate",
-    "typicality_m": "--typicality-m",
-    "background_minutes": "--background-minutes",
-    "member_minutes": "--aux-minutes",
-    "general_dataset": "--general-dataset",
-    "dose_estimator": "--dose-estimator",
-}
-"""The flag that sets each :class:`~flowood.experiments.auxiliary.ScoreSettings` field."""
-
-
-def parse_score_settings(items: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` → ScoreSettings keywords, values parsed as ``--set`` parses them
-    (:func:`flowood.train.config.parse_override`); one-line errors for bad items."""
-    import dataclasses
-
-    from flowood.errors import ConfigError
-    from flowood.experiments.auxiliary import ScoreSettings
-    from flowood.train.config import parse_override
-
-    known = {f.name for f in dataclasses.fields(ScoreSettings)}
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, _ = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--score-setting {item!r}: write KEY=VALUE, e.g. embedding_train_limit=10000")
-        path, value = parse_override(item, flag="--score-setting")
-        if len(path) != 1 or path[0] not in known:
-            raise ConfigError(f"--score-setting {key.strip()}: unknown setting; known: {', '.join(sorted(known))}")
-        out[path[0]] = value
-    return out
-
-
-def score_settings(*, extra: dict[str, Any] | None = None, **flags: Any) -> ScoreSettings:
-    """:class:`ScoreSettings` from the flags' values and ``--score-setting`` items (which win); a bad value's
-    error names the flag or item that gave it, before any scoring."""
-    from flowood.errors import ConfigError, FieldError
-    from flowood.experiments.auxiliary import ScoreSettings
-
-    extra = extra or {}
     try:
-        return ScoreSettings(**{**flags, **extra})
+        return cls(**values)
     except FieldError as err:
-        name = f"--score-setting {err.field}" if err.field in extra else FLAGS.get(err.field, err.field)
-        raise ConfigError(err.template.format(name=name)) from None
+        raise as_config_error(err, flags.get(err.field, err.field)) from None
+
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "--ensemble-size": ("waic.ensemble_size",),
+    "--mutation-rate": ("likelihood_ratio.mutation_rate",),
+    "--typicality-m": ("typicality.m",),
+    "--aux-minutes": ("aux.ensemble.minutes",),
+    "--background-minutes": ("aux.background.minutes", "aux.general.minutes"),
+    "--general-dataset": ("general_likelihood_ratio.dataset",),
+    "--dose-estimator": ("dose.estimator",),
+}
+"""The settings each convenience flag sets (``--score-setting`` items given for the same keys win)."""
+
+
+def detector_settings(scores: list[str], aliases: dict[str, Any], items: list[str]) -> tuple[list[Any], Any]:
+    """Configured detectors and auxiliary settings from ``--scores``, the alias flags given (not ``None``) and
+    ``--score-setting`` items; a bad value's error names the flag or item that gave it, before any scoring."""
+    from flowood.errors import FieldError
+    from flowood.experiments.detector_settings import configure, nest, parse_setting_items
+    from flowood.settings import as_config_error
+
+    values: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for flag, value in aliases.items():
+        if value is None:
+            continue
+        for key in ALIASES[flag]:
+            nest(key.split("."), value, values)
+            given[key] = flag
+    extra = parse_setting_items(items)
+    for key, value in _flatten(extra):
+        nest(key.split("."), value, values)
+        given[key] = f"--score-setting {key}"
+    try:
+        return configure(scores, values)
+    except FieldError as err:
+        raise as_config_error(err, given.get(err.field, f"--score-setting {err.field}")) from None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out += _flatten(value, f"{path}.")
+        else:
+            out.append((path, value))
+    return out
 
 
 def register(app: typer.Typer) -> None:

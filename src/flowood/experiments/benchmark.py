@@ -3,11 +3,12 @@
 A protocol (YAML; shipped ones in ``flowood/experiments/protocols/``) names the in-distribution set, the OOD
 sets grouped as ``near`` and ``far``, the detectors and budgets (``quick``, ``full``). A budget may replace the
 datasets (``quick`` uses the embedded bundle) and gives the preset and overrides of the main flow, the
-evaluation ``limit``, the bootstrap size and the :class:`~flowood.experiments.auxiliary.ScoreSettings`.
+evaluation ``limit``, the bootstrap size and the detector settings (``settings:``, one section per detector and
+``aux`` for the auxiliary models, :mod:`flowood.experiments.detector_settings`).
 
-The runner trains the main flow into ``OUT/run`` (reused when it is there), evaluates every available OOD set
-with every detector (:func:`flowood.experiments.evaluate.evaluate_run`; auxiliary models are cached in the run),
-and writes:
+The runner trains the main flow into ``OUT/run`` (:func:`flowood.experiments.derived_runs.train_or_reuse`: reused when its
+config is the one wanted), evaluates every available OOD set with every detector
+(:func:`flowood.experiments.evaluate.evaluate_run`; auxiliary models are cached in the run), and writes:
 
 * ``OUT/leaderboard.json``: per detector × OOD set AUROC, AUPR-in, AUPR-out, FPR95, each with a paired-bootstrap
   95 % interval of its difference to raw likelihood (:func:`flowood.ood.paired_metric_differences`; per-batch
@@ -19,33 +20,31 @@ and writes:
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from flowood.analysis.html_report import collect_report_parts, write_html_report
 from flowood.data import dataset_info
 from flowood.errors import ConfigError, DatasetError, FieldError
 from flowood.evaluation import EvaluationReport
-from flowood.experiments.auxiliary import ScoreSettings, has_weights
-from flowood.experiments.evaluate import evaluate_run
+from flowood.experiments.derived_runs import train_or_reuse
+from flowood.experiments.detector_settings import configure
+from flowood.experiments.evaluate import BASELINE, Evaluation, ScoringOptions, evaluate_run
 from flowood.ood import paired_metric_differences
 from flowood.ood.detectors import DETECTORS, parse_detectors
 from flowood.perf import cpu_threads
-from flowood.train.config import apply_overrides, config_from_dict, load_config
-from flowood.train.presets import get_preset
-from flowood.train.trainer import train
+from flowood.settings import as_config_error, check, setting
+from flowood.train.config import RunConfig, apply_overrides, config_from_dict, load_config
+from flowood.train.presets import PRESETS, get_preset
 
-BASELINE = "log_likelihood"
 METRICS = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
 
@@ -57,7 +56,7 @@ def available_protocols() -> list[str]:
 
 @dataclass
 class Protocol:
-    """A benchmark protocol with one budget applied."""
+    """A benchmark protocol with one budget applied (every value checked on construction)."""
 
     name: str
     budget: str
@@ -65,12 +64,15 @@ class Protocol:
     near: list[str]
     far: list[str]
     detectors: list[str]
-    preset: str
+    preset: str = setting("demo", choices=lambda: list(PRESETS))
     overrides: list[str] = field(default_factory=list)
-    limit: int | None = None
-    n_boot: int = 200
+    limit: int | None = setting(None, ge=1, doc="samples scored per set")
+    n_boot: int = setting(200, ge=1, doc="bootstrap resamples of the paired intervals")
     settings: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 def load_protocol(source: str | Path, budget: str = "quick") -> Protocol:
@@ -94,29 +96,35 @@ def load_protocol(source: str | Path, budget: str = "quick") -> Protocol:
     b = budgets[budget] or {}
     ood = b.get("ood") or raw.get("ood") or {}
     detectors = parse_detectors(b.get("detectors") or raw.get("detectors") or [])
-    known = {f.name for f in fields(ScoreSettings)}
-    unknown = sorted(set(b.get("settings") or {}) - known)
-    if unknown:
-        raise ConfigError(f"protocol {raw.get('name')}: unknown score settings {unknown}; known: {sorted(known)}")
+    settings = b.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"protocol {source}: budgets.{budget}.settings must be a mapping, got {settings!r}")
     try:
-        ScoreSettings(**(b.get("settings") or {}))
+        configure(detectors, settings)  # every value checked now, before anything trains
     except FieldError as err:
-        name = f"budgets.{budget}.settings.{err.field}"
-        raise ConfigError(f"protocol {source}: {err.template.format(name=name)}") from None
-    return Protocol(
-        name=str(raw.get("name", source)),
-        budget=budget,
-        in_distribution=str(b.get("in_distribution") or raw["in_distribution"]),
-        near=list(ood.get("near") or []),
-        far=list(ood.get("far") or []),
-        detectors=detectors,
-        preset=str(b.get("preset") or raw.get("preset") or "demo"),
-        overrides=list(b.get("overrides") or []),
-        limit=b.get("limit"),
-        n_boot=int(b.get("n_boot", 200)),
-        settings=dict(b.get("settings") or {}),
-        description=str(raw.get("description", "")),
-    )
+        raise ConfigError(
+            f"protocol {source}: {as_config_error(err, f'budgets.{budget}.settings.{err.field}')}"
+        ) from None
+    values = {
+        "preset": b.get("preset") or raw.get("preset") or "demo",
+        "overrides": list(b.get("overrides") or []),
+        "limit": b.get("limit"),
+        "n_boot": b.get("n_boot", 200),
+    }
+    try:
+        return Protocol(
+            name=str(raw.get("name", source)),
+            budget=budget,
+            in_distribution=str(b.get("in_distribution") or raw["in_distribution"]),
+            near=list(ood.get("near") or []),
+            far=list(ood.get("far") or []),
+            detectors=detectors,
+            settings=dict(settings),
+            description=str(raw.get("description", "")),
+            **values,
+        )
+    except FieldError as err:
+        raise ConfigError(f"protocol {source}: {as_config_error(err, f'budgets.{budget}.{err.field}')}") from None
 
 
 def dataset_status(name: str, root: str | None = None) -> dict[str, Any] | None:
@@ -149,15 +157,15 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _train_main(p: Protocol, run_dir: Path, ood: list[str], device: str, quiet: bool) -> float:
+def main_config(p: Protocol, ood: list[str], device: str, data_root: str | None) -> RunConfig:
+    """The benchmark's main flow: the protocol's preset and overrides on its in-distribution set, with the OOD
+    sets that are present and ``data_root`` (where their availability was checked)."""
     raw = get_preset(p.preset)
     raw["device"] = device
     raw.setdefault("data", {})["dataset"] = p.in_distribution
     raw["data"]["ood"] = list(ood)
-    cfg = config_from_dict(apply_overrides(copy.deepcopy(raw), list(p.overrides)))
-    start = time.perf_counter()
-    train(cfg, run_dir, quiet=quiet)
-    return time.perf_counter() - start
+    raw["data"]["root"] = data_root
+    return config_from_dict(apply_overrides(raw, list(p.overrides)))
 
 
 def run_benchmark(
@@ -191,27 +199,30 @@ def run_benchmark(
     if not ood:
         raise DatasetError(f"benchmark {p.name}: none of its OOD sets is on this machine: {missing}")
     run_dir = out / "run"
+    detectors, aux = configure(p.detectors, p.settings)
     start_all = time.perf_counter()
     with cpu_threads(None):
-        train_seconds = None
-        if not has_weights(run_dir):
-            if not quiet:
-                print(
-                    f"[benchmark] training the main flow ({p.preset}) on {p.in_distribution} -> {run_dir}", flush=True
-                )
-            train_seconds = _train_main(p, run_dir, ood, device, quiet)
-        settings = ScoreSettings(**p.settings)
-        report = evaluate_run(
+        start = time.perf_counter()
+        derived = train_or_reuse(
+            run_dir,
+            main_config(p, ood, device, data_root),
+            quiet=quiet,
+            log=None if quiet else lambda m: print(f"[benchmark] {m}", flush=True),
+            label=f"main flow ({p.preset}) on {p.in_distribution}",
+        )
+        train_seconds = time.perf_counter() - start if derived.action != "reused" else None
+        evaluation = evaluate_run(
             run_dir,
             ood,
-            limit=p.limit,
+            detectors=detectors,
+            aux=aux,
+            scoring=ScoringOptions(limit=p.limit),
             device=device,
             data_root=data_root,
-            scores=p.detectors,
-            score_settings=settings,
             quiet=quiet,
         )
-    results = _results(run_dir, report, p, groups)
+    report = evaluation.report
+    results = _results(evaluation, p, groups)
     board: dict[str, Any] = {
         "protocol": p.name,
         "budget": p.budget,
@@ -256,31 +267,31 @@ def _detector_seconds(report: EvaluationReport, name: str) -> float | None:
     return run.seconds if run is not None else None
 
 
-def _results(run_dir: Path, report: EvaluationReport, p: Protocol, groups: dict[str, str]) -> list[dict[str, Any]]:
+def _results(evaluation: Evaluation, p: Protocol, groups: dict[str, str]) -> list[dict[str, Any]]:
+    report, scores = evaluation.report, evaluation.scores
     in_key = report.in_distribution.dataset
     rows: list[dict[str, Any]] = []
-    with np.load(run_dir / "ood_scores.npz") as npz:
-        for name in p.detectors:
-            per_batch = DETECTORS[name].info.per_batch
-            for key, entry in report.ood.items():
-                m = entry.metrics.get(name)
-                if m is None:
-                    continue
-                row: dict[str, Any] = {
-                    "detector": name,
-                    "ood": key,
-                    "group": groups.get(key, "far"),
-                    **{k: getattr(m, k) for k in METRICS},
-                }
-                if name != BASELINE and not per_batch:
-                    row["gain"] = paired_metric_differences(
-                        npz[f"{BASELINE}/{in_key}"],
-                        npz[f"{BASELINE}/{key}"],
-                        npz[f"{name}/{in_key}"],
-                        npz[f"{name}/{key}"],
-                        n_boot=p.n_boot,
-                    )
-                rows.append(row)
+    for name in p.detectors:
+        per_batch = DETECTORS[name].info.per_batch
+        for key, entry in report.ood.items():
+            m = entry.metrics.get(name)
+            if m is None:
+                continue
+            row: dict[str, Any] = {
+                "detector": name,
+                "ood": key,
+                "group": groups.get(key, "far"),
+                **{k: getattr(m, k) for k in METRICS},
+            }
+            if name != BASELINE and not per_batch:
+                row["gain"] = paired_metric_differences(
+                    scores[BASELINE][in_key],
+                    scores[BASELINE][key],
+                    scores[name][in_key],
+                    scores[name][key],
+                    n_boot=p.n_boot,
+                )
+            rows.append(row)
     return rows
 
 

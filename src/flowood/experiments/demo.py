@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from flowood.evaluation import EvaluationReport, TrainingSummary
-from flowood.experiments.auxiliary import ScoreSettings
-from flowood.experiments.embedding_demo import SETTINGS as EMBEDDING_SETTINGS
+from flowood.experiments import embedding_demo
+from flowood.experiments.aux_models import AuxBudget, AuxSettings, EmbeddingFlowSettings
 from flowood.experiments.embedding_demo import format_comparison, run_embedding_demo
-from flowood.experiments.evaluate import evaluate_run, format_report, format_scores
+from flowood.experiments.evaluate import ScoringOptions, evaluate_run, format_report, format_scores
 from flowood.ood.detectors import parse_detectors
 from flowood.perf import cpu_threads
 from flowood.runs import RunDir
@@ -28,24 +29,16 @@ DEMO_SCORES = parse_detectors("all")
 ``in_all`` is set; ``general_likelihood_ratio`` is not, it needs a broad dataset the bundle does not have)."""
 
 
-def demo_settings() -> ScoreSettings:
+def demo_aux() -> AuxSettings:
     """Auxiliary-model sizes of ``flowood demo --all-scores``.
 
-    The background trains as long as the pixel flow (its step count), K = 3 members of 0.5 min each, the
-    embedding flow with the settings of ``flowood demo --embeddings`` capped at 1.5 min."""
-    emb = EMBEDDING_SETTINGS
-    return ScoreSettings(
-        ensemble_size=3,
-        member_minutes=0.5,
-        aux_test_limit=256,
-        extractor=emb.extractor,
-        embedding_size=emb.size,
-        embedding_train_limit=emb.train_limit,
-        embedding_test_limit=emb.test_limit,
-        embedding_minutes=min(emb.minutes, 1.5),
-        embedding_max_steps=emb.max_steps,
-        embedding_overrides=list(emb.overrides),
-    )
+    The background trains as long as the pixel flow (its step count), the K = 3 members (waic's default) 0.5
+    min each; the feature pipeline and the embedding flow's budget are those of ``flowood demo --embeddings``,
+    its preset ``embedding_likelihood``'s default (``tabular-embeddings-l2``; the embedding demo shows the
+    paper's ``tabular-embeddings``)."""
+    emb = embedding_demo.SETTINGS
+    flow = replace(emb.flow, preset=EmbeddingFlowSettings().preset)
+    return AuxSettings(ensemble=AuxBudget(minutes=0.5), test_limit=256, features=emb.features, embedding_flow=flow)
 
 
 def demo_evaluate_options(all_scores: bool, quiet: bool = False) -> dict[str, Any]:
@@ -53,7 +46,7 @@ def demo_evaluate_options(all_scores: bool, quiet: bool = False) -> dict[str, An
     ``--all-scores``)."""
     if not all_scores:
         return {}
-    return {"scores": list(DEMO_SCORES), "score_settings": demo_settings(), "quiet": quiet}
+    return {"detectors": list(DEMO_SCORES), "aux": demo_aux(), "quiet": quiet}
 
 
 def demo_config(minutes: float | None = None, overrides: list[str] | None = None, device: str = "auto") -> Any:
@@ -100,7 +93,9 @@ def run_demo(
     extra = demo_evaluate_options(all_scores, quiet)
     with cpu_threads(None):
         result = train(cfg, out, quiet=quiet)
-        report = evaluate_run(out, cfg.data.ood, device=device, limit=DEMO_OOD_LIMIT, **extra)
+        report = evaluate_run(
+            out, cfg.data.ood, device=device, scoring=ScoringOptions(limit=DEMO_OOD_LIMIT), **extra
+        ).report
     report = report.with_(training=training_summary(result, cfg.train.epochs))
     report = report.with_(conclusion=conclusion(report))
     if embeddings:

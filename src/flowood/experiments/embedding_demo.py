@@ -6,11 +6,17 @@ with a pretrained ImageNet CNN (``efficientnet-lite0`` by default, 1280-d pooled
 flow to the FashionMNIST features with ``flowood train`` machinery and evaluates it with ``flowood evaluate``
 machinery, so the embedding flow is an ordinary run directory (``DEMO/embedding-flow``).
 
+The flow is the same auxiliary model ``embedding_likelihood`` uses: the same settings types
+(:class:`~flowood.features.FeatureSettings`, :class:`~flowood.experiments.aux_models.EmbeddingFlowSettings`),
+the same config (:func:`~flowood.experiments.aux_models.embedding_flow_config`) and the same derivation
+(:func:`~flowood.experiments.derived_runs.train_or_reuse`), so ``flowood evaluate DEMO --scores embedding_likelihood``
+with the demo's settings reuses it, and another setting retrains it.
+
 Layout written inside the demo directory::
 
-    DEMO/embeddings/fashionmnist-mini/train.npz, test.npz    # flowood embed files (one split each)
-    DEMO/embeddings/mnist-mini.npz, glyphs.npz               # OOD sets (test split)
-    DEMO/embedding-flow/                                     # run dir: config.yaml, standardize.json, report.json...
+    DEMO/embeddings/fashionmnist-mini/<pipeline>/train.npz, test.npz   # flowood embed files (one split each)
+    DEMO/embeddings/mnist-mini/<extractor>-<size>px-test<N>/test.npz   # OOD sets (test split)
+    DEMO/embedding-flow/                                               # run dir: config.yaml, standardize.json...
 
 and ``DEMO/report.json`` gains, per OOD set, ``ood[NAME].metrics.embedding_log_likelihood`` (AUROC, AUPR-in,
 AUPR-out, FPR95 of the embedding flow on the same OOD set) plus a top-level ``embedding_flow`` summary.
@@ -20,54 +26,50 @@ Features are cached by content (``flowood.features``), so a rerun skips the CNN.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from flowood.evaluation import EmbeddingFlowSummary, EmbeddingOOD, EvaluationReport
+from flowood.experiments.aux_models import EmbeddingFlowSettings, embedding_flow_config
+from flowood.experiments.derived_runs import train_or_reuse
 from flowood.experiments.evaluate import evaluate_run
-from flowood.features import embed_dataset, read_embeddings
+from flowood.features import FeatureSettings, embed_dataset, read_embeddings
 from flowood.perf import cpu_threads
-from flowood.train.config import apply_overrides, config_from_dict
+from flowood.runs import RunDir
+from flowood.settings import check, setting
+from flowood.train.config import RunConfig
 from flowood.train.data import Standardizer
-from flowood.train.presets import get_preset
-from flowood.train.trainer import train
 
 IN_DATASET = "fashionmnist-mini"
 OOD_DATASETS = ("mnist-mini", "glyphs")
 METRIC_KEY = "embedding_log_likelihood"
 
 
-@dataclass
+@dataclass(frozen=True)
 class EmbeddingDemoSettings:
     """Sizes of the embedding part of the demo (defaults: about 3-4 minutes on 2 CPU cores, cold cache).
 
     Attributes:
-        extractor: feature extractor (``flowood embed --list-extractors``).
-        size: extractor input resolution in pixels (96: efficientnet-lite0 at ~50 images/s on one CPU core;
-            better OOD separation than 64 px, see docs/embeddings.md).
-        train_limit: FashionMNIST training images embedded (class-balanced seeded subset of the 10,000).
-        test_limit: FashionMNIST test images (in-distribution positives of the OOD metrics).
+        features: the extractor, its input size (96 px: efficientnet-lite0 at ~50 images/s on one CPU core;
+            better OOD separation than 64 px, see docs/embeddings.md) and the FashionMNIST training / test
+            images embedded (class-balanced seeded subsets of the 10,000 / 2,000).
+        flow: the embedding flow's preset (``tabular-embeddings``) and budget (1.5 wall-clock minutes or 300
+            steps, whichever comes first).
         ood_limit: images per OOD set.
         batch_size: extractor batch size.
-        minutes: training-time cap of the embedding flow (wall-clock minutes).
-        max_steps: step cap of the embedding flow (whichever comes first).
-        overrides: extra ``key=value`` overrides of the ``tabular-embeddings`` preset.
         threads: torch CPU threads during this part; ``None`` = automatic (1 when the machine's 1-minute load
             average already exceeds its cores, where 2 OpenMP threads were measured up to 25× slower; else
             unchanged).
     """
 
-    extractor: str = "efficientnet-lite0"
-    size: int = 96
-    train_limit: int = 3000
-    test_limit: int = 1000
-    ood_limit: int = 1000
-    batch_size: int = 64
-    minutes: float = 1.5
-    max_steps: int = 300
-    overrides: list[str] = field(default_factory=list)
-    threads: int | None = None
+    features: FeatureSettings = FeatureSettings(size=96, train_limit=3000, test_limit=1000)
+    flow: EmbeddingFlowSettings = EmbeddingFlowSettings(preset="tabular-embeddings", minutes=1.5, max_steps=300)
+    ood_limit: int = setting(1000, ge=1, doc="images per OOD set")
+    batch_size: int = setting(64, ge=1, doc="extractor batch size")
+    threads: int | None = setting(None, ge=1, doc="torch CPU threads (null: automatic)")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 SETTINGS = EmbeddingDemoSettings()
@@ -75,35 +77,29 @@ SETTINGS = EmbeddingDemoSettings()
 
 
 def embed_demo_data(out: Path, settings: EmbeddingDemoSettings, device: str, quiet: bool) -> dict[str, Path]:
-    """Write the demo's embedding files; returns dataset name → ``embeddings:`` path (file or folder)."""
-    emb = Path(out) / "embeddings"
-    common: dict[str, Any] = {
-        "size": settings.size,
-        "batch_size": settings.batch_size,
-        "device": device,
-        "progress": not quiet,
-    }
-    in_dir = emb / IN_DATASET
-    for split, limit in (("train", settings.train_limit), ("test", settings.test_limit)):
-        embed_dataset(IN_DATASET, settings.extractor, [split], in_dir / f"{split}.npz", limit=limit, **common)
+    """Write the demo's embedding files; returns dataset name → ``embeddings:`` path (folder or file)."""
+    files, f = RunDir(out), settings.features
+    common = {"size": f.size, "batch_size": settings.batch_size, "device": device, "progress": not quiet}
+    in_dir = files.embeddings(IN_DATASET, f.pipeline)
+    for split, limit in (("train", f.train_limit), ("test", f.test_limit)):
+        embed_dataset(IN_DATASET, f.extractor, [split], in_dir / f"{split}.npz", limit=limit, **common)  # type: ignore[arg-type]
     paths = {IN_DATASET: in_dir}
     for name in OOD_DATASETS:
+        folder = files.embeddings(name, f"{f.extractor}-{f.size}px-test{settings.ood_limit}")
         paths[name] = embed_dataset(
-            name, settings.extractor, ["test"], emb / f"{name}.npz", limit=settings.ood_limit, **common
+            name,
+            f.extractor,
+            ["test"],
+            folder / "test.npz",
+            limit=settings.ood_limit,
+            **common,  # type: ignore[arg-type]
         )
     return paths
 
 
-def embedding_config(paths: dict[str, Path], settings: EmbeddingDemoSettings, device: str) -> Any:
-    """The ``tabular-embeddings`` preset pointed at the demo's files, capped to the demo's time budget."""
-    raw = get_preset("tabular-embeddings")
-    raw["data"]["dataset"] = f"embeddings:{paths[IN_DATASET]}"
-    raw["data"]["ood"] = [f"embeddings:{paths[name]}" for name in OOD_DATASETS]
-    raw["train"]["max_minutes"] = settings.minutes
-    raw["train"]["max_steps"] = settings.max_steps
-    raw["train"]["epochs"] = max(raw["train"]["epochs"], 1000)  # the step / time caps decide
-    raw["device"] = device
-    return config_from_dict(apply_overrides(raw, list(settings.overrides)))
+def embedding_config(paths: dict[str, Path], settings: EmbeddingDemoSettings, device: str, seed: int = 0) -> RunConfig:
+    """The embedding flow's config: the auxiliary model's (:func:`embedding_flow_config`) on the demo's files."""
+    return embedding_flow_config(settings.flow, paths[IN_DATASET], seed=seed, device=device)
 
 
 def run_embedding_demo(
@@ -134,38 +130,56 @@ def run_embedding_demo(
         start = time.perf_counter()
         paths = embed_demo_data(out, settings, device, quiet)
         timings["embed_seconds"] = time.perf_counter() - start
-        cfg = embedding_config(paths, settings, device)
-        run_dir = out / "embedding-flow"
+        cfg = embedding_config(paths, settings, device, seed=report_seed(out))
+        run_dir = RunDir(out).embedding_flow
         start = time.perf_counter()
-        result = train(cfg, run_dir, quiet=quiet)
+        derived = train_or_reuse(run_dir, cfg, quiet=quiet, label="embedding flow")
         timings["train_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
-        emb_report = evaluate_run(run_dir, cfg.data.ood, device=device)
+        ood = [f"embeddings:{paths[name]}" for name in OOD_DATASETS]
+        emb_report = evaluate_run(run_dir, ood, device=device).report
         timings["evaluate_seconds"] = time.perf_counter() - start
 
-    by_name = dict(zip(OOD_DATASETS, cfg.data.ood, strict=True))
+    by_name = dict(zip(OOD_DATASETS, ood, strict=True))
     per_set: dict[str, EmbeddingOOD] = {}
     for name, key in by_name.items():
         entry = emb_report.ood[key]
         metrics = entry.metrics["log_likelihood"]
         per_set[name] = EmbeddingOOD(metrics, entry.bits_per_dim, str(paths[name]))
         report = report.with_metrics(name, METRIC_KEY, metrics)
+    steps, nonfinite = _progress(run_dir)
     summary = EmbeddingFlowSummary(
         run_dir=str(run_dir.resolve()),
-        extractor=settings.extractor,
-        size=settings.size,
+        extractor=settings.features.extractor,
+        size=settings.features.size,
         feature_dim=_feature_dim(paths[IN_DATASET] / "train.npz"),
-        flow_dim=Standardizer.load(run_dir / "standardize.json").out_dim,
+        flow_dim=Standardizer.load(RunDir(run_dir).standardize).out_dim,
         settings=asdict(settings),
         torch_threads=threads,
-        steps=result.steps,
-        nonfinite_steps=result.nonfinite_steps,
+        steps=derived.result.steps if derived.result is not None else steps,
+        nonfinite_steps=derived.result.nonfinite_steps if derived.result is not None else nonfinite,
         test_bits_per_dim=emb_report.in_distribution.bits_per_dim,
         seconds={k: round(v, 1) for k, v in timings.items()},
         ood=per_set,
     )
     report = report.with_(embedding_flow=summary)
     return report.with_(embedding_conclusion=embedding_conclusion(report))
+
+
+def report_seed(out: Path) -> int:
+    """The pixel run's seed (the embedding flow shares it, as ``embedding_likelihood``'s flow does)."""
+    from flowood.experiments.runs import read_config
+
+    return read_config(out).seed if RunDir(out).is_run() else 0
+
+
+def _progress(run_dir: Path) -> tuple[int, int]:
+    """Steps and non-finite steps of a reused run, from its ``metrics.csv``."""
+    rows = RunDir(run_dir).read_metrics()
+    if not rows:
+        return 0, 0
+    last = rows[-1]
+    return int(float(last.get("step") or 0)), int(float(last.get("nonfinite_steps") or 0))
 
 
 def _feature_dim(path: Path) -> int:

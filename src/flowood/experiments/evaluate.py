@@ -1,22 +1,28 @@
-"""``flowood evaluate``: score the in-distribution test split and OOD sets, write the report."""
+"""``flowood evaluate``: score the in-distribution test split and OOD sets with every detector, write the report.
+
+One evaluation is one loop: the scored sets are built once (loaded, matched to the flow's input shape and
+scored by the run's flow, :func:`flowood.ood.score_samples`), every detector — ``log_likelihood`` included —
+is checked, then fitted and run on exactly those sets, and :func:`evaluate_run` returns the report together
+with every per-sample array (:class:`Evaluation`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from flowood.analysis.histograms import plot_bpd_histograms
+from flowood.atomic import atomic_write
 from flowood.data import dataset_info
 from flowood.data.base import ArrayDataset
 from flowood.devices import resolve_device
-from flowood.errors import ConfigError, DatasetError
+from flowood.errors import DatasetError
 from flowood.evaluation import (
     BitsPerDim,
     DetectorMetrics,
@@ -27,14 +33,17 @@ from flowood.evaluation import (
     SampleRecord,
     Scoring,
 )
-from flowood.experiments.auxiliary import RunContext, ScoreSettings
+from flowood.experiments.aux_models import AuxSettings
+from flowood.experiments.fit_context import EvaluationContext
 from flowood.experiments.runs import Run, load_run
-from flowood.experiments.samples import scored_samples, scored_split
-from flowood.ood import detection_metrics, score_bits_per_dim, summarize_scores
-from flowood.ood.detectors import DETECTORS, Samples, parse_detectors
-from flowood.perf import FastPath, resolve_fast_path
+from flowood.experiments.scored_samples import scored_samples, scored_split
+from flowood.ood import detection_metrics, score_samples, summarize_scores
+from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors
+from flowood.perf import PRECISIONS, FastPath, resolve_fast_path
 from flowood.runs import RunDir
-from flowood.train.data import TensorBatches
+from flowood.settings import check, setting
+
+BASELINE = "log_likelihood"
 
 METRIC_DOC = (
     "score = log-likelihood (higher = in-distribution); in-distribution test set is the positive class; "
@@ -42,185 +51,292 @@ METRIC_DOC = (
 )
 
 
-def score_dataset(
-    run: Run,
-    name: str | None,
-    *,
-    split: str = "test",
-    limit: int | None = None,
-    classes: list[int] | None = None,
-    batch_size: int = 512,
-    seed: int = 0,
-    fast: FastPath | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """Per-sample bits/dim of one dataset under the run's flow: the samples of
-    :func:`flowood.experiments.samples.scored_samples` (matched to the flow's input shape).
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How the sets are scored (not which detectors score them).
 
-    ``fast`` sets precision / memory format for scoring (default: fp32, see :func:`evaluate_run`);
-    ``progress`` shows a progress bar (images) on stderr when it is a terminal."""
-    ds = scored_samples(run, name, split=split, limit=limit, classes=classes)
-    return score_loaded(run, ds, batch_size=batch_size, seed=seed, fast=fast, progress=progress)
-
-
-def score_loaded(
-    run: Run,
-    ds: ArrayDataset,
-    *,
-    batch_size: int = 512,
-    seed: int = 0,
-    fast: FastPath | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """``(N,)`` bits/dim of an already loaded dataset under the run's flow (its standardiser for vectors)."""
-    transform = run.standardizer if (ds.kind == "vector" and run.standardizer is not None) else None
-    device = next(run.flow.parameters()).device
-    data = ds.data.float() if ds.kind == "vector" else ds.data
-    batches = TensorBatches(data, ds.kind, device).sequential(batch_size)
-    if progress:
-        batches = _counted(batches, len(data), f"score {ds.name}")
-    return score_bits_per_dim(run.flow, batches, seed=seed, transform=transform, fast=fast)
-
-
-def _counted(batches: Iterator[Tensor], total: int, desc: str) -> Iterator[Tensor]:
-    """``batches`` with a tqdm bar that counts images (on a terminal only: logs stay free of redraws).
-
-    The count advances when the next batch is requested, i.e. once the previous one has been scored on the
-    CPU; on a GPU that means queued, since scoring itself never waits for the device.
+    Attributes:
+        limit: at most this many samples per set (a seeded subset; ``None``: the run's ``data.test_limit`` for
+            the in-distribution test set, everything for OOD sets).
+        batch_size: samples per forward pass.
+        seed: seed of the dequantisation noise (the in-distribution set uses ``seed``, OOD sets ``seed + 1``).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (``None``: the run's ``train.precision``; ``auto`` is
+            bf16 autocast of the st-networks on CUDA, fp32 on the CPU; the likelihood itself stays fp32).
+        compile: ``torch.compile`` the flow for scoring.
+        exact: fp32, eager, contiguous (the reference path).
     """
-    from tqdm import tqdm
 
-    with tqdm(total=total, unit="img", desc=desc, disable=None, leave=False, dynamic_ncols=True) as bar:
-        for batch in batches:
-            yield batch
-            bar.update(len(batch))
+    limit: int | None = setting(None, ge=1, doc="samples per set")
+    batch_size: int = setting(512, ge=1, doc="samples per forward pass")
+    seed: int = setting(0, ge=0, doc="seed of the dequantisation noise")
+    precision: str | None = setting(None, choices=PRECISIONS)
+    compile: bool = False
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate_run` computed.
+
+    Attributes:
+        report: the typed ``report.json``.
+        bits_per_dim: set key → ``(N,)`` bits/dim of each scored sample (``scores.npz``).
+        scores: detector → set key → ``(N,)`` float64 scores (``(num_batches,)`` for per-batch detectors),
+            higher = in-distribution; the baseline ``log_likelihood`` included.
+        components: detector → set key → component name → ``(N,)`` per-sample diagnostics.
+    """
+
+    report: EvaluationReport
+    bits_per_dim: dict[str, np.ndarray]
+    scores: dict[str, dict[str, np.ndarray]]
+    components: dict[str, dict[str, dict[str, np.ndarray]]]
+
+    def flat_scores(self) -> dict[str, np.ndarray]:
+        """``"DETECTOR/SET"`` (and ``"DETECTOR.COMPONENT/SET"``) → array: the layout of ``ood_scores.npz``."""
+        flat: dict[str, np.ndarray] = {}
+        for name, by_set in self.scores.items():
+            for key, values in by_set.items():
+                flat[f"{name}/{key}"] = values
+                for comp, cv in self.components.get(name, {}).get(key, {}).items():
+                    flat[f"{name}.{comp}/{key}"] = cv
+        return flat
+
+
+def resolve_detectors(detectors: Sequence[str | Detector] | None) -> list[Detector]:
+    """Detector names (``"a,b"``, ``"all"``; default settings) and configured :class:`Detector` instances →
+    instances in order without duplicates, ``log_likelihood`` first (the report's baseline)."""
+    given: dict[str, Detector] = {}
+    for item in detectors or []:
+        if isinstance(item, Detector):
+            given[item.info.name] = item
+    names = parse_detectors([item if isinstance(item, str) else item.info.name for item in detectors or []])
+    return [given.get(name) or DETECTORS[name]() for name in names]
 
 
 def evaluate_run(
     run_dir: str | Path,
-    ood: list[str] | None = None,
+    ood: Sequence[str] | None = None,
     *,
-    limit: int | None = None,
-    batch_size: int = 512,
+    detectors: Sequence[str | Detector] | None = None,
+    aux: AuxSettings | None = None,
+    scoring: ScoringOptions | None = None,
     device: str = "auto",
-    seed: int = 0,
     data_root: str | None = None,
     write: bool = True,
-    precision: str | None = None,
-    compile: bool = False,
-    exact: bool = False,
-    scores: list[str] | None = None,
-    score_settings: Any = None,
     quiet: bool = True,
-) -> EvaluationReport:
-    """Score a run's in-distribution test split and each OOD dataset; write ``report.json``,
-    ``scores.npz`` and ``histogram.png`` into the run directory.
+) -> Evaluation:
+    """Score a run's in-distribution test split and each OOD set with every detector; write the report.
 
-    Scoring streams batches of ``batch_size`` under ``torch.inference_mode`` with the run's
-    ``train.precision`` (``auto``: bf16 autocast on CUDA, fp32 on the CPU) unless ``precision`` is
-    given, channels-last on CUDA, and ``torch.compile`` if ``compile``; ``exact=True`` scores in
-    fp32, eager, contiguous. The precision used is recorded in the report.
+    Writes ``report.json``, ``scores.npz`` (bits/dim per set), ``histogram.png`` and, with detectors beyond the
+    baseline, ``ood_scores.npz`` into the run directory (unless ``write=False``). Auxiliary models are trained
+    on first use and reused after (:mod:`flowood.experiments.aux_models`).
 
-    ``scores`` (detector names from :func:`flowood.ood.detectors.available_detectors`, default
-    ``["log_likelihood"]``) adds the field's other OOD scores under ``report.ood[KEY].metrics[SCORE]``,
-    training their auxiliary models when missing (:func:`run_detectors`, sized by ``score_settings``, a
-    :class:`~flowood.experiments.auxiliary.ScoreSettings`; ``quiet`` hides their logs).
+    Args:
+        run_dir: a run directory (``flowood train``, ``flowood demo``).
+        ood: OOD dataset names (default: the run's ``data.ood``).
+        detectors: names from :func:`flowood.ood.detectors.available_detectors` (or ``"all"``) and/or
+            configured detectors (``get_detector("waic", ensemble_size=5)``); default ``log_likelihood`` only.
+        aux: the auxiliary models' budgets and the feature pipeline.
+        scoring: limit, batch size, seed, precision (:class:`ScoringOptions`).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        data_root: where datasets are looked for first; it carries to every auxiliary model's config.
+        write: write the files (``False``: only return).
+        quiet: no progress bars or auxiliary-training logs.
 
-    Returns:
-        The :class:`~flowood.evaluation.EvaluationReport` (``report.json``'s layout is in its module).
+    Raises:
+        DatasetError: no or unknown OOD set (before anything is scored).
+        ConfigError: a detector that cannot run on this run or these sets (before any detector fits).
     """
+    opts = scoring or ScoringOptions()
+    aux = aux or AuxSettings()
+    chosen = resolve_detectors(detectors)
     run = load_run(run_dir, device=resolve_device(device))
     if data_root is not None:
-        run.run_config.data.root = data_root
-    flow_device = next(run.flow.parameters()).device
-    fast = resolve_fast_path(
-        flow_device,
-        precision=precision or run.run_config.train.precision,
-        channels_last=None,
-        compile=compile,
-        exact=exact,
-    )
-    fast.prepare_model(run.flow)
-    cfg = run.run_config.data
+        run.config.data.root = data_root
+    cfg = run.config.data
     ood = list(ood) if ood else list(cfg.ood)
     if not ood:
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
-    general = getattr(score_settings, "general_dataset", None)
-    for name in [*ood, *([general] if general else [])]:
+    for name in ood:
         dataset_info(name, cfg.root)  # an unknown name fails now, not after minutes of scoring
-    test_limit = limit if limit is not None else cfg.test_limit
+    fast = resolve_fast_path(
+        next(run.flow.parameters()).device,
+        precision=opts.precision or run.config.train.precision,
+        channels_last=None,
+        compile=opts.compile,
+        exact=opts.exact,
+    )
+    fast.prepare_model(run.flow)
     start = time.perf_counter()
-    sets: list[Samples] = []
     with torch.inference_mode(), fast.backends():
-        in_ds = scored_samples(run, None, limit=test_limit, classes=cfg.classes)
-        in_bpd = score_loaded(run, in_ds, batch_size=batch_size, seed=seed, fast=fast, progress=not quiet)
-        bpd_by_set = {cfg.dataset: in_bpd}
-        sets.append(Samples(cfg.dataset, in_ds.data, in_ds.kind, in_bpd, noise_seed=seed))
-        in_record = InDistribution(
-            cfg.dataset, BitsPerDim.from_json(summarize_scores(in_bpd)), _samples_record(run, None, in_ds, test_limit)
-        )
-        ood_results: dict[str, OODResult] = {}
-        for name in ood:
-            same = name == cfg.dataset
-            ds = scored_samples(run, name, limit=limit, classes=cfg.ood_classes if same else None)
-            ood_bpd = score_loaded(run, ds, batch_size=batch_size, seed=seed + 1, fast=fast, progress=not quiet)
-            key = f"{name}[classes={','.join(map(str, cfg.ood_classes))}]" if same and cfg.ood_classes else name
-            bpd_by_set[key] = ood_bpd
-            sets.append(Samples(key, ds.data, ds.kind, ood_bpd, noise_seed=seed + 1, name=name))
-            ood_results[key] = OODResult(
-                BitsPerDim.from_json(summarize_scores(ood_bpd)),
-                _samples_record(run, name, ds, limit),
-                {"log_likelihood": DetectorMetrics.from_json(detection_metrics(-in_bpd, -ood_bpd))},
-            )
+        sets, records = _scored_sets(run, ood, opts, fast, quiet)
     seconds = time.perf_counter() - start
-    images = sum(len(bpd) for bpd in bpd_by_set.values())
+    context = EvaluationContext(
+        run, aux, evaluated=ood, device=device, batch_size=opts.batch_size, fast=fast, quiet=quiet
+    )
+    for det in chosen:
+        det.check(context, sets)  # everything that cannot work fails before any auxiliary model trains
+    with fast.backends():
+        runs = [_run_detector(det, context, sets) for det in chosen]
+    evaluation = _evaluation(run, sets, records, runs, fast, opts, seconds, aux)
+    if write:
+        _write(run, evaluation, extra=len(chosen) > 1)
+    return evaluation
+
+
+def _scored_sets(
+    run: Run, ood: list[str], opts: ScoringOptions, fast: FastPath, quiet: bool
+) -> tuple[list[Samples], list[SampleRecord]]:
+    """The in-distribution test set and every OOD set, loaded once and scored by the run's flow (bits/dim)."""
+    cfg = run.config.data
+    test_limit = opts.limit if opts.limit is not None else cfg.test_limit
+    plan: list[tuple[str | None, str, int, list[int] | None, int | None]] = [
+        (None, cfg.dataset, opts.seed, cfg.classes, test_limit)
+    ]
+    for name in ood:
+        same = name == cfg.dataset
+        key = f"{name}[classes={','.join(map(str, cfg.ood_classes))}]" if same and cfg.ood_classes else name
+        plan.append((name, key, opts.seed + 1, cfg.ood_classes if same else None, opts.limit))
+    sets, records = [], []
+    for dataset, key, seed, classes, limit in plan:
+        ds = scored_samples(run, dataset, limit=limit, classes=classes)
+        transform = run.standardizer if ds.kind == "vector" else None
+        bpd = score_samples(
+            run.flow, ds.data, batch_size=opts.batch_size, seed=seed, transform=transform, fast=fast,
+            progress=None if quiet else f"score {ds.name}",
+        )  # fmt: skip
+        sets.append(Samples(key, ds.data, ds.kind, bpd, noise_seed=seed, name=dataset))
+        records.append(_record(run, dataset, ds, limit))
+    return sets, records
+
+
+def _record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None) -> SampleRecord:
+    """What was scored for one set: its split, the limit asked for and every conversion the loader made
+    (channels, size, float pixels), so that ``report.json`` says when an OOD set is not what the user gave."""
+    return SampleRecord(scored_split(run, name), limit, tuple(ds.conversions))
+
+
+@dataclass
+class _DetectorResult:
+    detector: Detector
+    scores: dict[str, np.ndarray]
+    components: dict[str, dict[str, np.ndarray]]
+    seconds: float
+
+
+def _run_detector(det: Detector, context: EvaluationContext, sets: list[Samples]) -> _DetectorResult:
+    """Fit ``det`` on the run and score every set (its wall time includes the fit and auxiliary training)."""
+    start = time.perf_counter()
+    det.fit(context)
+    scores = {s.key: det.score(s) for s in sets}
+    components = {s.key: det.components(s) for s in sets}
+    return _DetectorResult(det, scores, components, time.perf_counter() - start)
+
+
+def _evaluation(
+    run: Run,
+    sets: list[Samples],
+    records: list[SampleRecord],
+    results: list[_DetectorResult],
+    fast: FastPath,
+    opts: ScoringOptions,
+    seconds: float,
+    aux: AuxSettings,
+) -> Evaluation:
+    """The report and the arrays of one evaluation (``sets[0]`` is the in-distribution set)."""
+    in_set, in_key = sets[0], sets[0].key
+    ood: dict[str, OODResult] = {}
+    for s, record in zip(sets[1:], records[1:], strict=True):
+        metrics: dict[str, DetectorMetrics] = {}
+        for r in results:
+            m: dict[str, Any] = detection_metrics(r.scores[in_key], r.scores[s.key])
+            if r.detector.info.per_batch:
+                facts = r.detector.facts()
+                m.update({k: facts[k] for k in ("M", "num_batches") if k in facts})
+            metrics[r.detector.info.name] = DetectorMetrics.from_json(m)
+        ood[s.key] = OODResult(BitsPerDim.from_json(summarize_scores(s.bpd)), record, metrics)
+    images = sum(len(s) for s in sets)
     report = EvaluationReport(
-        run_dir=str(Path(run_dir).resolve()),
-        model=run.config.get("model", {}),
+        run_dir=str(run.dir.resolve()),
+        model=run.config.to_dict()["model"],
         metric_convention=METRIC_DOC,
-        # Wall time of the likelihood scoring, data loading included (auxiliary scores are timed separately).
+        # Wall time of the likelihood scoring, data loading included (the detectors are timed separately).
         scoring=Scoring(
             fast.describe(),
-            batch_size,
+            opts.batch_size,
             seconds=round(seconds, 3),
             images=images,
             images_per_second=round(images / max(seconds, 1e-9), 1),
         ),
-        in_distribution=in_record,
-        ood=ood_results,
+        in_distribution=InDistribution(
+            run.config.data.dataset, BitsPerDim.from_json(summarize_scores(in_set.bpd)), records[0]
+        ),
+        ood=ood,
     )
-    if scores and set(scores) != {"log_likelihood"}:
-        with fast.backends():
-            report, _ = run_detectors(
-                run,
-                report,
-                sets,
-                scores,
-                settings=score_settings,
-                device=device,
-                batch_size=batch_size,
-                fast=fast,
-                quiet=quiet,
-                write=write,
-            )
-    if write:
-        out = RunDir(run_dir)
-        report.save(out.report)
-        arrays: dict[str, Any] = dict(bpd_by_set)
-        np.savez(out.scores, **arrays)
-        plot_bpd_histograms(
-            bpd_by_set,
-            out.histogram,
-            title=f"{run.flow.name} trained on {cfg.dataset}",
-            in_distribution=cfg.dataset,
+    if len(results) > 1:
+        report = report.with_(
+            scores={r.detector.info.name: _detector_run(r, sets) for r in results},
+            score_settings=_settings_record(results, aux),
         )
-    return report
+    return Evaluation(
+        report,
+        {s.key: s.bpd for s in sets},
+        {r.detector.info.name: r.scores for r in results},
+        {r.detector.info.name: r.components for r in results if any(r.components.values())},
+    )
 
 
-def _samples_record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None) -> SampleRecord:
-    """What was scored for one set: its split, the limit asked for and every conversion the loader made
-    (channels, size, float pixels), so that ``report.json`` says when an OOD set is not what the user gave."""
-    return SampleRecord(scored_split(run, name), limit, tuple(ds.conversions))
+def _detector_run(r: _DetectorResult, sets: list[Samples]) -> DetectorRun:
+    """The report's entry of one detector: what it is, what its fit learnt, its wall time, its components' AUROCs."""
+    in_key = sets[0].key
+    described: dict[str, Any] = {**r.detector.info.describe(), **r.detector.facts(), "seconds": round(r.seconds, 2)}
+    comp_auroc: dict[str, dict[str, float]] = {}
+    for s in sets[1:]:
+        for comp, values in r.components[s.key].items():
+            comp_auroc.setdefault(comp, {})[s.key] = detection_metrics(r.components[in_key][comp], values)["auroc"]
+    if comp_auroc:
+        described["components_auroc"] = comp_auroc
+    return DetectorRun.from_json(described)
+
+
+def _settings_record(results: list[_DetectorResult], aux: AuxSettings) -> dict[str, Any]:
+    """Every setting that decided the scores: each detector's own and the auxiliary models'."""
+    record: dict[str, Any] = {}
+    for r in results:
+        values = asdict(r.detector.settings)
+        if values:
+            record[r.detector.info.name] = values
+    uses_aux = any(r.detector.info.auxiliary for r in results)
+    return {**record, "aux": asdict(aux)} if uses_aux else record
+
+
+def _write(run: Run, evaluation: Evaluation, *, extra: bool) -> None:
+    """``report.json``, ``scores.npz``, ``histogram.png``; ``ood_scores.npz`` with detectors beyond the baseline."""
+    out = RunDir(run.dir)
+    evaluation.report.save(out.report)
+    _savez(out.scores, evaluation.bits_per_dim)
+    if extra:
+        _savez(out.ood_scores, evaluation.flat_scores())
+    cfg = run.config.data
+    plot_bpd_histograms(
+        evaluation.bits_per_dim,
+        out.histogram,
+        title=f"{run.flow.name} trained on {cfg.dataset}",
+        in_distribution=cfg.dataset,
+    )
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An ``.npz`` written beside and renamed over (a crash or a full disk keeps the previous file)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+
+    atomic_write(path, write)
 
 
 def format_report(report: EvaluationReport) -> str:
@@ -231,7 +347,7 @@ def format_report(report: EvaluationReport) -> str:
     lines.append(f"{ind.dataset + ' (in)':<28}{b.mean:>14.3f}{b.median:>10.3f}{'':>8}{'':>9}{'':>8}{b.n:>7}")
     for name, entry in report.ood.items():
         b = entry.bits_per_dim
-        m = entry.metrics["log_likelihood"]
+        m = entry.metrics[BASELINE]
         lines.append(
             f"{name:<28}{b.mean:>14.3f}{b.median:>10.3f}{m.auroc:>8.3f}{m.aupr_in:>9.3f}{m.fpr95:>8.3f}{b.n:>7}"
         )
@@ -246,82 +362,9 @@ def format_report(report: EvaluationReport) -> str:
     return "\n".join(lines)
 
 
-def run_detectors(
-    run: Run,
-    report: EvaluationReport,
-    sets: list[Samples],
-    names: list[str],
-    *,
-    settings: ScoreSettings | None = None,
-    device: str = "auto",
-    batch_size: int = 512,
-    fast: FastPath | None = None,
-    quiet: bool = False,
-    write: bool = True,
-) -> tuple[EvaluationReport, dict[str, np.ndarray]]:
-    """Fit every detector in ``names`` on the run and score the in-distribution set ``sets[0]`` and the OOD
-    sets ``sets[1:]`` (exactly the samples the likelihood evaluation scored).
-
-    The returned report adds, for every detector NAME, ``ood[KEY].metrics[NAME]`` (AUROC, AUPR-in, AUPR-out,
-    FPR95, + ``M``/``num_batches`` for per-batch detectors) and ``scores[NAME]`` (a :class:`DetectorRun`:
-    description, facts, seconds and the AUROCs of its components), and ``score_settings``. Per-sample values
-    go to ``RUN/ood_scores.npz`` as ``NAME/KEY`` (components as ``NAME.COMPONENT/KEY``).
-
-    Returns:
-        ``(report, flat)``: the new report and the flat ``"NAME/KEY" -> array`` dict written to
-        ``ood_scores.npz``.
-    """
-    settings = settings or ScoreSettings()
-    names = parse_detectors(names)
-    context = RunContext(
-        run,
-        settings,
-        evaluated=[s.name for s in sets[1:] if s.name is not None],
-        device=device,
-        batch_size=batch_size,
-        fast=fast,
-        quiet=quiet,
-    )
-    for name in names:
-        if DETECTORS[name].info.images_only and not context.is_image:
-            raise ConfigError(f"score {name} is only defined for image runs; {run.dir} models vectors")
-    values = asdict(settings)
-    flat: dict[str, np.ndarray] = {}
-    info: dict[str, DetectorRun] = {}
-    in_key = sets[0].key
-    for name in names:
-        start = time.perf_counter()
-        det = DETECTORS[name].from_settings(values)
-        det.fit(context)
-        scored = {s.key: det.score(s) for s in sets}
-        components = {s.key: det.components(s) for s in sets}
-        seconds = time.perf_counter() - start
-        facts = det.facts()
-        comp_auroc: dict[str, dict[str, float]] = {}
-        for s in sets[1:]:
-            metrics: dict[str, Any] = detection_metrics(scored[in_key], scored[s.key])
-            if det.info.per_batch:
-                metrics.update({k: facts[k] for k in ("M", "num_batches") if k in facts})
-            report = report.with_metrics(s.key, name, DetectorMetrics.from_json(metrics))
-            for comp, vals in components[s.key].items():
-                comp_auroc.setdefault(comp, {})[s.key] = detection_metrics(components[in_key][comp], vals)["auroc"]
-        for key, vals in scored.items():
-            flat[f"{name}/{key}"] = vals
-            for comp, cv in components[key].items():
-                flat[f"{name}.{comp}/{key}"] = cv
-        described = {**det.info.describe(), **facts, "seconds": round(seconds, 2)}
-        if comp_auroc:
-            described["components_auroc"] = comp_auroc
-        info[name] = DetectorRun.from_json(described)
-    report = report.with_(scores=info, score_settings=values)
-    if write:
-        np.savez(run.dir / "ood_scores.npz", **flat)  # type: ignore[arg-type]
-    return report, flat
-
-
 def format_scores(report: EvaluationReport) -> str:
     """AUROC of every score (rows) on every OOD set (columns), as plain text."""
-    names = list(report.scores or ["log_likelihood"])
+    names = list(report.scores or [BASELINE])
     ood = list(report.ood)
     width = max(14, *(len(n) + 2 for n in ood)) if ood else 14
     lines = [
@@ -339,3 +382,15 @@ def format_scores(report: EvaluationReport) -> str:
             row += f"   (per batch, M={entry.facts['M']})"
         lines.append(row)
     return "\n".join(lines)
+
+
+__all__ = [
+    "BASELINE",
+    "METRIC_DOC",
+    "Evaluation",
+    "ScoringOptions",
+    "evaluate_run",
+    "format_report",
+    "format_scores",
+    "resolve_detectors",
+]

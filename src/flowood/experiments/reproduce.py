@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from flowood.analysis.couplings import coupling_statistics, default_layer_indices, plot_coupling
 from flowood.analysis.latents import compute_latents, plot_latents
 from flowood.errors import ConfigError
 from flowood.evaluation import EvaluationReport
+from flowood.experiments.derived_runs import train_or_reuse
 from flowood.experiments.embedding_demo import METRIC_KEY, run_embedding_demo
-from flowood.experiments.evaluate import evaluate_run
+from flowood.experiments.evaluate import ScoringOptions, evaluate_run
 from flowood.experiments.runs import load_run
 from flowood.experiments.visualize import load_images
 from flowood.ood.metrics import paired_auroc_difference
@@ -40,7 +40,6 @@ from flowood.perf import cpu_threads
 from flowood.runs import RunDir
 from flowood.train.config import apply_overrides, config_from_dict
 from flowood.train.presets import get_preset
-from flowood.train.trainer import RunFinishedError, resume, train
 
 BUDGETS = ("quick", "paper")
 
@@ -105,42 +104,22 @@ class Context:
         raw["device"] = self.device
         return apply_overrides(raw, [*VARIANTS[variant][self.budget], *self.overrides])
 
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[reproduce] {message}", flush=True)
+
     def model(self, variant: str) -> Path:
-        """Train (or reuse) the model of ``variant``; returns its run directory, evaluated."""
+        """Train, continue or reuse the model of ``variant`` (:func:`train_or_reuse`); returns its run directory,
+        evaluated (an evaluation already there is kept when the model was reused)."""
         raw = self.config(variant)
         if variant == "negative":
             raw = apply_overrides(raw, [f"train.init_from={self.model('baseline').resolve()}"])
         run_dir = self.out / "runs" / f"{variant}-{self.budget}"
         cfg = config_from_dict(raw)
-        files = RunDir(run_dir)
-        same = files.config.is_file() and config_from_dict(_read_yaml(files.config)) == cfg
-        if same and files.model.is_file() and files.report.is_file():
-            return run_dir
-        if same and files.checkpoint.is_file():
-            # An earlier `reproduce` was interrupted (its checkpoint is there): continue it, don't start over.
-            self._continue(variant, run_dir)
-        else:
-            if not self.quiet:
-                print(f"[reproduce] training {variant} ({self.budget}) -> {run_dir}")
-            train(cfg, run_dir, quiet=self.quiet)
-        evaluate_run(run_dir, cfg.data.ood, limit=self.eval_limit, device=self.device)
+        derived = train_or_reuse(run_dir, cfg, quiet=self.quiet, log=self.log, label=f"{variant} ({self.budget})")
+        if derived.action != "reused" or not RunDir(run_dir).report.is_file():
+            evaluate_run(run_dir, cfg.data.ood, scoring=ScoringOptions(limit=self.eval_limit), device=self.device)
         return run_dir
-
-    def _continue(self, variant: str, run_dir: Path) -> None:
-        """Resume ``run_dir`` from its checkpoint; a run its own limits already ended is only evaluated."""
-        try:
-            result = resume(run_dir, quiet=self.quiet)
-        except RunFinishedError:
-            if not self.quiet:
-                print(f"[reproduce] {variant} ({self.budget}) finished training earlier -> evaluating {run_dir}")
-            return
-        if not self.quiet:
-            print(f"[reproduce] continued {variant} ({self.budget}) from its checkpoint to step {result.steps}")
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-
-    return yaml.safe_load(path.read_text())
 
 
 def _report(run_dir: Path) -> EvaluationReport:
@@ -181,7 +160,7 @@ def likelihood_failure(ctx: Context, exp_dir: Path) -> dict[str, Any]:
 
 def _datasets(ctx: Context, run_dir: Path, n: int) -> dict[str, torch.Tensor]:
     run = load_run(run_dir)
-    names = [run.run_config.data.dataset, *run.run_config.data.ood]
+    names = [run.config.data.dataset, *run.config.data.ood]
     return {name: load_images(name, run.flow.input_shape, limit=n) for name in names}
 
 
@@ -346,8 +325,8 @@ def tabular(ctx: Context, exp_dir: Path) -> dict[str, Any]:
         raw["device"] = ctx.device
         cfg = config_from_dict(apply_overrides(raw, list(ctx.overrides)))
         run_dir = ctx.out / "runs" / f"{name}-{ctx.budget}"
-        train(cfg, run_dir, quiet=ctx.quiet)
-        rep = evaluate_run(run_dir, cfg.data.ood, device=ctx.device)
+        train_or_reuse(run_dir, cfg, quiet=ctx.quiet, log=ctx.log, label=f"{name} ({ctx.budget})")
+        rep = evaluate_run(run_dir, cfg.data.ood, device=ctx.device).report
         numbers[name] = {"auroc": rep.aurocs(), "in_bits_per_dim": rep.in_distribution.bits_per_dim.mean}
     best = min(min(v["auroc"].values()) for v in numbers.values())
     return {

@@ -1,14 +1,13 @@
-"""Loading run directories written by ``flowood train`` (the layout is :class:`flowood.runs.RunDir`'s).
+"""Loading runs written by ``flowood train`` (the layout of a run directory is :class:`flowood.runs.RunDir`'s).
 
-Loading rebuilds the flow with :func:`flowood.train.build.build_run_flow`; it does not import the training
-loop.
+Loading rebuilds the flow with :func:`flowood.train.build.build_run_flow`; it does not import the training loop
+(obtaining a run — train, continue or reuse — is :mod:`flowood.experiments.derived_runs`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -25,11 +24,10 @@ from flowood.train.data import Standardizer
 
 @dataclass
 class Run:
-    """A loaded run: its directory, config, trained flow (eval mode) and logs."""
+    """A loaded run: its directory, typed config, trained flow (eval mode) and logs."""
 
     dir: Path
-    config: dict[str, Any]
-    run_config: RunConfig
+    config: RunConfig
     flow: NormalizingFlow
     metrics: list[dict[str, str]]
     standardizer: Standardizer | None
@@ -40,6 +38,12 @@ class Run:
         """The run's ``report.json``, read when asked for (None before ``flowood evaluate``): a stale or
         newer-schema report never stops the run from loading, e.g. to be evaluated again."""
         return RunDir(self.dir).read_report()
+
+    @property
+    def steps(self) -> int | None:
+        """Optimiser steps the run took (from ``metrics.csv``; ``None`` when it logged none)."""
+        steps = [int(float(r["step"])) for r in self.metrics if r.get("step") not in (None, "")]
+        return max(steps) if steps else None
 
 
 def _input_shape(rundir: RunDir, weights: Path) -> tuple[int, ...]:
@@ -55,6 +59,15 @@ def _input_shape(rundir: RunDir, weights: Path) -> tuple[int, ...]:
     raise CheckpointError(f"{weights} has no input_shape metadata; re-save it with flowood train")
 
 
+def read_config(run_dir: str | Path) -> RunConfig:
+    """The typed config saved in a run directory (one-line errors naming the file)."""
+    rundir = RunDir(run_dir).require_run()
+    try:
+        return config_from_dict(load_config(rundir.config))
+    except ValueError as err:
+        raise ConfigError(f"{rundir.config}: {err}") from None
+
+
 def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu", weights: str = "auto") -> Run:
     """Load a run directory.
 
@@ -64,11 +77,7 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu", weights
         weights: ``auto`` (EMA weights when the run kept them), ``ema`` or ``raw``.
     """
     rundir = RunDir(run_dir).require_run()
-    raw = load_config(rundir.config)
-    try:
-        cfg = config_from_dict(raw)
-    except ValueError as err:
-        raise ConfigError(f"{rundir.config}: {err}") from None
+    cfg = read_config(run_dir)
     path = rundir.weights(weights)
     try:
         state = load_file(str(path), device="cpu")
@@ -86,4 +95,4 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu", weights
         ) from None
     flow.to(device).eval()
     standardizer = Standardizer.load(rundir.standardize) if rundir.standardize.is_file() else None
-    return Run(rundir.path, raw, cfg, flow, rundir.read_metrics(), standardizer, path)
+    return Run(rundir.path, cfg, flow, rundir.read_metrics(), standardizer, path)

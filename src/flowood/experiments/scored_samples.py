@@ -16,7 +16,7 @@ def scored_split(run: Run, name: str | None, split: str = "test") -> str:
     evaluated as OOD only its held-out half is scored (``half-test``; the embedded ``mnist-mini`` has no train
     split, its ``half-train``/``half-test`` halves serve instead). Any other OOD set is scored through
     :func:`flowood.data.pick_ood_split`: a single user file or folder without splits is scored whole."""
-    cfg = run.run_config.data
+    cfg = run.config.data
     if name is not None and name == cfg.negative_dataset and split == "test":
         split = "half-test"
     elif name is not None and name != cfg.dataset and split == "test":
@@ -44,14 +44,14 @@ def scored_samples(
     Raises:
         DatasetError: the samples do not have the shape the run's flow (or its standardiser) takes.
     """
-    cfg = run.run_config.data
+    cfg = run.config.data
     ds = load_split(
         cfg,
         scored_split(run, name, split),
         name=name,
         limit=limit,
         classes=classes,
-        seed=run.run_config.seed,
+        seed=run.config.seed,
         like_shape=run.flow.input_shape,
     )
     expected = tuple(run.flow.input_shape)

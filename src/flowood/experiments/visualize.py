@@ -134,12 +134,8 @@ def visualize_run(
     run = load_run_dir(run_dir)
     out_dir = Path(run.dir) / "figures"
     out_dir.mkdir(parents=True, exist_ok=True)
-    data_cfg = (run.config or {}).get("data") or {}
-    in_name = dataset or data_cfg.get("dataset")
-    if not in_name:
-        raise ConfigError("no in-distribution dataset: pass --dataset NAME (the run config has no data.dataset)")
-    ood_cfg = data_cfg.get("ood") or []
-    ood_names = list(ood) if ood else ([ood_cfg] if isinstance(ood_cfg, str) else list(ood_cfg))
+    in_name = dataset or run.config.data.dataset
+    ood_names = list(ood) if ood else list(run.config.data.ood)
     names = [in_name] + [n for n in ood_names if n != in_name]
     flow = run.flow.eval()
     result = VisualizeResult()

@@ -28,6 +28,7 @@ from flowood.features.extractors import (
     load_extractor,
     resolve_extractor,
 )
+from flowood.features.settings import FeatureSettings
 
 __all__ = [
     "EXTRACTORS",
@@ -35,6 +36,7 @@ __all__ = [
     "ExtractorConfig",
     "ExtractorSpec",
     "FeatureExtractor",
+    "FeatureSettings",
     "RandomCNN",
     "available_extractors",
     "cached_features",

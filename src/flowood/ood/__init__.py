@@ -1,6 +1,6 @@
 """OOD detection: scoring datasets with a flow and the detection metrics."""
 
-from flowood.ood.likelihood import score_bits_per_dim
+from flowood.ood.likelihood import score_bits_per_dim, score_samples
 from flowood.ood.metrics import (
     detection_metrics,
     paired_auroc_difference,
@@ -13,5 +13,6 @@ __all__ = [
     "paired_auroc_difference",
     "paired_metric_differences",
     "score_bits_per_dim",
+    "score_samples",
     "summarize_scores",
 ]

@@ -74,3 +74,58 @@ def score_bits_per_dim(
     """
     out = list(iter_bits_per_dim(flow, batches, seed=seed, transform=transform, fast=fast))
     return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+
+def sample_batches(data: Tensor, batch_size: int, device: torch.device | str) -> Iterator[Tensor]:
+    """``data`` in order, ``batch_size`` at a time on ``device``: ``uint8`` images as floats in ``[0, 1]``
+    (converted on the device, so only the bytes are copied), vectors as float32."""
+    for start in range(0, int(data.shape[0]), batch_size):
+        batch = data[start : start + batch_size].to(device, non_blocking=True)
+        yield batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
+
+
+def score_samples(
+    flow: NormalizingFlow,
+    data: Tensor,
+    *,
+    batch_size: int = 512,
+    seed: int = 0,
+    transform: Callable[[Tensor], Tensor] | None = None,
+    fast: FastPath | None = None,
+    progress: str | None = None,
+) -> np.ndarray:
+    """``(N,)`` float64 bits/dim of every sample of ``data`` under ``flow``: the one scoring loop of flowood.
+
+    The evaluation, every auxiliary flow of the detectors (background, ensemble members, general model,
+    embedding flow), the detectors' training samples and the pytorch-ood adapter all score through here, so
+    they agree sample for sample for the same seed and batch size.
+
+    Args:
+        flow: the model (its device is used).
+        data: ``uint8 (N, C, H, W)`` images (the discrete 8-bit likelihood, dequantised with a generator seeded
+            by ``seed``) or float ``(N, D)`` vectors (the continuous density).
+        batch_size: samples per forward pass (the dequantisation noise depends on it through the generator).
+        seed: seed of the dequantisation noise.
+        transform: applied to each batch first (a vector run's :class:`~flowood.train.data.Standardizer`).
+        fast: precision / memory format (default: fp32, contiguous).
+        progress: a label to show a progress bar counting samples (on a terminal only), or ``None``.
+    """
+    device = next(flow.parameters()).device
+    batches: Iterable[Tensor] = sample_batches(data, batch_size, device)
+    if progress is not None:
+        batches = _counted(batches, int(data.shape[0]), progress)
+    return score_bits_per_dim(flow, batches, seed=seed, transform=transform, fast=fast)
+
+
+def _counted(batches: Iterable[Tensor], total: int, desc: str) -> Iterator[Tensor]:
+    """``batches`` with a tqdm bar that counts samples (on a terminal only: logs stay free of redraws).
+
+    The count advances when the next batch is requested, i.e. once the previous one has been scored on the
+    CPU; on a GPU that means queued, since scoring itself never waits for the device.
+    """
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="img", desc=desc, disable=None, leave=False, dynamic_ncols=True) as bar:
+        for batch in batches:
+            yield batch
+            bar.update(len(batch))

@@ -40,43 +40,19 @@ from flowood.train.checkpoint import load_checkpoint
 from flowood.train.compile_fallback import failure_reason
 from flowood.train.config import RunConfig
 from flowood.train.distributed import cleanup, env_dist_info
-from flowood.train.early_stopping import EarlyStopper
 from flowood.train.interrupts import StopSignals
-from flowood.train.nonfinite import NonfiniteGuard, TrainingDivergedError
-from flowood.train.objective import LikelihoodObjective, compute_loss, evaluate_bpd, nll_bpd, unwrap_flow
+from flowood.train.nonfinite import NonfiniteGuard
+from flowood.train.objective import evaluate_bpd
 from flowood.train.resume import (
-    RESUME_OVERRIDABLE,
-    RunFinishedError,
     check_resumable,
     resumed_config,
     rng_state,
     set_rng_state,
 )
-from flowood.train.setup import build_training, fall_back_to_eager, load_initial_weights
+from flowood.train.setup import build_training, fall_back_to_eager
 from flowood.train.writer import RunWriter
 
-__all__ = [
-    "RESUME_OVERRIDABLE",
-    "LikelihoodObjective",
-    "RunFinishedError",
-    "TrainResult",
-    "Trainer",
-    "TrainingDivergedError",
-    "compute_loss",
-    "evaluate_bpd",
-    "nll_bpd",
-    "resume",
-    "train",
-    "unwrap_flow",
-]
-
-# Old private names, kept for callers of 0.1 (tests, benchmarks): the functions now live in their modules.
-_rng_state, _set_rng_state, _load_initial_weights, _EarlyStopper = (
-    rng_state,
-    set_rng_state,
-    load_initial_weights,
-    EarlyStopper,
-)
+__all__ = ["TrainResult", "Trainer", "resume", "train"]
 
 
 @dataclass

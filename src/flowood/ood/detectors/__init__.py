@@ -1,43 +1,49 @@
 """OOD detectors for likelihood models: the :class:`Detector` protocol and the registry.
 
 >>> from flowood.ood.detectors import available_detectors, get_detector
->>> det = get_detector("typicality", typicality_m=10)
+>>> det = get_detector("typicality", m=10)          # or Typicality(TypicalitySettings(m=10))
 
-Adding a detector: one class (a :class:`Detector` subclass with ``info``, ``defaults``, ``fit``, ``score``)
-and one ``register(...)`` line below; document it in ``docs/scores.md``. Every score is *higher = more
-in-distribution*.
+Adding a detector: one module with one class (a :class:`Detector` subclass with ``info``, ``Settings``, ``fit``,
+``score``) and one ``register(...)`` line below; the contract test (``tests/contracts/test_detectors.py``)
+picks it up. Document it in ``docs/scores.md``. Every score is *higher = more in-distribution*.
 """
 
 from flowood.ood.detectors.base import (
+    AUXILIARY_MODELS,
     DETECTORS,
     AuxFlow,
     Detector,
     DetectorInfo,
     FitContext,
+    NoSettings,
     Samples,
+    adaptable_detectors,
     available_detectors,
     detector_info,
     get_detector,
     parse_detectors,
     register,
 )
+from flowood.ood.detectors.baseline import BitsPerDim, LogLikelihood
 from flowood.ood.detectors.complexity import (
     COMPRESSORS,
     CompressedSize,
+    CompressionSettings,
     InputComplexity,
     compressed_bits_per_dim,
     input_complexity,
 )
-from flowood.ood.detectors.dose import DoSE, dose_statistics
-from flowood.ood.detectors.embedding import EmbeddingGaussian, EmbeddingLikelihood
-from flowood.ood.detectors.ensemble import WAIC, waic
+from flowood.ood.detectors.dose import DoSE, DoSESettings, dose_statistics
+from flowood.ood.detectors.embedding import EmbeddingGaussian, EmbeddingGaussianSettings, EmbeddingLikelihood
+from flowood.ood.detectors.ensemble import WAIC, WAICSettings, waic
 from flowood.ood.detectors.flowstats import FlowStatistics, flow_statistics
-from flowood.ood.detectors.likelihood import BitsPerDim, LogLikelihood
 from flowood.ood.detectors.perscale import PerScale, coarse_minus_finest
 from flowood.ood.detectors.ratio import (
     DEFAULT_MUTATION_RATE,
     GeneralLikelihoodRatio,
+    GeneralLikelihoodRatioSettings,
     LikelihoodRatio,
+    LikelihoodRatioSettings,
     likelihood_ratio,
     mutate_images,
 )
@@ -45,6 +51,8 @@ from flowood.ood.detectors.typicality import (
     LatentTypicality,
     Typicality,
     TypicalityM1,
+    TypicalityM1Settings,
+    TypicalitySettings,
     latent_typicality_scores,
     typicality_batches,
     typicality_scores,
@@ -66,15 +74,40 @@ register(EmbeddingGaussian)
 register(GeneralLikelihoodRatio)
 
 __all__ = [
+    "AUXILIARY_MODELS",
     "COMPRESSORS",
     "DEFAULT_MUTATION_RATE",
     "DETECTORS",
+    "WAIC",
     "AuxFlow",
+    "BitsPerDim",
+    "CompressedSize",
+    "CompressionSettings",
     "Detector",
     "DetectorInfo",
+    "DoSE",
+    "DoSESettings",
+    "EmbeddingGaussian",
+    "EmbeddingGaussianSettings",
+    "EmbeddingLikelihood",
     "FitContext",
     "FlowStatistics",
+    "GeneralLikelihoodRatio",
+    "GeneralLikelihoodRatioSettings",
+    "InputComplexity",
+    "LatentTypicality",
+    "LikelihoodRatio",
+    "LikelihoodRatioSettings",
+    "LogLikelihood",
+    "NoSettings",
+    "PerScale",
     "Samples",
+    "Typicality",
+    "TypicalityM1",
+    "TypicalityM1Settings",
+    "TypicalitySettings",
+    "WAICSettings",
+    "adaptable_detectors",
     "available_detectors",
     "coarse_minus_finest",
     "compressed_bits_per_dim",

@@ -5,20 +5,26 @@ flowood's convention everywhere: a detector's score is **higher = more in-distri
 
 A detector is one class:
 
-* ``info``: a :class:`DetectorInfo` (name, summary, direction, units, cost, reference, per-sample or per-batch);
-* ``defaults``: its settings and their default values (``get_detector(name, **settings)`` validates them);
+* ``info``: a :class:`DetectorInfo` (name, summary, direction, units, cost, reference, per-sample or per-batch,
+  the auxiliary models it asks for);
+* ``Settings``: its frozen settings dataclass, each field with its default and declared range
+  (:func:`flowood.settings.setting`), taken by the constructor as pytorch-ood's detectors take theirs:
+  ``WAIC(WAICSettings(ensemble_size=5))`` or ``get_detector("waic", ensemble_size=5)``;
+* :meth:`Detector.check` on the :class:`FitContext` and the sets to score: refuses what cannot work before any
+  detector of the evaluation fits (so no auxiliary model trains for an evaluation that then fails);
 * :meth:`Detector.fit` on a :class:`FitContext`: the in-distribution run (its flow, its training data, and
-  the auxiliary flows the experiments layer trains or reuses for it);
+  the auxiliary models the experiments layer trains or reuses for it);
 * :meth:`Detector.score` on :class:`Samples`: one value per sample (or per batch where ``info.per_batch``).
 
 This module imports nothing from ``flowood.train`` or ``flowood.experiments``: auxiliary models are asked
-for through the :class:`FitContext` protocol, which :mod:`flowood.experiments.auxiliary` implements.
+for through the :class:`FitContext` protocol, which :mod:`flowood.experiments.fit_context` implements.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -28,6 +34,10 @@ from torch import Tensor
 
 from flowood.errors import ConfigError
 from flowood.flows import NormalizingFlow
+from flowood.settings import build
+
+AUXILIARY_MODELS = ("background", "ensemble", "general", "features", "embedding_flow")
+"""What a :class:`FitContext` trains or computes for a detector beyond the run itself (``DetectorInfo.auxiliary``)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,8 @@ class DetectorInfo:
         reference: the paper that proposed it.
         per_batch: one score per batch of samples (typicality), not per sample.
         images_only: only defined for image runs.
-        needs_flow: needs the run's flow (``False`` for model-free baselines).
+        auxiliary: the auxiliary models its fit asks the context for (names of :data:`AUXILIARY_MODELS`);
+            empty for detectors that need only the run's flow and training samples.
     """
 
     name: str
@@ -54,7 +65,12 @@ class DetectorInfo:
     reference: str
     per_batch: bool = False
     images_only: bool = False
-    needs_flow: bool = True
+    auxiliary: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.auxiliary) - set(AUXILIARY_MODELS))
+        if unknown:
+            raise ValueError(f"detector {self.name}: unknown auxiliary models {unknown}; known: {AUXILIARY_MODELS}")
 
     def describe(self) -> dict[str, object]:
         return {
@@ -103,7 +119,9 @@ class Samples:
 class AuxFlow(Protocol):
     """An auxiliary model trained (or reused) by the experiments layer."""
 
-    directory: Path
+    @property
+    def directory(self) -> Path:
+        """Its run directory."""
 
     def log_likelihood(self, samples: Samples) -> np.ndarray:
         """``(N,)`` log-likelihood in nats of ``samples`` (for an embedding flow: of their CNN features)."""
@@ -146,41 +164,69 @@ class FitContext(Protocol):
     def general_flow(self, dataset: str) -> AuxFlow:
         """The run's configuration trained on a broad dataset ``dataset``."""
 
-    def embedding_flow(self, extractor: str, size: int, train_limit: int | None, test_limit: int | None) -> AuxFlow:
-        """A tabular flow on CNN features of the in-distribution training split."""
+    def embedding_flow(self) -> AuxFlow:
+        """A tabular flow on the pretrained-CNN features (:meth:`features`) of the in-distribution training split."""
 
-    def features(self, samples: Samples | None, extractor: str, size: int, limit: int | None = None) -> np.ndarray:
-        """``(N, F)`` CNN features of ``samples`` (``None``: of the in-distribution training split, ``limit``)."""
+    def features(self, samples: Samples | None) -> np.ndarray:
+        """``(N, F)`` pretrained-CNN features of ``samples`` (``None``: of the in-distribution training split);
+        the extractor, input size and training images are the evaluation's (one feature pipeline per run)."""
+
+    def describe_features(self) -> dict[str, Any]:
+        """The feature pipeline's settings, for a detector's facts (extractor, size, training images)."""
 
     def log(self, message: str) -> None:
         """A progress line (silent when quiet)."""
 
 
-class Detector(ABC):
-    """Base class of every detector: settings, ``fit`` on the in-distribution run, ``score`` per sample.
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of a detector that has none."""
 
-    Subclasses set :attr:`info` and :attr:`defaults` and implement :meth:`fit` and :meth:`score`; they may add
-    :meth:`components` (extra per-sample diagnostics reported next to the score) and :meth:`facts` (what the
-    fit learnt, for the report).
+
+class Detector(ABC):
+    """Base class of every detector: settings, ``check`` and ``fit`` on the in-distribution run, ``score``.
+
+    Subclasses set :attr:`info` and :attr:`Settings` and implement :meth:`fit` and :meth:`score`; they may add
+    :meth:`check` (refuse what cannot work, before anything fits), :meth:`components` (extra per-sample
+    diagnostics reported next to the score) and :meth:`facts` (what the fit learnt, for the report).
+
+    Args:
+        settings: an instance of :attr:`Settings`, or leave it out and give its fields as keywords (validated:
+            an unknown or out-of-range value raises :class:`~flowood.errors.ConfigError` naming
+            ``DETECTOR.FIELD``).
     """
 
     info: ClassVar[DetectorInfo]
-    defaults: ClassVar[dict[str, Any]] = {}
+    Settings: ClassVar[type] = NoSettings
     in_all: ClassVar[bool] = True
     """Included in ``--scores all`` (``False`` for detectors that need a setting only the user can give)."""
 
-    def __init__(self, **settings: Any) -> None:
-        unknown = sorted(set(settings) - set(self.defaults))
-        if unknown:
-            accepted = ", ".join(sorted(self.defaults)) or "none"
-            raise ConfigError(f"detector {self.info.name} does not take {', '.join(unknown)}; it takes: {accepted}")
-        self.settings: dict[str, Any] = {**self.defaults, **settings}
+    def __init__(self, settings: Any = None, /, **values: Any) -> None:
+        if settings is None:
+            settings = self.make_settings(values)
+        elif values:
+            raise ConfigError(f"detector {self.info.name}: give a {self.Settings.__name__} or keywords, not both")
+        elif not isinstance(settings, self.Settings):
+            raise ConfigError(
+                f"detector {self.info.name} takes {self.Settings.__name__}, got {type(settings).__name__}"
+            )
+        self.settings = settings
         self.fitted = False
 
     @classmethod
-    def from_settings(cls, values: Mapping[str, Any]) -> Detector:
-        """An instance taking from ``values`` (e.g. a flat ``ScoreSettings`` dict) the keys it accepts."""
-        return cls(**{k: v for k, v in values.items() if k in cls.defaults})
+    def make_settings(cls, values: dict[str, Any]) -> Any:
+        """:attr:`Settings` from keywords; a bad one raises :class:`~flowood.errors.FieldError` whose field is
+        ``DETECTOR.FIELD`` (the CLI re-says it with the flag that gave the value)."""
+        return build(cls.Settings, values, cls.info.name)
+
+    def check(self, context: FitContext, sets: Sequence[Samples]) -> None:
+        """Raise :class:`~flowood.errors.ConfigError` if this detector cannot score ``sets`` of this run.
+
+        Called for every detector of an evaluation before any of them fits, so a bad combination (an image
+        detector on a vector run, a batch size M larger than a set) fails before minutes of auxiliary training.
+        """
+        if self.info.images_only and not context.is_image:
+            raise ConfigError(f"score {self.info.name} is only defined for image runs; this run models vectors")
 
     @abstractmethod
     def fit(self, context: FitContext) -> None:
@@ -196,7 +242,7 @@ class Detector(ABC):
 
     def facts(self) -> dict[str, Any]:
         """What the fit learnt and the settings used (JSON-serialisable)."""
-        return dict(self.settings)
+        return dataclasses.asdict(self.settings)
 
     def _check_fitted(self) -> None:
         if not self.fitted:
@@ -233,8 +279,15 @@ def _cls(name: str) -> type[Detector]:
 
 
 def get_detector(name: str, **settings: Any) -> Detector:
-    """A new, unfitted detector ``name`` with ``settings`` (unknown settings raise :class:`ConfigError`)."""
+    """A new, unfitted detector ``name`` with ``settings`` (fields of its ``Settings``; an unknown or
+    out-of-range one raises :class:`~flowood.errors.FieldError`, a :class:`ConfigError`, naming ``NAME.FIELD``)."""
     return _cls(name)(**settings)
+
+
+def adaptable_detectors() -> list[str]:
+    """Detectors that need only a flow and in-distribution samples, one score per sample: what the pytorch-ood
+    adapter (:class:`flowood.ood.detectors.interop.PytorchOODDetector`) can run outside an evaluation."""
+    return [n for n, cls in DETECTORS.items() if not cls.info.auxiliary and not cls.info.per_batch]
 
 
 def parse_detectors(text: str | list[str] | None) -> list[str]:

@@ -7,13 +7,14 @@ import io
 import lzma
 import zlib
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from flowood.errors import ConfigError
 from flowood.ood.detectors.base import Detector, DetectorInfo, FitContext, Samples
+from flowood.settings import check, setting
 
 
 def _png_bytes(image: np.ndarray) -> int:
@@ -77,22 +78,29 @@ def _compressed(samples: Samples, compressor: str) -> np.ndarray:
     return samples.cache[key]
 
 
-class _Compression(Detector):
-    defaults: ClassVar[dict[str, Any]] = {"compressor": "png"}
+@dataclass(frozen=True)
+class CompressionSettings:
+    """Settings of ``input_complexity`` and ``compressed_size``."""
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
-        if self.settings["compressor"] not in COMPRESSORS:
-            raise ConfigError(
-                f"unknown compressor {self.settings['compressor']!r}; available: {', '.join(COMPRESSORS)}"
-            )
+    compressor: str = setting("png", choices=tuple(COMPRESSORS), doc="the lossless compressor of L(x)")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+class _Compression(Detector):
+    Settings = CompressionSettings
+    settings: CompressionSettings
+
+    def __init__(self, settings: CompressionSettings | None = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.means: dict[str, float] = {}
 
     def fit(self, context: FitContext) -> None:
         self.fitted = True
 
     def facts(self) -> dict[str, Any]:
-        return {**self.settings, "mean_compressed_bits_per_dim": dict(self.means)}
+        return {**super().facts(), "mean_compressed_bits_per_dim": dict(self.means)}
 
 
 class InputComplexity(_Compression):
@@ -110,7 +118,7 @@ class InputComplexity(_Compression):
 
     def score(self, samples: Samples) -> np.ndarray:
         self._check_fitted()
-        comp = _compressed(samples, self.settings["compressor"])
+        comp = _compressed(samples, self.settings.compressor)
         self.means[samples.key] = float(np.mean(comp))
         return input_complexity(samples.bpd, comp)
 
@@ -128,11 +136,10 @@ class CompressedSize(_Compression):
         "one PNG encode per sample, no model (shared with input_complexity)",
         "Serrà et al. 2020 (the complexity term); a model-free baseline",
         images_only=True,
-        needs_flow=False,
     )
 
     def score(self, samples: Samples) -> np.ndarray:
         self._check_fitted()
-        comp = _compressed(samples, self.settings["compressor"])
+        comp = _compressed(samples, self.settings.compressor)
         self.means[samples.key] = float(np.mean(comp))
         return np.asarray(comp, dtype=np.float64).copy()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import GridSearchCV
@@ -14,6 +15,7 @@ from flowood.errors import ConfigError
 from flowood.ood.detectors.base import Detector, DetectorInfo, FitContext, Samples
 from flowood.ood.detectors.flowstats import FlowStatistics
 from flowood.ood.detectors.shared import FlowPass
+from flowood.settings import check, setting
 
 BANDWIDTHS = tuple(float(b) for b in np.logspace(-1.3, 0.7, 13))
 """Candidate KDE bandwidths on the standardised statistics (unit variance per statistic)."""
@@ -35,6 +37,18 @@ def dose_statistics(stats: FlowStatistics) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True)
+class DoSESettings:
+    """Settings of ``dose``: the training statistics and the density fitted to them."""
+
+    train_limit: int | None = setting(2000, ge=1, doc="training samples whose statistics are fitted (null: all)")
+    estimator: str = setting("kde", choices=DOSE_ESTIMATORS, doc="Gaussian KDE or one-class SVM")
+    cv_folds: int = setting(5, ge=2, doc="cross-validation folds of the KDE bandwidth")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
 class DoSE(Detector):
     """KDE (cross-validated bandwidth) or one-class SVM on the statistics of the **training** set."""
 
@@ -48,14 +62,11 @@ class DoSE(Detector):
         "(shared with per_scale and latent_typicality)",
         "Morningstar et al. 2021, Density of States Estimation for Out-of-Distribution Detection (AISTATS)",
     )
-    defaults: ClassVar[dict[str, Any]] = {"dose_train_limit": 2000, "dose_estimator": "kde", "dose_cv_folds": 5}
+    Settings = DoSESettings
+    settings: DoSESettings
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
-        if self.settings["dose_estimator"] not in DOSE_ESTIMATORS:
-            raise ConfigError(
-                f"dose_estimator must be {' or '.join(DOSE_ESTIMATORS)}, got {self.settings['dose_estimator']!r}"
-            )
+    def __init__(self, settings: DoSESettings | None = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.flow_pass: FlowPass | None = None
         self.scaler: StandardScaler | None = None
         self.model: KernelDensity | OneClassSVM | None = None
@@ -64,15 +75,15 @@ class DoSE(Detector):
 
     def fit(self, context: FitContext) -> None:
         self.flow_pass = FlowPass.of(context)
-        train = context.train_samples(self.settings["dose_train_limit"])
+        train = context.train_samples(self.settings.train_limit)
         stats = dose_statistics(self.flow_pass(train))
         stats = stats[np.isfinite(stats).all(axis=1)]
-        folds = int(self.settings["dose_cv_folds"])
+        folds = self.settings.cv_folds
         if len(stats) < max(2 * folds, 10):
             raise ConfigError(f"dose needs at least {max(2 * folds, 10)} training samples with finite statistics")
         self.scaler = StandardScaler().fit(stats)
         x = self.scaler.transform(stats)
-        if self.settings["dose_estimator"] == "kde":
+        if self.settings.estimator == "kde":
             search = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": list(BANDWIDTHS)}, cv=folds)
             search.fit(x)
             self.model = search.best_estimator_
@@ -97,4 +108,4 @@ class DoSE(Detector):
         return out
 
     def facts(self) -> dict[str, Any]:
-        return {**self.settings, "bandwidth": self.bandwidth, "train_samples": self.train_count}
+        return {**super().facts(), "bandwidth": self.bandwidth, "train_samples": self.train_count}

@@ -1,20 +1,21 @@
 """Scores on pretrained-CNN embeddings: a flow on the features (Kirichenko et al. 2020 §8) and the model-free
-full-covariance Gaussian on the same features."""
+full-covariance Gaussian on the same features.
+
+Both read the evaluation's one feature pipeline (:meth:`FitContext.features`: extractor, input size and the
+training images embedded are settings of the evaluation, not of a detector), so every feature detector of a
+run sees the same features, extracted once per image (cached by content).
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
 from flowood.ood.detectors.base import AuxFlow, Detector, DetectorInfo, FitContext, Samples
-
-_FEATURE_DEFAULTS: dict[str, Any] = {
-    "extractor": "efficientnet-lite0",
-    "embedding_size": 64,
-    "embedding_train_limit": 3000,
-}
+from flowood.settings import check, setting
 
 
 class EmbeddingLikelihood(Detector):
@@ -26,18 +27,15 @@ class EmbeddingLikelihood(Detector):
         "one CNN forward pass per image (cached by content) + one flow on embeddings (RUN/embedding-flow/)",
         "Kirichenko et al. 2020, section 8",
         images_only=True,
+        auxiliary=("features", "embedding_flow"),
     )
-    defaults: ClassVar[dict[str, Any]] = {**_FEATURE_DEFAULTS, "embedding_test_limit": 1000}
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
+    def __init__(self, settings: Any = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.flow: AuxFlow | None = None
 
     def fit(self, context: FitContext) -> None:
-        s = self.settings
-        self.flow = context.embedding_flow(
-            s["extractor"], int(s["embedding_size"]), s["embedding_train_limit"], s["embedding_test_limit"]
-        )
+        self.flow = context.embedding_flow()
         self.fitted = True
 
     def score(self, samples: Samples) -> np.ndarray:
@@ -47,6 +45,16 @@ class EmbeddingLikelihood(Detector):
 
     def facts(self) -> dict[str, Any]:
         return {**(self.flow.describe() if self.flow is not None else {})}
+
+
+@dataclass(frozen=True)
+class EmbeddingGaussianSettings:
+    """Settings of ``embedding_gaussian``."""
+
+    reg_covar: float = setting(1e-4, gt=0, doc="added to the covariance's diagonal, in squared feature units")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 class EmbeddingGaussian(Detector):
@@ -61,31 +69,31 @@ class EmbeddingGaussian(Detector):
         "one CNN forward pass per image (cached, shared with embedding_likelihood); a closed-form fit",
         "model-free baseline for embedding_likelihood (a Gaussian density on features, as in Lee et al. 2018)",
         images_only=True,
-        needs_flow=False,
+        auxiliary=("features",),
     )
-    defaults: ClassVar[dict[str, Any]] = {**_FEATURE_DEFAULTS, "gaussian_reg_covar": 1e-4}
+    Settings = EmbeddingGaussianSettings
+    settings: EmbeddingGaussianSettings
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
+    def __init__(self, settings: EmbeddingGaussianSettings | None = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.gmm: GaussianMixture | None = None
         self.context: FitContext | None = None
         self.train_count = 0
+        self.pipeline: dict[str, Any] = {}
 
     def fit(self, context: FitContext) -> None:
-        s = self.settings
-        feats = context.features(None, s["extractor"], int(s["embedding_size"]), s["embedding_train_limit"])
-        self.gmm = GaussianMixture(1, covariance_type="full", reg_covar=float(s["gaussian_reg_covar"]), random_state=0)
+        feats = context.features(None)
+        self.gmm = GaussianMixture(1, covariance_type="full", reg_covar=self.settings.reg_covar, random_state=0)
         self.gmm.fit(np.asarray(feats, dtype=np.float64))
         self.train_count = int(feats.shape[0])
+        self.pipeline = context.describe_features()
         self.context = context
         self.fitted = True
 
     def score(self, samples: Samples) -> np.ndarray:
         self._check_fitted()
         assert self.gmm is not None and self.context is not None
-        s = self.settings
-        feats = self.context.features(samples, s["extractor"], int(s["embedding_size"]))
-        return self.gmm.score_samples(np.asarray(feats, dtype=np.float64))
+        return self.gmm.score_samples(np.asarray(self.context.features(samples), dtype=np.float64))
 
     def facts(self) -> dict[str, Any]:
-        return {**self.settings, "train_samples": self.train_count}
+        return {**super().facts(), **self.pipeline, "train_samples": self.train_count}

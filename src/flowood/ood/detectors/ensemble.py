@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from flowood.errors import ConfigError
 from flowood.ood.detectors.base import AuxFlow, Detector, DetectorInfo, FitContext, Samples
+from flowood.settings import check, setting
 
 
 def waic(log_probs: np.ndarray) -> np.ndarray:
@@ -22,6 +23,16 @@ def waic(log_probs: np.ndarray) -> np.ndarray:
     return lp.mean(axis=0) - lp.var(axis=0)
 
 
+@dataclass(frozen=True)
+class WAICSettings:
+    """Settings of ``waic``."""
+
+    ensemble_size: int = setting(3, ge=2, doc="K, the number of flows (the variance term needs K >= 2)")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
 class WAIC(Detector):
     info = DetectorInfo(
         "waic",
@@ -30,18 +41,17 @@ class WAIC(Detector):
         "nats (mean - population variance over members)",
         "trains K flows (cached in RUN/ensemble/), K forward passes per sample",
         "Choi et al. 2018, WAIC, but Why? Generative Ensembles for Robust Anomaly Detection",
+        auxiliary=("ensemble",),
     )
-    defaults: ClassVar[dict[str, Any]] = {"ensemble_size": 3}
+    Settings = WAICSettings
+    settings: WAICSettings
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
+    def __init__(self, settings: WAICSettings | None = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.members: list[AuxFlow] = []
 
     def fit(self, context: FitContext) -> None:
-        k = int(self.settings["ensemble_size"])
-        if k < 2:
-            raise ConfigError(f"waic needs an ensemble of at least 2 flows, got ensemble_size={k}")
-        self.members = [context.ensemble_member(i) for i in range(k)]
+        self.members = [context.ensemble_member(i) for i in range(self.settings.ensemble_size)]
         self.fitted = True
 
     def score(self, samples: Samples) -> np.ndarray:
@@ -49,4 +59,4 @@ class WAIC(Detector):
         return waic(np.stack([m.log_likelihood(samples) for m in self.members]))
 
     def facts(self) -> dict[str, Any]:
-        return {**self.settings, "members": [str(m.directory) for m in self.members]}
+        return {**super().facts(), "members": [str(m.directory) for m in self.members]}

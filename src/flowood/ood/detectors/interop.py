@@ -12,9 +12,9 @@ then all ``1.0`` and the AUROC collapses to 0.5. With such versions pass ``unit_
 score through a fixed monotone squashing ``0.5 + atan(s / scale) / pi`` (rank-preserving, so every rank
 metric is unchanged) before returning it.
 
-Only detectors whose fit needs the flow and in-distribution training samples work here (``log_likelihood``,
-``bits_per_dim``, ``typicality_m1``, ``latent_typicality``, ``dose``, ``per_scale``, ``input_complexity``,
-``compressed_size``); those with auxiliary flows train them through ``flowood evaluate``.
+Only detectors whose fit needs the flow and in-distribution training samples, one score per sample, work here
+(:func:`flowood.ood.detectors.adaptable_detectors`: those whose ``DetectorInfo.auxiliary`` is empty and that are
+not per batch); those with auxiliary models train them through ``flowood evaluate``.
 """
 
 from __future__ import annotations
@@ -29,19 +29,8 @@ from torch import Tensor
 
 from flowood.errors import ConfigError
 from flowood.flows import NormalizingFlow
-from flowood.ood.detectors.base import DETECTORS, Detector, Samples, get_detector
-from flowood.ood.likelihood import score_bits_per_dim
-
-ADAPTABLE = (
-    "log_likelihood",
-    "bits_per_dim",
-    "typicality_m1",
-    "latent_typicality",
-    "dose",
-    "per_scale",
-    "input_complexity",
-    "compressed_size",
-)
+from flowood.ood.detectors.base import Detector, Samples, adaptable_detectors, get_detector
+from flowood.ood.likelihood import score_samples
 
 
 def _as_uint8(x: Tensor) -> Tensor:
@@ -71,9 +60,9 @@ class _FlowContext:
         return Samples(s.key, s.data[:limit], s.kind, s.bpd[:limit], noise_seed=s.noise_seed)
 
     def _no_aux(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigError("this detector needs auxiliary flows; compute it with `flowood evaluate --scores`")
+        raise ConfigError("this detector needs auxiliary models; compute it with `flowood evaluate --scores`")
 
-    background_flow = ensemble_member = general_flow = embedding_flow = features = _no_aux
+    background_flow = ensemble_member = general_flow = embedding_flow = features = describe_features = _no_aux
 
     def log(self, message: str) -> None:
         pass
@@ -84,7 +73,8 @@ class PytorchOODDetector:
 
     Args:
         flow: a trained image flow.
-        detector: a detector name from :data:`ADAPTABLE` or an unfitted :class:`Detector`.
+        detector: a detector name from :func:`~flowood.ood.detectors.adaptable_detectors` or an unfitted
+            :class:`Detector`.
         batch_size: scoring batch size.
         seed: seed of the dequantisation noise.
         unit_interval: squash the outlier score into ``(0, 1)`` monotonically (for pytorch-ood < 0.4, see the
@@ -107,10 +97,12 @@ class PytorchOODDetector:
         **settings: Any,
     ) -> None:
         name = detector if isinstance(detector, str) else detector.info.name
-        if name not in ADAPTABLE:
-            raise ConfigError(f"{name} cannot be adapted (needs auxiliary flows); adaptable: {', '.join(ADAPTABLE)}")
-        if name in DETECTORS and DETECTORS[name].info.per_batch:
-            raise ConfigError(f"{name} scores batches, not samples")
+        adaptable = adaptable_detectors()
+        if name not in adaptable:
+            raise ConfigError(
+                f"{name} cannot be adapted (it needs auxiliary models or scores batches); adaptable: "
+                f"{', '.join(adaptable)}"
+            )
         self.flow = flow
         self.detector = get_detector(name, **settings) if isinstance(detector, str) else detector
         self.batch_size = batch_size
@@ -120,11 +112,7 @@ class PytorchOODDetector:
 
     def _samples(self, x: Tensor, key: str) -> Samples:
         data = _as_uint8(x)
-        device = next(self.flow.parameters()).device
-        batches = (
-            data[i : i + self.batch_size].to(device).float() / 255.0 for i in range(0, len(data), self.batch_size)
-        )
-        bpd = score_bits_per_dim(self.flow, batches, seed=self.seed)
+        bpd = score_samples(self.flow, data, batch_size=self.batch_size, seed=self.seed)
         return Samples(key, data, "image", bpd, noise_seed=self.seed)
 
     def fit(self, loader: Iterable[Any], device: str | None = None) -> PytorchOODDetector:

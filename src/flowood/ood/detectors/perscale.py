@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,13 +34,16 @@ class PerScale(Detector):
         "Hierarchies of Distributions and Features (NeurIPS)",
     )
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
+    def __init__(self, settings: Any = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.flow_pass: FlowPass | None = None
 
-    def fit(self, context: FitContext) -> None:
+    def check(self, context: FitContext, sets: Sequence[Samples]) -> None:
+        super().check(context, sets)
         if not getattr(context.flow, "latent_keeps", None):
             raise ConfigError(f"per_scale needs a multi-scale flow (realnvp, glow); {context.flow.name} has one scale")
+
+    def fit(self, context: FitContext) -> None:
         self.flow_pass = FlowPass.of(context)
         self.fitted = True
 

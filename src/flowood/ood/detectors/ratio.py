@@ -3,13 +3,17 @@ model of a broad dataset (Schirrmeister et al. 2020)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from flowood.data import dataset_info
 from flowood.errors import ConfigError
 from flowood.ood.detectors.base import AuxFlow, Detector, DetectorInfo, FitContext, Samples
-from flowood.ood.detectors.likelihood import nats_from_bpd
+from flowood.ood.detectors.baseline import nats_from_bpd
+from flowood.settings import check, setting
 
 DEFAULT_MUTATION_RATE = 0.2
 """Ren et al. 2019 chose μ in [0.1, 0.3] on FashionMNIST; flowood's default is 0.2."""
@@ -50,8 +54,8 @@ def likelihood_ratio(log_p_model: np.ndarray, log_p_background: np.ndarray) -> n
 class _RatioDetector(Detector):
     """``log p_model(x) - log p_other(x)`` in nats, ``other`` an auxiliary flow of the same family."""
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
+    def __init__(self, settings: Any = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.other: AuxFlow | None = None
         self.num_dims = 0
 
@@ -69,7 +73,20 @@ class _RatioDetector(Detector):
         return likelihood_ratio(nats_from_bpd(samples.bpd, self.num_dims), self.other.log_likelihood(samples))
 
     def facts(self) -> dict[str, Any]:
-        return {**self.settings, **(self.other.describe() if self.other is not None else {})}
+        return {**super().facts(), **(self.other.describe() if self.other is not None else {})}
+
+
+@dataclass(frozen=True)
+class LikelihoodRatioSettings:
+    """Settings of ``likelihood_ratio``: the background's training data."""
+
+    mutation_rate: float = setting(
+        DEFAULT_MUTATION_RATE, ge=0, le=1, doc="mu: share of pixel values replaced by uniform noise"
+    )
+    mutation_copies: int = setting(1, ge=1, doc="mutated copies of the training set")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 class LikelihoodRatio(_RatioDetector):
@@ -84,14 +101,23 @@ class LikelihoodRatio(_RatioDetector):
         "trains one background flow with the main model's budget (cached in RUN/background/), one extra pass",
         "Ren et al. 2019, Likelihood Ratios for Out-of-Distribution Detection",
         images_only=True,
+        auxiliary=("background",),
     )
-    defaults: ClassVar[dict[str, Any]] = {"mutation_rate": DEFAULT_MUTATION_RATE, "mutation_copies": 1}
+    Settings = LikelihoodRatioSettings
+    settings: LikelihoodRatioSettings
 
     def _other(self, context: FitContext) -> AuxFlow:
-        rate = float(self.settings["mutation_rate"])
-        if not 0.0 <= rate <= 1.0:
-            raise ConfigError(f"likelihood_ratio: mutation rate must be in [0, 1], got {rate}")
-        return context.background_flow(rate, int(self.settings["mutation_copies"]))
+        return context.background_flow(self.settings.mutation_rate, self.settings.mutation_copies)
+
+
+@dataclass(frozen=True)
+class GeneralLikelihoodRatioSettings:
+    """Settings of ``general_likelihood_ratio``."""
+
+    dataset: str | None = setting(None, doc="the broad dataset of the general model (e.g. imagenet32)")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 class GeneralLikelihoodRatio(_RatioDetector):
@@ -105,12 +131,15 @@ class GeneralLikelihoodRatio(_RatioDetector):
         "trains one flow on the general dataset with the main model's budget (RUN/general/NAME/), one extra pass",
         "Schirrmeister et al. 2020, Understanding Anomaly Detection with Deep Invertible Networks through "
         "Hierarchies of Distributions and Features",
+        auxiliary=("general",),
     )
-    defaults: ClassVar[dict[str, Any]] = {"general_dataset": None}
+    Settings = GeneralLikelihoodRatioSettings
+    settings: GeneralLikelihoodRatioSettings
     in_all = False
 
-    def _other(self, context: FitContext) -> AuxFlow:
-        name = self.settings["general_dataset"]
+    def check(self, context: FitContext, sets: Sequence[Samples]) -> None:
+        super().check(context, sets)
+        name = self.settings.dataset
         if not name:
             raise ConfigError(
                 "general_likelihood_ratio needs a broad dataset for the general model: pass --general-dataset NAME "
@@ -126,4 +155,8 @@ class GeneralLikelihoodRatio(_RatioDetector):
                 f"general_likelihood_ratio: --general-dataset {name} is the in-distribution dataset itself; "
                 "name a broader dataset"
             )
-        return context.general_flow(str(name))
+        dataset_info(name)  # an unknown name fails now, before any detector trains
+
+    def _other(self, context: FitContext) -> AuxFlow:
+        assert self.settings.dataset is not None  # check() refused None
+        return context.general_flow(self.settings.dataset)

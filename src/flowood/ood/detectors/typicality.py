@@ -4,7 +4,9 @@ under the base distribution (the χ² typical set of ``||z||²``, per scale and 
 from __future__ import annotations
 
 import zlib
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +14,7 @@ from flowood.errors import ConfigError
 from flowood.ood.detectors.base import Detector, DetectorInfo, FitContext, Samples
 from flowood.ood.detectors.flowstats import FlowStatistics
 from flowood.ood.detectors.shared import FlowPass
+from flowood.settings import check, setting
 
 
 def typicality_batches(n: int, batch_size: int, num_batches: int, seed: int) -> np.ndarray:
@@ -46,18 +49,40 @@ def _set_seed(key: str) -> int:
     return 4242 + zlib.crc32(key.encode()) % 100_000
 
 
+@dataclass(frozen=True)
+class TypicalityM1Settings:
+    """Settings of ``typicality_m1``: the training samples of the mean-NLL estimate."""
+
+    train_limit: int | None = setting(2000, ge=1, doc="training samples of the mean NLL (null: all)")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class TypicalitySettings:
+    """Settings of ``typicality``: the batch size M, the number of batches, the mean-NLL estimate."""
+
+    m: int = setting(10, ge=1, doc="M, samples per batch")
+    batches: int = setting(200, ge=1, doc="batches drawn per set")
+    train_limit: int | None = setting(2000, ge=1, doc="training samples of the mean NLL (null: all)")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
 class _TrainNLL(Detector):
     """Shared fit: the mean bits/dim (NLL) of the run's training data."""
 
-    defaults: ClassVar[dict[str, Any]] = {"typicality_train_limit": 2000}
+    settings: TypicalitySettings | TypicalityM1Settings
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
+    def __init__(self, settings: Any = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.train_mean = float("nan")
         self.train_samples = 0
 
     def fit(self, context: FitContext) -> None:
-        train = context.train_samples(self.settings["typicality_train_limit"])
+        train = context.train_samples(self.settings.train_limit)
         nll = np.asarray(train.bpd, dtype=np.float64)
         finite = nll[np.isfinite(nll)]
         if finite.size == 0:
@@ -67,7 +92,7 @@ class _TrainNLL(Detector):
         self.fitted = True
 
     def facts(self) -> dict[str, Any]:
-        return {**self.settings, "train_mean_bits_per_dim": self.train_mean, "train_samples": self.train_samples}
+        return {**super().facts(), "train_mean_bits_per_dim": self.train_mean, "train_samples": self.train_samples}
 
 
 class Typicality(_TrainNLL):
@@ -82,23 +107,33 @@ class Typicality(_TrainNLL):
         "Nalisnick et al. 2019, Detecting Out-of-Distribution Inputs to Deep Generative Models Using Typicality",
         per_batch=True,
     )
-    defaults: ClassVar[dict[str, Any]] = {**_TrainNLL.defaults, "typicality_m": 10, "typicality_batches": 200}
+    Settings = TypicalitySettings
+    settings: TypicalitySettings
+
+    def check(self, context: FitContext, sets: Sequence[Samples]) -> None:
+        super().check(context, sets)
+        m = self.settings.m
+        for samples in sets:
+            if len(samples) < m:
+                raise ConfigError(
+                    f"typicality: {samples.key} has {len(samples)} samples, fewer than M={m}; lower --typicality-m"
+                )
 
     def score(self, samples: Samples) -> np.ndarray:
         self._check_fitted()
-        m = int(self.settings["typicality_m"])
+        m = self.settings.m
         if len(samples) < m:
             raise ConfigError(
                 f"typicality: {samples.key} has {len(samples)} samples, fewer than M={m}; lower --typicality-m"
             )
-        batches = typicality_batches(len(samples), m, int(self.settings["typicality_batches"]), _set_seed(samples.key))
+        batches = typicality_batches(len(samples), m, self.settings.batches, _set_seed(samples.key))
         return typicality_scores(samples.bpd, self.train_mean, batches)
 
     def facts(self) -> dict[str, Any]:
         return {
             **super().facts(),
-            "M": self.settings["typicality_m"],
-            "num_batches": self.settings["typicality_batches"],
+            "M": self.settings.m,
+            "num_batches": self.settings.batches,
             "batches": "each set (in-distribution test set and every OOD set): num_batches random batches of M "
             "distinct samples (fixed seeds); one score per batch; metrics compare in-distribution batches "
             "with OOD batches",
@@ -116,6 +151,8 @@ class TypicalityM1(_TrainNLL):
         "one scoring pass over (a subset of) the training split (shared with typicality's estimate)",
         "Nalisnick et al. 2019 (M = 1)",
     )
+    Settings = TypicalityM1Settings
+    settings: TypicalityM1Settings
 
     def score(self, samples: Samples) -> np.ndarray:
         self._check_fitted()
@@ -147,8 +184,8 @@ class LatentTypicality(Detector):
         "Schirrmeister et al. 2020",
     )
 
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
+    def __init__(self, settings: Any = None, /, **values: Any) -> None:
+        super().__init__(settings, **values)
         self.flow_pass: FlowPass | None = None
 
     def fit(self, context: FitContext) -> None:

@@ -11,7 +11,9 @@ from sklearn.metrics import roc_auc_score
 
 from flowood.cli.app import main
 from flowood.experiments import embedding_demo
+from flowood.experiments.aux_models import EmbeddingFlowSettings
 from flowood.experiments.reproduce import EXPERIMENTS, reproduce
+from flowood.features import FeatureSettings
 
 TINY = ["model.num_blocks=1", "model.mid_channels=4", "data.limit=64", "data.test_limit=64"]
 
@@ -103,7 +105,9 @@ def test_embeddings_quick_with_tiny_extractor(out, monkeypatch):
         embedding_demo,
         "SETTINGS",
         embedding_demo.EmbeddingDemoSettings(
-            extractor="random-cnn", size=32, train_limit=256, test_limit=32, ood_limit=32, max_steps=5, minutes=1.0
+            features=FeatureSettings(extractor="random-cnn", size=32, train_limit=256, test_limit=32),
+            flow=EmbeddingFlowSettings(preset="tabular-embeddings", max_steps=5, minutes=1.0),
+            ood_limit=32,
         ),
     )
     result = reproduce("embeddings", out, device="cpu", quiet=True, overrides=TINY)

@@ -1,6 +1,6 @@
-"""The experiments-layer wiring of the detectors on real tiny runs: the samples every detector scores are the
-likelihood evaluation's (negative training included), and the auxiliary flows enter each score in the right
-place (model minus background, the members' nats)."""
+"""``flowood.experiments.fit_context`` on real tiny runs: the samples every detector scores are the likelihood
+evaluation's (negative training included), and each auxiliary flow enters its score in the right place (model
+minus background, the members' nats), scored exactly as the evaluation scores (same seeds and batches)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 
 from flowood.cli.app import main
 from flowood.data import load_dataset
-from flowood.experiments.auxiliary import ScoreSettings
-from flowood.experiments.evaluate import evaluate_run, score_loaded
+from flowood.experiments.aux_models import AuxBudget, AuxSettings
+from flowood.experiments.evaluate import ScoringOptions, evaluate_run
 from flowood.experiments.runs import load_run
-from flowood.experiments.samples import scored_samples
-from flowood.ood.detectors import compressed_bits_per_dim
+from flowood.experiments.scored_samples import scored_samples
+from flowood.ood import score_samples
+from flowood.ood.detectors import compressed_bits_per_dim, get_detector
 
 from .conftest import TINY
 
@@ -40,7 +41,6 @@ def test_negative_trained_run_scores_the_held_out_half_everywhere(negative_run: 
     if limit is not None:
         args += ["--limit", str(limit)]
     assert main(args) == 0
-    # The held-out half, loaded independently, in scoring order.
     held_out = load_dataset("mnist-mini", "half-test", limit=limit, seed=0)
     comp = compressed_bits_per_dim(held_out.data.numpy())
     with np.load(negative_run / "scores.npz") as s, np.load(negative_run / "ood_scores.npz") as o:
@@ -53,27 +53,32 @@ def test_negative_trained_run_scores_the_held_out_half_everywhere(negative_run: 
 
 
 def test_likelihood_ratio_and_waic_use_their_auxiliary_flows_as_documented(tiny_run: Path):
-    settings = ScoreSettings(ensemble_size=2, aux_max_steps=2, aux_test_limit=32, mutation_rate=0.25)
-    evaluate_run(
-        tiny_run, ["mnist-mini"], limit=40, device="cpu", scores=["likelihood_ratio", "waic"], score_settings=settings
+    aux = AuxSettings(background=AuxBudget(max_steps=2), ensemble=AuxBudget(max_steps=2), test_limit=32)
+    evaluation = evaluate_run(
+        tiny_run,
+        ["mnist-mini"],
+        detectors=[get_detector("likelihood_ratio", mutation_rate=0.25), get_detector("waic", ensemble_size=2)],
+        aux=aux,
+        scoring=ScoringOptions(limit=40),
+        device="cpu",
     )
     run = load_run(tiny_run)
     d = run.flow.num_dims
     bg = load_run(tiny_run / "background")
     members = [load_run(tiny_run / "ensemble" / f"member-{k}") for k in range(2)]
-    with np.load(tiny_run / "ood_scores.npz") as o, np.load(tiny_run / "scores.npz") as s:
-        for key, seed, name in (("fashionmnist-mini", 0, None), ("mnist-mini", 1, "mnist-mini")):
-            ds = scored_samples(run, name, limit=40, classes=None if name else run.run_config.data.classes)
-            model = -s[key] * d * LN2
-            background = -score_loaded(bg, ds, seed=seed) * d * LN2
-            np.testing.assert_allclose(o[f"likelihood_ratio/{key}"], model - background, rtol=1e-6, atol=1e-3)
-            lp = np.stack([-score_loaded(m, ds, seed=seed) * d * LN2 for m in members])
-            np.testing.assert_allclose(o[f"waic/{key}"], lp.mean(0) - lp.var(0), rtol=1e-6, atol=1e-3)
-    # The background trains with the main model's budget (its step count), not a fraction of a shared cap.
-    meta = json.loads((tiny_run / "background" / "mutation.json").read_text())
-    main_steps = max(int(r["step"]) for r in run.metrics)
-    assert meta["mutation"]["train"]["max_steps"] == min(main_steps, 2)
-    assert meta["mutation"]["train"]["max_minutes"] is None
+    for key, seed, name in (("fashionmnist-mini", 0, None), ("mnist-mini", 1, "mnist-mini")):
+        ds = scored_samples(run, name, limit=40, classes=None if name else run.config.data.classes)
+        model = -evaluation.bits_per_dim[key] * d * LN2
+        background = -score_samples(bg.flow, ds.data, seed=seed) * d * LN2
+        ratio = evaluation.scores["likelihood_ratio"][key]
+        np.testing.assert_allclose(ratio, model - background, rtol=1e-6, atol=1e-3)
+        lp = np.stack([-score_samples(m.flow, ds.data, seed=seed) * d * LN2 for m in members])
+        np.testing.assert_allclose(evaluation.scores["waic"][key], lp.mean(0) - lp.var(0), rtol=1e-6, atol=1e-3)
+    # The background trains with the main model's budget (its step count, capped here), not a wall-clock share,
+    # on the run's images mutated with the detector's rate; its seed and data are in its config.
+    assert bg.config.train.max_steps == min(run.steps or 0, 2) and bg.config.train.max_minutes is None
+    assert bg.config.data.dataset == "mutate-0.25:fashionmnist-mini" and bg.config.seed == run.config.seed + 100
+    assert [m.config.seed for m in members] == [run.config.seed + 101, run.config.seed + 102]
 
 
 def test_dose_fitted_on_training_statistics_rejects_uniform_noise(tiny_run: Path, tmp_path: Path):
@@ -86,11 +91,10 @@ def test_dose_fitted_on_training_statistics_rejects_uniform_noise(tiny_run: Path
     report = evaluate_run(
         tiny_run,
         [f"npz:{tmp_path / 'noise.npz'}"],
-        limit=64,
+        scoring=ScoringOptions(limit=64),
         device="cpu",
-        scores=["dose", "latent_typicality", "per_scale"],
-        score_settings=ScoreSettings(dose_train_limit=64),
-    )
+        detectors=[get_detector("dose", train_limit=64), "latent_typicality", "per_scale"],
+    ).report
     metrics = next(iter(report.ood.values())).metrics
     assert metrics["dose"].auroc > 0.95
     assert report.scores is not None

@@ -75,7 +75,7 @@ budgets:
     overrides: [{overrides}]
     limit: 64
     n_boot: 20
-    settings: {{dose_train_limit: 64, typicality_m: 4, typicality_batches: 10}}
+    settings: {{dose: {{train_limit: 64}}, typicality: {{m: 4, batches: 10}}}}
 """
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -12,8 +11,10 @@ import flowood.experiments.demo as demo_mod
 import flowood.experiments.embedding_demo as embedding_demo
 from flowood.cli.app import main
 from flowood.evaluation import EvaluationReport
+from flowood.experiments.aux_models import EmbeddingFlowSettings
 from flowood.experiments.embedding_demo import EmbeddingDemoSettings, comparison_rows, cpu_threads
-from flowood.experiments.evaluate import evaluate_run
+from flowood.features import FeatureSettings
+from flowood.runs import RunDir
 
 TINY_PIXEL = [
     "model.mid_channels=4",
@@ -29,24 +30,23 @@ def test_demo_embeddings_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         embedding_demo,
         "SETTINGS",
         EmbeddingDemoSettings(
-            extractor="random-cnn",
-            size=32,
-            train_limit=128,
-            test_limit=64,
+            features=FeatureSettings(extractor="random-cnn", size=32, train_limit=128, test_limit=64),
+            flow=EmbeddingFlowSettings(
+                preset="tabular-embeddings",
+                max_steps=15,
+                # No early stopping: the demo's step cap is what this test checks.
+                overrides=(
+                    "data.transform=none",
+                    "model.hidden_dim=16",
+                    "train.batch_size=32",
+                    "train.early_stopping=null",
+                ),
+            ),
             ood_limit=64,
-            max_steps=15,
             threads=1,
-            # No early stopping: the demo's step cap is what this test checks.
-            overrides=[
-                "data.transform=none",
-                "model.hidden_dim=16",
-                "train.batch_size=32",
-                "train.early_stopping=null",
-            ],
         ),
     )
-    # Score only 64 images per OOD set with the tiny pixel flow (the full sets take most of the time).
-    monkeypatch.setattr(demo_mod, "evaluate_run", functools.partial(evaluate_run, limit=64))
+    # Score only 64 images per set with the tiny pixel flow (the full sets take most of the time).
     monkeypatch.setattr(demo_mod, "DEMO_OOD_LIMIT", 64, raising=False)
     out = tmp_path / "demo"
     args = ["demo", "--embeddings", "--out", str(out), "--device", "cpu", "--quiet"]
@@ -80,9 +80,33 @@ def test_demo_embeddings_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     run = out / "embedding-flow"
     for name in ("config.yaml", "standardize.json", "model.safetensors", "report.json", "scores.npz"):
         assert (run / name).is_file(), name
-    for name in ("fashionmnist-mini/train.npz", "fashionmnist-mini/test.npz", "mnist-mini.npz", "glyphs.npz"):
-        assert (out / "embeddings" / name).is_file(), name
+    files = RunDir(out)
+    for split in ("train", "test"):
+        assert (files.embeddings("fashionmnist-mini", "random-cnn-32px-train128-test64") / f"{split}.npz").is_file()
+    for name in ("mnist-mini", "glyphs"):
+        assert (files.embeddings(name, "random-cnn-32px-test64") / "test.npz").is_file(), name
     assert (out / "model.safetensors").is_file()  # the pixel run
+
+
+def test_the_demos_flow_is_the_one_embedding_likelihood_derives(tmp_path: Path) -> None:
+    """Same settings, same config: `evaluate --scores embedding_likelihood` with the demo's settings reuses the
+    flow `demo --embeddings` trained (one derivation for both)."""
+    import numpy as np
+
+    from flowood.experiments.aux_models import embedding_flow_config
+
+    folder = tmp_path / "emb"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        np.savez(
+            folder / f"{split}.npz",
+            embeddings=rng.random((40, 8)).astype(np.float32),
+            labels=np.zeros(40, dtype=np.int64),
+        )
+    flow = EmbeddingFlowSettings(preset="tabular-embeddings")
+    demo = embedding_demo.embedding_config({"fashionmnist-mini": folder}, EmbeddingDemoSettings(flow=flow), "cpu")
+    assert demo == embedding_flow_config(flow, folder, seed=0, device="cpu")
 
 
 def test_cpu_threads_restores() -> None:

@@ -1,4 +1,5 @@
-"""report.json says what was scored: the split, the limit and every conversion of an OOD set; a single
+"""``flowood.experiments.scored_samples`` through the evaluation: report.json says what was scored: the split,
+the limit and every conversion of an OOD set; a single
 user ``.npz`` OOD file is scored whole (not cut to a "test" share)."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def test_single_user_npz_is_scored_whole_and_its_conversion_recorded(tiny_run: P
     np.savez(grey, x=_digits(40, 28, 1))
     rgb = tmp_path / "rgb32.npz"
     np.savez(rgb, x=_digits(30, 32, 3, seed=1))
-    report = evaluate_run(tiny_run, ood=[f"npz:{grey}", f"npz:{rgb}"], limit=None, quiet=True, write=True)
+    report = evaluate_run(tiny_run, ood=[f"npz:{grey}", f"npz:{rgb}"], quiet=True, write=True).report
 
     same = report.ood[f"npz:{grey}"]
     assert same.bits_per_dim.n == 40  # all of it: a file without splits is not cut to 10 %

@@ -1,0 +1,82 @@
+"""Every detector's direction end to end (protects the wiring of ``flowood.experiments.evaluate``,
+``fit_context`` and ``aux_models`` with each detector): through :func:`evaluate_run` with its *real* auxiliary
+models at tiny size — background, ensemble members, general model, CNN features and embedding flow trained or
+computed here — the in-distribution test set must rank above a set whose answer is unambiguous for that
+detector. The fake-context contract (``tests/contracts/test_detectors.py``) cannot see a wiring that pairs the
+wrong model or flips a sign on the way; this does.
+
+The shifted sets: uniform noise (far from FashionMNIST in pixels, in features, in every flow statistic), and
+constant images for ``compressed_size`` (its statistic is the PNG size alone, which noise maximises: noise is
+"in-distribution" by its convention, constant images are not). A registered detector without an entry in
+:data:`SHIFTED` fails :func:`test_every_detector_has_a_direction_check`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from flowood.cli.app import main
+from flowood.experiments.aux_models import AuxBudget, AuxSettings, EmbeddingFlowSettings
+from flowood.experiments.evaluate import ScoringOptions, evaluate_run
+from flowood.features import FeatureSettings
+from flowood.ood.detectors import DETECTORS, get_detector
+from tests.tiny import TINY_OVERRIDES
+
+pytestmark = pytest.mark.slow
+
+NOISE, CONSTANT = "uniform-noise", "constant-images"
+
+SHIFTED: dict[str, str] = {
+    "log_likelihood": NOISE,
+    "bits_per_dim": NOISE,
+    "likelihood_ratio": NOISE,
+    "general_likelihood_ratio": NOISE,
+    "waic": NOISE,
+    "input_complexity": NOISE,
+    "compressed_size": CONSTANT,
+    "typicality": NOISE,
+    "typicality_m1": NOISE,
+    "embedding_likelihood": NOISE,
+    "embedding_gaussian": NOISE,
+    "per_scale": NOISE,
+    "latent_typicality": NOISE,
+    "dose": NOISE,
+}
+
+
+def test_every_detector_has_a_direction_check() -> None:
+    assert set(SHIFTED) == set(DETECTORS), "give every registered detector its unambiguous shifted set here"
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory: pytest.TempPathFactory):
+    """A small RealNVP trained for a few hundred images' worth of steps, evaluated once with every detector."""
+    run = tmp_path_factory.mktemp("directions") / "run"
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("data.limit")]
+    args = ["train", "--preset", "demo", "--out", str(run), "--device", "cpu", "--quiet", "--epochs", "3"]
+    for item in [*overrides, "data.limit=512", "train.batch_size=64", "model.mid_channels=8"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    aux = AuxSettings(
+        background=AuxBudget(),  # as long as the main model
+        ensemble=AuxBudget(minutes=None, max_steps=12),
+        general=AuxBudget(),
+        test_limit=64,
+        features=FeatureSettings(extractor="random-cnn", size=32, train_limit=256, test_limit=64),
+        embedding_flow=EmbeddingFlowSettings(max_steps=30, overrides=("train.batch_size=64",)),
+    )
+    detectors = [
+        name if name != "general_likelihood_ratio" else get_detector(name, dataset="gaussian-noise")
+        for name in DETECTORS
+    ]
+    typicality = get_detector("typicality", m=8, batches=50)
+    detectors = [typicality if d == "typicality" else d for d in detectors]
+    return evaluate_run(
+        run, [NOISE, CONSTANT], detectors=detectors, aux=aux, scoring=ScoringOptions(limit=128), device="cpu"
+    ).report
+
+
+@pytest.mark.parametrize("name", sorted(SHIFTED))
+def test_the_in_distribution_set_ranks_above_the_shifted_set(evaluation, name: str) -> None:
+    auroc = evaluation.ood[SHIFTED[name]].metrics[name].auroc
+    assert auroc > 0.8, f"{name}: AUROC {auroc:.3f} on {SHIFTED[name]}"
