@@ -123,12 +123,14 @@ def write_power(root: Path, n: int = 200) -> np.ndarray:
     return raw
 
 
-def write_gas(root: Path, n: int = 300) -> None:
-    """``root/gas/ethylene_CO.txt``, the UCI text layout: a header, then time, 2 concentrations, 16 sensors
-    (sensor 5 nearly a copy of sensor 4, so the MAF correlation rule drops one)."""
+def write_gas(root: Path, n: int = 300, copies: int = 1) -> None:
+    """``root/gas/ethylene_CO.txt``, the UCI text layout: a header, then time, 2 concentrations, 16 sensors of
+    which the last ``copies`` are near copies of the first ones, so the MAF correlation rule keeps
+    ``16 - copies``."""
     rng = np.random.default_rng(1)
     sensors = rng.normal(size=(n, 16))
-    sensors[:, 5] = sensors[:, 4] * 2 + 1e-4 * rng.normal(size=n)
+    for i in range(copies):
+        sensors[:, 15 - i] = sensors[:, i] * 2 + 1e-4 * rng.normal(size=n)
     table = np.hstack([np.arange(n)[:, None], rng.random((n, 2)), sensors])
     (root / "gas").mkdir(parents=True, exist_ok=True)
     header = "Time (seconds), CO conc (ppm), Ethylene conc (ppm), Sensor readings (16 channels)\n"
@@ -145,17 +147,18 @@ def _hepmass_csv(path: Path, labels: np.ndarray, feats: np.ndarray, extra_col: b
     path.write_text(",".join(cols) + "\n" + "\n".join(",".join(f"{v:.6g}" for v in r) for r in rows) + "\n")
 
 
-def write_hepmass(root: Path, n_train: int = 400, n_test: int = 100) -> None:
-    """``root/hepmass/1000_{train,test}.csv``: classes alternating, 5 features of which the MAF rule keeps 3
-    (feature 2 is discrete, feature 4 the constant mass); the test file has the published extra column."""
+def write_hepmass(root: Path, n_train: int = 400, n_test: int = 100, kept: int = 3) -> None:
+    """``root/hepmass/1000_{train,test}.csv``: classes alternating, ``kept + 2`` features of which the MAF rule
+    keeps ``kept`` (feature 2 is discrete, the last one the constant mass); the test file has the published
+    extra column."""
     rng = np.random.default_rng(2)
     d = root / "hepmass"
     d.mkdir(parents=True, exist_ok=True)
     for fname, n in (("1000_train.csv", n_train), ("1000_test.csv", n_test)):
         labels = (np.arange(n) % 2).astype(float)
-        feats = rng.normal(size=(n, 5)) + labels[:, None] * 3.0
+        feats = rng.normal(size=(n, kept + 2)) + labels[:, None] * 3.0
         feats[:, 2] = rng.integers(0, 3, size=n)
-        feats[:, 4] = 1000.0
+        feats[:, -1] = 1000.0
         _hepmass_csv(d / fname, labels, feats, extra_col=fname.endswith("test.csv"))
 
 

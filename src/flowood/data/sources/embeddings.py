@@ -31,7 +31,9 @@ def load_embeddings(
             f"{name}: pass path=/path/to/file.npz (an .npz with 'embeddings' and 'labels') or root= a folder of "
             "<split>.npz files"
         )
-    return load_user_data("embeddings", Path(file).expanduser(), split, {}, seed=seed)
+    ds = load_user_data("embeddings", Path(file).expanduser(), split, {}, seed=seed)
+    ds.name = name  # the registered name asked for; ds.source names the file
+    return ds
 
 
 def probe_embeddings(root: Root) -> tuple[list[str], bool]:
