@@ -65,7 +65,6 @@ FIXTURES: dict[str, Fixture] = {
     "fashionmnist": Fixture(lambda root: write_idx_family(root, "FashionMNIST"), hide=(_DEBIAN,)),
     "cifar10": Fixture(lambda root: write_cifar(root / "cifar-10-batches-py")),
     "svhn": Fixture(_svhn),
-
     "celeba": Fixture(lambda root: write_celeba(root, n=24)),
     "notmnist": Fixture(_notmnist),
     "imagenet32": Fixture(lambda root: write_imagenet(root, 32)),

@@ -29,3 +29,11 @@ def test_svhn_wrong_shape_and_corrupt(tmp_path: Path) -> None:
     (tmp_path / "test_32x32.mat").write_bytes(b"MATLAB 5.0 garbage" * 3)
     with pytest.raises(DatasetError, match=r"test_32x32\.mat"):
         load_dataset("svhn", "test", root=tmp_path)
+
+
+def test_each_split_reads_its_own_file(tmp_path: Path) -> None:
+    sizes = {"train": 12, "test": 8, "extra": 4}
+    for seed, (split, n) in enumerate(sizes.items()):
+        write_svhn(tmp_path / "svhn" / f"{split}_32x32.mat", n=n, seed=seed)
+    assert {s: len(load_dataset("svhn", s, root=tmp_path)) for s in sizes} == sizes
+    assert len(load_dataset("svhn", "val", root=tmp_path)) == 1  # 10 % of train, carved
