@@ -109,15 +109,9 @@ def _load(ref: DatasetRef, request: _Request, options: dict[str, Any]) -> ArrayD
         base = _load(ref.base, request, options)
         return derive(ref.derivation, base, ref.name, base_name=ref.base.name, seed=request.seed)
     if isinstance(ref, UserRef):
-        r = request
+        merged = {**dict(ref.options), **options}  # a keyword given explicitly wins over the name's "?key=value"
         ds = user.load(
-            ref.scheme,
-            ref.path,
-            r.split,
-            {**dict(ref.options), **options},
-            seed=r.seed,
-            size=r.size,
-            channels=r.channels,
+            ref.scheme, ref.path, request.split, merged, seed=request.seed, size=request.size, channels=request.channels
         )
         return _fit_request(ds, request, resized=ref.scheme == "folder")  # folders are resized as they are read
     return _fit_request(_read(ref.source, request, options), request, resized="size" in ref.source.takes)
