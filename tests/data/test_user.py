@@ -106,3 +106,10 @@ def test_user_names_route_score_and_list(tmp_path: Path) -> None:
     listed = [i.name for i in list_datasets()]
     assert listed[-3:] == ["folder:<path>", "npz:<path>", "table:<path>"] and "embeddings" in listed
     assert "embeddings" in available_names() and not any(":" in n for n in available_names())
+
+
+def test_a_plain_npz_path_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    np.savez(tmp_path / "obj.npz", x=np.array([[["a"]], [[None]]], dtype=object))
+    with pytest.raises(DatasetError, match=r"cannot read .*obj\.npz: .*numbers or strings"):
+        load_dataset(str(tmp_path / "obj.npz"), "all")
+    assert pick_ood_split(str(tmp_path / "obj.npz")) == "test"  # split picking leaves the error to loading

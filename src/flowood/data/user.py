@@ -90,9 +90,12 @@ def parse_path(name: str) -> UserName | None:
     if path.suffix.lower() != ".npz":
         return None
     with open_npz(path) as z:
-        holds_images = any(k in z.files or f"{k}_train" in z.files for k in ("images", "x")) and any(
-            np.asarray(z[k]).ndim >= 3 for k in z.files if k.startswith(("images", "x"))
-        )
+        try:
+            holds_images = any(k in z.files or f"{k}_train" in z.files for k in ("images", "x")) and any(
+                np.asarray(z[k]).ndim >= 3 for k in z.files if k.startswith(("images", "x"))
+            )
+        except ValueError as err:  # an object array (allow_pickle=False) or a damaged member
+            raise DatasetError(f"cannot read {path}: {err}; save its arrays as numbers or strings") from None
         scheme = "npz" if holds_images else ("embeddings" if "embeddings" in z.files else "table")
     return scheme, path, {}
 
