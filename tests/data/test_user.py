@@ -1,4 +1,5 @@
-"""User data: image folders, image npz, CSV/NPZ tables and embeddings."""
+"""``flowood.data.user``: user data by name — image folders, image npz, CSV/NPZ tables, plain paths, the
+seeded 80/10/10 partition of a single source, listings."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from flowood.data import available_names, dataset_info, list_datasets, load_data
 from flowood.data.base import carve_indices
 from flowood.data.user import USER_FRACTIONS
 from flowood.errors import DatasetError
-
-from .conftest import fake_images
+from tests.data.formats import fake_images
 
 
 def test_image_folder(tmp_path: Path) -> None:
@@ -68,24 +68,6 @@ def test_csv_table_with_label(tmp_path: Path) -> None:
     assert load_dataset(f"table:{tmp_path / 't.npz'}", "all").shape == (3,)
 
 
-def test_embeddings(tmp_path: Path) -> None:
-    emb = np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)
-    np.savez(tmp_path / "e.npz", embeddings=emb, labels=np.arange(50) % 5)
-    ds = load_dataset("embeddings", "all", path=tmp_path / "e.npz")
-    assert ds.kind == "vector" and ds.shape == (7,) and torch.equal(ds.data, torch.from_numpy(emb))
-    assert len(load_dataset("embeddings", "test", root=tmp_path / "e.npz")) == 5
-    assert len(load_dataset(f"embeddings:{tmp_path / 'e.npz'}", "train")) == 40
-    d = tmp_path / "per_split"
-    d.mkdir()
-    np.savez(d / "test.npz", embeddings=emb[:9], labels=np.zeros(9))
-    assert len(load_dataset("embeddings", "test", path=d)) == 9
-    np.savez(tmp_path / "bad.npz", feats=emb)
-    with pytest.raises(DatasetError, match=r"bad\.npz.*'embeddings' and 'labels'"):
-        load_dataset("embeddings", "all", path=tmp_path / "bad.npz")
-    with pytest.raises(DatasetError, match="path="):
-        load_dataset("embeddings", "all")
-
-
 def _numbered_table(path: Path, n: int) -> Path:
     """A CSV whose first column is the row number, so every sample says where it came from."""
     path.write_text("row,cls\n" + "".join(f"{i},{i % 2}\n" for i in range(n)))
@@ -126,24 +108,8 @@ def test_user_names_route_score_and_list(tmp_path: Path) -> None:
     assert "embeddings" in available_names() and not any(":" in n for n in available_names())
 
 
-def test_dataset_info_knows_every_name_load_dataset_accepts(tmp_path):
-    """`evaluate` checks OOD names with dataset_info before scoring: every user name must pass it."""
-    np.savez(tmp_path / "emb.npz", embeddings=np.zeros((4, 3), np.float32), labels=np.zeros(4, np.int64))
-    np.savez(tmp_path / "img.npz", x=np.zeros((4, 28, 28), np.uint8))
-    (tmp_path / "t.csv").write_text("a,b\n1,2\n3,4\n")
-    cases = {
-        f"embeddings:{tmp_path / 'emb.npz'}": "vector",
-        str(tmp_path / "img.npz"): "image",
-        str(tmp_path / "t.csv"): "vector",
-        f"npz:{tmp_path / 'img.npz'}": "image",
-    }
-    for name, kind in cases.items():
-        info = dataset_info(name)
-        assert (info.kind, info.available_now) == (kind, True), name
-    with pytest.raises(DatasetError, match="unknown dataset 'nope'"):
-        dataset_info("nope")
-
-
-def test_dataset_info_of_a_missing_embeddings_file_says_unavailable(tmp_path):
-    info = dataset_info(f"embeddings:{tmp_path / 'absent.npz'}")
-    assert (info.kind, info.available_now) == ("vector", False)
+def test_a_plain_npz_path_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    np.savez(tmp_path / "obj.npz", x=np.array([[["a"]], [[None]]], dtype=object))
+    with pytest.raises(DatasetError, match=r"cannot read .*obj\.npz: .*numbers or strings"):
+        load_dataset(str(tmp_path / "obj.npz"), "all")
+    assert pick_ood_split(str(tmp_path / "obj.npz")) == "test"  # split picking leaves the error to loading

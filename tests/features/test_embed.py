@@ -159,3 +159,11 @@ def test_cli_embed_real_dataset(tmp_path: Path) -> None:
     expected = data.load_dataset("fashionmnist-mini", "test", limit=32, seed=0)
     np.testing.assert_array_equal(bundle.labels["test"], expected.labels)
     assert np.isfinite(bundle.embeddings["train"]).all()
+
+
+def test_conversions_of_an_embedded_set_are_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``flowood embed`` says what loading converted (float pixels here): loading itself prints nothing."""
+    np.savez(tmp_path / "f.npz", x=np.full((4, 8, 8), 0.5, np.float32))
+    ds = embed_module._load_split(f"npz:{tmp_path / 'f.npz'}", "all", root=None, limit=None, seed=0, classes=None)
+    assert len(ds) == 4
+    assert capsys.readouterr().err == f"note: npz:{tmp_path / 'f.npz'} (all): float32 pixels in [0, 1] scaled x255\n"

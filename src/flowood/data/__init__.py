@@ -7,20 +7,24 @@
 
 Registered names: ``mnist``, ``fashionmnist``, ``cifar10``, ``svhn``, ``celeba``, ``notmnist``, ``imagenet32``,
 ``imagenet64``, ``glyphs`` (rendered stand-in for notMNIST), ``fashionmnist-mini``, ``mnist-mini`` (embedded),
-``miniboone``, ``hepmass``, ``gas``, ``power`` (MAF preprocessing), ``embeddings``; user data as
-``folder:/path``, ``npz:/path.npz``, ``table:/path.csv?label=col``. See :mod:`flowood.data.locate` for the
-look-up order, :mod:`flowood.data.tabular` for the tabular protocols and :mod:`flowood.data.user` for user data.
+``miniboone``, ``hepmass``, ``gas``, ``power`` (MAF preprocessing), ``breast-cancer``, ``embeddings``, the
+synthetic ``uniform-noise``, ``gaussian-noise``, ``constant-images``; derived sets ``hflip:NAME``,
+``vflip:NAME``, ``invert:NAME``, ``mutate-RATE[-xK]:NAME``; user data as ``folder:/path``, ``npz:/path.npz``,
+``table:/path.csv?label=col``, ``embeddings:/path.npz``. :mod:`flowood.data.resolve` gives the order in which a
+name is understood, :mod:`flowood.data.locate` where files are looked for, :mod:`flowood.data.sources` one
+module per registered file format, :mod:`flowood.data.user` user data.
 """
 
 from flowood.data.base import ArrayDataset, DatasetInfo
+from flowood.data.load import load_dataset
 from flowood.data.locate import cache_dir
-from flowood.data.registry import (
+from flowood.data.resolve import (
     available_names,
     dataset_info,
     list_datasets,
-    load_dataset,
     pick_ood_split,
     pick_split,
+    resolve,
 )
 
 __all__ = [
@@ -33,4 +37,5 @@ __all__ = [
     "load_dataset",
     "pick_ood_split",
     "pick_split",
+    "resolve",
 ]

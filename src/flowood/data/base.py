@@ -8,9 +8,9 @@ resize.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,9 +31,14 @@ class ArrayDataset(Dataset):
         name, split: what was asked for.
         source: human-readable provenance (a path, ``"embedded bundle"``, ``"rendered from 23 fonts"``...).
         class_names: optional names of the label values ``0..K-1`` (string labels are mapped to these codes).
-        conversions: notes of what the loader converted (channels, size, float pixels); also printed.
+        conversions: notes of what the loader converted (channels, size, float pixels); the caller says them
+            (:meth:`conversion_note`), loading itself prints nothing.
+        transform, target_transform: applied by ``ds[i]`` to the sample and to its label, as torchvision
+            datasets apply theirs (e.g. pytorch-ood's ``ToUnknown()`` as ``target_transform``); ``None``: none.
 
-    ``ds[i]`` returns ``(x, label)`` with ``x`` float32: ``(C, H, W)`` in ``[0, 1]`` for images, ``(D,)`` for vectors.
+    ``ds[i]`` returns ``(x, label)`` with ``x`` float32: ``(C, H, W)`` in ``[0, 1]`` for images, ``(D,)`` for vectors
+    (before ``transform``), and ``label`` an int (before ``target_transform``). ``data``, ``as_float()`` and batch
+    access by the trainer ignore both transforms: they serve per-sample use through a ``DataLoader``.
     """
 
     def __init__(
@@ -46,6 +51,8 @@ class ArrayDataset(Dataset):
         split: str,
         source: str,
         class_names: Sequence[str] | None = None,
+        transform: Callable[[torch.Tensor], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
     ) -> None:
         data_t = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
         if kind == "image":
@@ -77,6 +84,8 @@ class ArrayDataset(Dataset):
         self.conversions: list[str] = []
         """What the loader changed to fit the request, one line each (``"RGB -> grey (ITU-R 601 luma)"``,
         ``"resized 32x32 -> 28x28 (bilinear)"``, ``"float pixels in [0, 1] scaled x255"``); empty when none."""
+        self.transform = transform
+        self.target_transform = target_transform
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,10 +95,24 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return int(self.data.shape[0])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
         x = self.data[index]
         x = x.to(torch.float32) / 255.0 if self.kind == "image" else x
-        return x, int(self.labels[index])
+        y: Any = int(self.labels[index])
+        if self.transform is not None:
+            x = self.transform(x)
+        if self.target_transform is not None:
+            y = self.target_transform(y)
+        return x, y
+
+    def conversion_note(self) -> str | None:
+        """The line a command prints when loading converted this split (``"note: NAME (SPLIT): a; b"``), or
+        ``None`` when nothing was converted. Loading returns conversions and never prints them: the caller
+        (``flowood.train.data.load_split``, ``flowood.features.embed``) says them, so a library user is not
+        written to behind their back."""
+        if not self.conversions:
+            return None
+        return f"note: {self.name} ({self.split}): {'; '.join(self.conversions)}"
 
     def as_float(self) -> torch.Tensor:
         """All samples as float32: ``(N, C, H, W)`` in ``[0, 1]`` for images, ``(N, D)`` for vectors."""
@@ -154,7 +177,8 @@ def carve_indices(n: int, fractions: Sequence[float], seed: int, salt: int = 0) 
 
 
 def subset(ds: ArrayDataset, idx: np.ndarray) -> ArrayDataset:
-    """The samples ``idx`` of ``ds`` (same name, split, source, class names; conversions carried over)."""
+    """The samples ``idx`` of ``ds`` (same name, split, source, class names; conversions and transforms carried
+    over)."""
     t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
     out = ArrayDataset(
         ds.data[t],
@@ -164,6 +188,8 @@ def subset(ds: ArrayDataset, idx: np.ndarray) -> ArrayDataset:
         split=ds.split,
         source=ds.source,
         class_names=ds.class_names,
+        transform=ds.transform,
+        target_transform=ds.target_transform,
     )
     out.conversions = list(ds.conversions)
     return out

@@ -1,38 +1,28 @@
-"""User data: an image folder, an ``.npz`` of images, a CSV/NPZ table, and ``embeddings`` npz files.
+"""User data by name: the ``folder:``, ``npz:``, ``table:`` and ``embeddings:`` schemes and plain paths.
 
-Name scheme accepted by :func:`flowood.data.load_dataset`:
+Names (the file formats are :mod:`flowood.data.user_files`):
 
-* ``folder:/path`` - torchvision ImageFolder layout ``/path/<class>/<image>`` (classes sorted by name -> 0..K-1).
-  If ``/path`` has per-split sub-folders (``train/``, ``val/``, ``test/``) each in that layout, they are the splits.
-* ``npz:/path.npz`` - images under key ``images``, ``x`` or ``X`` (``(N, H, W)``, NHWC ``(N, H, W, C)`` or NCHW
-  ``(N, C, H, W)``, C in {1, 3}); optional labels under ``labels``, ``y`` or ``Y``. Pixels: uint8 0..255, or
-  floats / other integers by one rule: all values in [0, 1] are scaled ×255 (floats only), values in
-  [0, 255] are taken as they are (rounded), anything else (or NaN/Inf) is an error. Keys suffixed ``_<split>``
-  (``x_train``, ``y_test``...) give native splits; a directory holding ``<split>.npz`` files does too.
-* ``table:/path.csv?label=col`` - a CSV with a header row, numeric columns; ``label=`` names the label column
-  (or pass ``label="col"`` as keyword). ``table:/path.npz`` reads ``x``/``X``/``data``/``features`` (N, D) and
-  optional ``y``/``Y``/``labels``. Labels may be integers or strings; strings are mapped to codes 0..K-1 in
-  sorted order (``dataset.class_names`` holds the mapping). NaN or infinite values are an error naming the
-  file, column and number of rows: remove or impute them first.
-  A directory holding ``<split>.csv`` / ``<split>.npz`` gives native splits.
-* ``embeddings`` with ``path=`` (or ``root=``) an ``.npz`` with arrays ``embeddings (N, D)`` and ``labels (N,)``,
-  as the paper's code saved them; ``embeddings:/path.npz`` is the same. A directory holding ``<split>.npz``
-  (or ``embeddings_<split>.npz``) gives native splits.
+* ``folder:/path`` - images in ImageFolder layout (``/path/<class>/<image>``, or ``/path/<split>/<class>/``).
+* ``npz:/path.npz`` - images in an ``.npz`` (or a folder of ``<split>.npz``).
+* ``table:/path.csv?label=col`` - a CSV table whose column ``col`` holds the labels (``label="col"`` as a
+  keyword does the same), or ``table:/path.npz``.
+* ``embeddings:/path.npz`` - feature vectors (the registered name ``embeddings`` with ``path=`` reads the same
+  files, :mod:`flowood.data.sources.embeddings`).
+* a plain existing path (with a ``/`` or ``:``, or starting with ``.``): a directory is read as ``folder:``, a
+  ``.csv`` as ``table:``, an ``.npz`` as ``npz:`` when it holds images, ``embeddings:`` when it holds
+  ``embeddings``, else as ``table:``.
 
-A plain existing path is also accepted as a name: directories are read as ``folder:``, ``.npz`` files as
-``npz:`` when they hold images, else as tables, ``.csv`` as ``table:``.
+``?key=value&...`` after a path are options (keywords given explicitly win). **Splits of a single source.** A
+file or folder without split structure has the native split ``all`` (everything); ``train`` / ``val`` /
+``test`` are a seeded :data:`USER_FRACTIONS` partition of it (the load ``seed``).
 
-**Splits of a single source.** A single file or folder without split structure has the native split ``all``
-(everything); ``train`` / ``val`` / ``test`` are a seeded 80 / 10 / 10 % partition of it (``seed`` option).
-
-:func:`load_dataset` hands user names to :func:`parse_name` (name -> scheme and path) and :func:`load` (one
-split, options checked); :func:`ood_split`, :func:`info` and :func:`scheme_infos` serve ``pick_ood_split``,
-``dataset_info`` and ``list_datasets``.
+:func:`parse_scheme` and :func:`parse_path` serve the resolver (:mod:`flowood.data.resolve`), :func:`load`
+reads one split, :func:`ood_split`, :func:`info` and :func:`scheme_infos` serve split picking, ``dataset_info``
+and ``list_datasets``.
 """
 
 from __future__ import annotations
 
-import csv
 import zlib
 from pathlib import Path
 from typing import Any
@@ -40,412 +30,74 @@ from typing import Any
 import numpy as np
 
 from flowood.data.base import ArrayDataset, DatasetInfo, Kind, carve_indices, subset
+from flowood.data.user_files import (
+    SPLIT_NAMES,
+    load_embeddings_file,
+    load_image_folder,
+    load_images_npz,
+    load_table,
+    native_splits,
+    open_npz,
+)
 from flowood.errors import DatasetError
-
-SPLIT_NAMES = ("train", "val", "test")
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
-
-def _open_npz(path: Path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as err:
-        raise DatasetError(f"cannot read {path}: {err} (corrupt or truncated npz)") from err
-
-
-def _get(z, path: Path, keys: tuple[str, ...], split: str | None) -> np.ndarray | None:
-    key = None
-    try:
-        for k in keys:
-            key = f"{k}_{split}" if split else k
-            if key in z.files:
-                return np.asarray(z[key])
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise DatasetError(
-                f"{path}: array {key!r} holds Python objects (dtype=object), which flowood does not unpickle; "
-                "save it as numbers or strings (np.asarray(values, dtype=str))"
-            ) from None
-        raise DatasetError(f"cannot read {path}: {err} (corrupt or truncated npz)") from err
-    except Exception as err:
-        raise DatasetError(f"cannot read {path}: {err} (corrupt or truncated npz)") from err
-    return None
-
-
-def encode_labels(y: np.ndarray, path: Path, what: str = "labels") -> tuple[np.ndarray, list[str] | None]:
-    """Integer labels as they are; string labels → codes 0..K-1 (sorted names) and the names.
-
-    Raises:
-        DatasetError: float labels that are not whole numbers.
-    """
-    y = np.asarray(y).reshape(-1)
-    if y.dtype.kind in "US":
-        names = sorted({str(v) for v in y.tolist()})
-        codes = {n: i for i, n in enumerate(names)}
-        return np.array([codes[str(v)] for v in y.tolist()], dtype=np.int64), names
-    if y.dtype.kind == "b":
-        return y.astype(np.int64), None
-    if y.dtype.kind in "iu":
-        return y.astype(np.int64), None
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise DatasetError(f"{path}: {what} must be integers or strings, got non-integer numbers")
-        return y.astype(np.int64), None
-    raise DatasetError(f"{path}: {what} must be integers or strings, got dtype {y.dtype}")
-
-
-def check_finite(x: np.ndarray, path: Path, columns: list[str] | None = None) -> None:
-    """Error naming the file, the first bad columns and how many rows hold NaN/Inf (no silent dropping)."""
-    if not np.issubdtype(x.dtype, np.floating):
-        return
-    bad = ~np.isfinite(x)
-    if not bad.any():
-        return
-    per_col = bad.sum(axis=0)
-    cols = np.flatnonzero(per_col)
-    names = [repr(columns[c]) if columns else str(int(c)) for c in cols[:3]]
-    more = f" and {len(cols) - 3} more" if len(cols) > 3 else ""
-    rows = int(bad.any(axis=1).sum())
-    raise DatasetError(
-        f"{path}: column {', '.join(names)}{more} holds NaN/Inf in {rows} rows of {x.shape[0]}; remove or impute "
-        "those values first (a density is undefined there, and dropping the column would hide it)"
-    )
-
-
-def _split_file(folder: Path, split: str, patterns: tuple[str, ...]) -> Path | None:
-    for p in patterns:
-        cand = folder / p.format(split=split)
-        if cand.is_file():
-            return cand
-    return None
-
-
-def native_splits(path: Path, kind: str) -> tuple[str, ...]:
-    """Native splits of a user source (``("all",)`` for a single source without split structure)."""
-    if path.is_dir():
-        if kind == "folder":
-            subs = tuple(s for s in SPLIT_NAMES if (path / s).is_dir())
-        else:
-            pats = {
-                "npz": ("{split}.npz",),
-                "table": ("{split}.csv", "{split}.npz"),
-                "embeddings": ("{split}.npz", "embeddings_{split}.npz", "{split}_embeddings.npz"),
-            }[kind]
-            subs = tuple(s for s in SPLIT_NAMES if _split_file(path, s, pats))
-        return subs or ("all",)
-    if path.suffix == ".npz" and kind in ("npz", "table"):
-        z = _open_npz(path)
-        with z:
-            subs = tuple(
-                s
-                for s in SPLIT_NAMES
-                if any(f"{k}_{s}" in z.files for k in ("images", "x", "data", "features", "embeddings"))
-            )
-        return subs or ("all",)
-    if path.suffix == ".npz" and kind == "embeddings":
-        # `flowood embed` files hold `<split>_embeddings` per split.
-        z = _open_npz(path)
-        with z:
-            subs = tuple(s for s in SPLIT_NAMES if f"{s}_embeddings" in z.files)
-        return subs or ("all",)
-    return ("all",)
-
-
-# -------------------------------------------------------------------------------------------------- images npz
-
-
-def pixels_to_uint8(arr: np.ndarray, path: Path) -> tuple[np.ndarray, str | None]:
-    """The documented rule for non-uint8 pixels: floats all in [0, 1] → ×255; values in [0, 255] → as they
-    are (rounded); anything else, or NaN/Inf, an error. Returns the uint8 array and a note (None for uint8)."""
-    if arr.dtype == np.uint8:
-        return arr, None
-    if arr.dtype.kind not in "fiub":
-        raise DatasetError(f"{path}: images must be numbers (uint8 0..255 or floats in [0, 1]), got {arr.dtype}")
-    if arr.size == 0:
-        return arr.astype(np.uint8), None
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        raise DatasetError(f"{path}: images hold NaN/Inf in {int((~np.isfinite(arr)).sum())} pixels")
-    lo, hi = float(arr.min()), float(arr.max())
-    if arr.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
-        return np.round(arr.astype(np.float64) * 255.0).astype(np.uint8), f"{arr.dtype} pixels in [0, 1] scaled x255"
-    if lo >= 0.0 and hi <= 255.0:
-        return np.round(arr).astype(np.uint8), f"{arr.dtype} pixels in [0, 255] taken as 0..255"
-    raise DatasetError(
-        f"{path}: {arr.dtype} pixel values span [{lo:g}, {hi:g}]; flowood reads floats in [0, 1] (scaled x255) "
-        "or values in [0, 255] - rescale the images to one of those ranges"
-    )
-
-
-def images_to_nchw(arr: np.ndarray, path: Path) -> np.ndarray:
-    """uint8 (N, H, W) / NHWC / NCHW -> NCHW; errors name the file."""
-    if arr.dtype != np.uint8:
-        raise DatasetError(f"{path}: images must be uint8 (0..255), got {arr.dtype}")
-    if arr.ndim == 3:
-        return arr[:, None]
-    if arr.ndim != 4:
-        raise DatasetError(f"{path}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {arr.shape}")
-    if arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3):
-        return arr
-    if arr.shape[-1] in (1, 3):
-        return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
-    raise DatasetError(f"{path}: cannot tell the channel axis of shape {arr.shape} (channels must be 1 or 3)")
-
-
-def load_images_npz(name: str, split: str, path: Path) -> ArrayDataset:
-    file = path
-    key_split: str | None = None if split == "all" else split
-    if path.is_dir():
-        file = path / f"{split}.npz"
-        key_split = None
-        if not file.is_file():
-            raise DatasetError(f"{name}: no {file}")
-    z = _open_npz(file)
-    with z:
-        x = _get(z, file, ("images", "x", "X"), key_split)
-        if x is None:
-            raise DatasetError(
-                f"{file}: no image array (keys {z.files}; expected 'images', 'x' or 'X'"
-                f"{f' suffixed _{key_split}' if key_split else ''})"
-            )
-        y = _get(z, file, ("labels", "y", "Y"), key_split)
-    x, note = pixels_to_uint8(x, file)
-    data = images_to_nchw(x, file)
-    names = None
-    if y is not None:
-        y, names = encode_labels(y, file)
-    if y is not None and y.reshape(-1).shape[0] != data.shape[0]:
-        raise DatasetError(f"{file}: {data.shape[0]} images but {y.reshape(-1).shape[0]} labels")
-    ds = ArrayDataset(data, y, kind="image", name=name, split=split, source=str(file), class_names=names)
-    if note:
-        ds.conversions.append(note)
-    return ds
-
-
-# ------------------------------------------------------------------------------------------------ image folder
-
-
-def load_image_folder(
-    name: str, split: str, path: Path, *, size: int | None = None, channels: int | None = None, strict: bool = True
-) -> ArrayDataset:
-    """ImageFolder layout -> uint8 (N, C, H, W). ``size`` resizes each image to size x size on load."""
-    from PIL import Image
-
-    folder = path if split == "all" else path / split
-    if not folder.is_dir():
-        raise DatasetError(f"{name}: no folder {folder}")
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
-    if not classes:
-        raise DatasetError(f"{folder}: expected one sub-folder per class (ImageFolder layout), found none")
-    arrays: list[np.ndarray] = []
-    labels: list[int] = []
-    mode: str | None = None
-    for ci, cname in enumerate(classes):
-        for p in sorted((folder / cname).iterdir()):
-            if p.suffix.lower() not in IMAGE_EXTS:
-                continue
-            try:
-                with Image.open(p) as im:
-                    im.load()
-                    if mode is None:
-                        mode = "L" if (channels == 1 or (channels is None and im.mode in ("L", "1", "I;16"))) else "RGB"
-                    im2 = im.convert(mode)
-                    if size is not None:
-                        im2 = im2.resize((size, size), Image.Resampling.BILINEAR)
-                    a = np.asarray(im2, dtype=np.uint8)
-            except Exception as err:
-                if strict:
-                    raise DatasetError(f"cannot read {p}: {err} (corrupt or truncated image)") from err
-                continue
-            a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-            if arrays and a.shape != arrays[0].shape:
-                raise DatasetError(
-                    f"{p}: size {a.shape[2]}x{a.shape[1]} differs from {arrays[0].shape[2]}x{arrays[0].shape[1]} "
-                    "of earlier images; pass size=... to resize on load"
-                )
-            arrays.append(a)
-            labels.append(ci)
-    if not arrays:
-        raise DatasetError(f"{folder}: no images found (extensions {', '.join(sorted(IMAGE_EXTS))})")
-    return ArrayDataset(
-        np.stack(arrays),
-        np.array(labels),
-        kind="image",
-        name=name,
-        split=split,
-        source=str(folder),
-        class_names=classes,
-    )
-
-
-# ------------------------------------------------------------------------------------------------------ tables
-
-
-def _read_csv(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"cannot read {path}: {err}") from err
-    if len(rows) < 2:
-        raise DatasetError(f"{path}: needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    body = [r for r in rows[1:] if r]
-    li: int | None = None
-    if label is not None:
-        if label in header:
-            li = header.index(label)
-        elif label.lstrip("-").isdigit():
-            li = int(label) % len(header)
-        else:
-            raise DatasetError(f"{path}: no label column {label!r}; columns are {header}")
-    ragged = next((i for i, r in enumerate(body, 2) if len(r) != len(header)), None)
-    if ragged is not None:
-        raise DatasetError(f"{path}: every row must have {len(header)} fields (line {ragged} has a different number)")
-    raw_labels = [r[li].strip() for r in body] if li is not None else None
-    try:
-        table = np.array([[float(v) for j, v in enumerate(r) if j != li] for r in body], dtype=np.float64)
-    except ValueError as err:
-        raise DatasetError(f"{path}: non-numeric data: {err}") from err
-    if li is None or raw_labels is None:
-        return table, None
-    try:
-        y: np.ndarray = np.array([float(v) for v in raw_labels], dtype=np.float64)
-    except ValueError:
-        y = np.array(raw_labels, dtype=str)  # class names, mapped to codes by encode_labels
-    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
-        raise DatasetError(f"{path}: label column {header[li]!r} must hold integers or class names")
-    return table, y
-
-
-def load_table(name: str, split: str, path: Path, *, label: str | None = None) -> ArrayDataset:
-    file = path
-    key_split: str | None = None if split == "all" else split
-    if path.is_dir():
-        file = _split_file(path, split, ("{split}.csv", "{split}.npz")) or path / f"{split}.csv"
-        key_split = None
-    if file.suffix == ".npz":
-        z = _open_npz(file)
-        with z:
-            x = _get(z, file, ("x", "X", "data", "features"), key_split)
-            y = _get(z, file, ("y", "Y", "labels"), key_split)
-            if x is None:
-                raise DatasetError(f"{file}: no table array (keys {z.files}; expected 'x', 'X', 'data' or 'features')")
-        columns = None
-    elif file.is_file():
-        x, y = _read_csv(file, label)
-        columns = _csv_feature_names(file, label)
-    else:
-        raise DatasetError(f"{name}: no {file}")
-    if x.ndim != 2:
-        raise DatasetError(f"{file}: a table must be 2-D (N, D), got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.number):
-        raise DatasetError(f"{file}: table values must be numeric, got {x.dtype}")
-    check_finite(x, file, columns)
-    names = None
-    if y is not None:
-        y, names = encode_labels(y, file)
-    if y is not None and y.reshape(-1).shape[0] != x.shape[0]:
-        raise DatasetError(f"{file}: {x.shape[0]} rows but {y.reshape(-1).shape[0]} labels")
-    return ArrayDataset(
-        x.astype(np.float32), y, kind="vector", name=name, split=split, source=str(file), class_names=names
-    )
-
-
-def _csv_feature_names(path: Path, label: str | None) -> list[str]:
-    with open(path, newline="") as f:
-        header = [h.strip() for h in next(csv.reader(f))]
-    if label is None:
-        return header
-    li = header.index(label) if label in header else int(label) % len(header)
-    return [h for j, h in enumerate(header) if j != li]
-
-
-def load_embeddings_file(name: str, split: str, path: Path) -> ArrayDataset:
-    """An npz with ``embeddings (N, D)`` and ``labels (N,)`` -> vector dataset.
-
-    Files written by ``flowood embed`` hold one pair per split, ``<split>_embeddings`` and
-    ``<split>_labels``; those are used when present, else the top-level pair.
-    """
-    file = path
-    if path.is_dir():
-        file = _split_file(path, split, ("{split}.npz", "embeddings_{split}.npz", "{split}_embeddings.npz")) or (
-            path / f"{split}.npz"
-        )
-    if not file.is_file():
-        raise DatasetError(f"{name}: no {file}")
-    z = _open_npz(file)
-    with z:
-        x = _get(z, file, (f"{split}_embeddings", "embeddings"), None)
-        y = _get(z, file, (f"{split}_labels", "labels"), None)
-        if x is None or y is None:
-            raise DatasetError(f"{file}: expected arrays 'embeddings' and 'labels', found {z.files}")
-    if x.ndim != 2 or y.reshape(-1).shape[0] != x.shape[0]:
-        raise DatasetError(f"{file}: expected embeddings (N, D) and labels (N,), got {x.shape} and {y.shape}")
-    check_finite(x, file)
-    codes, names = encode_labels(y, file)
-    return ArrayDataset(
-        x.astype(np.float32), codes, kind="vector", name=name, split=split, source=str(file), class_names=names
-    )
-
-
-# ------------------------------------------------------------------------------------ names, options and splits
 
 USER_SCHEMES = ("folder", "npz", "table", "embeddings")
 #: Fractions used to carve ``train`` / ``val`` / ``test`` from a single user source (native split ``all``).
 USER_FRACTIONS = (0.8, 0.1, 0.1)
 _OPTIONS = {"folder": {"strict"}, "table": {"label"}, "npz": set(), "embeddings": set()}
-# What `flowood datasets` says about each scheme (``embeddings`` has a registry entry of its own).
+# What `flowood datasets` says about each scheme (``embeddings`` is listed as its registered source instead).
 _SCHEME_DOC: dict[str, tuple[Kind, str]] = {
     "folder": ("image", "user images in ImageFolder layout: folder:/path/<class>/<image> (or /path/<split>/<class>/)"),
     "npz": ("image", "user images in an .npz: npz:/path.npz with 'images' or 'x' (uint8 NHWC/NCHW), 'labels'/'y'"),
     "table": ("vector", "user table: table:/path.csv?label=col (header row) or table:/path.npz with 'x' and 'y'"),
 }
+_EMBEDDINGS_DOC = "embedding vectors: embeddings:/path.npz with 'embeddings' (N, D) and 'labels' (N,)"
+
+UserName = tuple[str, Path, dict[str, str]]
+"""``(scheme, path, options from "?key=value")``: what a user-data name says."""
 
 
-def parse_name(name: str, options: dict[str, Any], root: str | Path | None = None) -> tuple[str, Path] | None:
-    """``scheme:/path`` or a plain existing path -> ``(scheme, path)``; ``None`` when ``name`` is no user data.
+def parse_scheme(name: str) -> UserName | None:
+    """``scheme:/path[?key=value&...]`` with a user scheme (case-insensitive) -> ``(scheme, path, options)``;
+    ``None`` for any other name. The path is not checked here (loading says when it is missing)."""
+    scheme, sep, rest = name.strip().partition(":")
+    if not (sep and scheme.lower() in USER_SCHEMES and rest):
+        return None
+    rest, _, query = rest.partition("?")
+    options = {}
+    for item in query.split("&") if query else ():
+        key, _, value = item.partition("=")
+        if key:
+            options[key] = value
+    return scheme.lower(), Path(rest).expanduser(), options
 
-    ``embeddings`` takes its file from ``options["path"]`` (popped) or ``root``; ``?key=value`` after a path
-    goes into ``options`` (keywords given explicitly win). Registered names are matched case-insensitively,
-    paths as given.
+
+def parse_path(name: str) -> UserName | None:
+    """A plain existing path (it has a ``/`` or ``:``, or starts with ``.``, so that no registered name is
+    taken for a file of the same name) -> the scheme its contents call for; ``None`` otherwise.
 
     Raises:
-        DatasetError: ``embeddings`` without a file, or an unreadable ``.npz`` given as a plain path.
+        DatasetError: an ``.npz`` that cannot be read (to tell images from tables).
     """
     name = name.strip()
-    if ":" not in name and "/" not in name:
-        name = name.lower()
-    if name == "embeddings":
-        p = options.pop("path", None) or root
-        if p is None:
-            raise DatasetError(
-                "embeddings: pass path=/path/to/file.npz (an .npz with 'embeddings' and 'labels') "
-                "or root= a folder of <split>.npz files"
+    path = Path(name).expanduser()
+    if not ((":" in name or "/" in name or name.startswith(".")) and path.exists()):
+        return None
+    if path.is_dir():
+        return "folder", path, {}
+    if path.suffix.lower() == ".csv":
+        return "table", path, {}
+    if path.suffix.lower() != ".npz":
+        return None
+    with open_npz(path) as z:
+        try:
+            holds_images = any(k in z.files or f"{k}_train" in z.files for k in ("images", "x")) and any(
+                np.asarray(z[k]).ndim >= 3 for k in z.files if k.startswith(("images", "x"))
             )
-        return "embeddings", Path(p).expanduser()
-    scheme, sep, rest = name.partition(":")
-    if sep and scheme.lower() in USER_SCHEMES and rest:
-        scheme = scheme.lower()
-        if "?" in rest:
-            rest, _, query = rest.partition("?")
-            for item in query.split("&"):
-                k, _, v = item.partition("=")
-                if k:
-                    options.setdefault(k, v)
-        return scheme, Path(rest).expanduser()
-    p = Path(name).expanduser()
-    if (sep or "/" in name or name.startswith(".")) and p.exists():
-        if p.is_dir():
-            return "folder", p
-        if p.suffix.lower() == ".csv":
-            return "table", p
-        if p.suffix.lower() == ".npz":
-            with _open_npz(p) as z:
-                holds_images = any(k in z.files or f"{k}_train" in z.files for k in ("images", "x")) and any(
-                    np.asarray(z[k]).ndim >= 3 for k in z.files if k.startswith(("images", "x"))
-                )
-                return ("npz" if holds_images else ("embeddings" if "embeddings" in z.files else "table")), p
-    return None
+        except ValueError as err:  # an object array (allow_pickle=False) or a damaged member
+            raise DatasetError(f"cannot read {path}: {err}; save its arrays as numbers or strings") from None
+        scheme = "npz" if holds_images else ("embeddings" if "embeddings" in z.files else "table")
+    return scheme, path, {}
 
 
 def load(
@@ -462,7 +114,7 @@ def load(
     ``val`` / ``test`` as a seeded :data:`USER_FRACTIONS` partition of it.
 
     Args:
-        scheme, path: as :func:`parse_name` returns them.
+        scheme, path: as :func:`parse_scheme` / :func:`parse_path` return them.
         options: the scheme's options (``strict`` for folders, ``label`` for tables).
         seed: seeds the partition; ``size``/``channels``: resize and convert while reading a folder.
 
@@ -526,21 +178,9 @@ def _scheme_info(name: str, kind: Kind, description: str, locations: list[str], 
     )
 
 
-_EMBEDDINGS_DOC = "embedding vectors: embeddings:/path.npz with 'embeddings' (N, D) and 'labels' (N,)"
-
-
-def info(name: str) -> DatasetInfo | None:
-    """What is known of user data (``folder:``/``npz:``/``table:``/``embeddings:`` or a plain existing path)
-    before reading it; ``None`` for names that are no user data."""
-    scheme = name.strip().lower().partition(":")[0]
-    if scheme in _SCHEME_DOC:
-        path = Path(name.partition(":")[2].partition("?")[0]).expanduser()
-        return _scheme_info(name, *_SCHEME_DOC[scheme], [str(path)], path.exists())
-    parsed = parse_name(name, {})  # embeddings:/path, or a plain existing path (the scheme its contents give)
-    if parsed is None:
-        return None
-    found, path = parsed
-    kind, description = _SCHEME_DOC.get(found, ("vector", _EMBEDDINGS_DOC))
+def info(name: str, scheme: str, path: Path) -> DatasetInfo:
+    """What is known of the user data ``name`` (read as ``scheme`` from ``path``) before reading it."""
+    kind, description = _SCHEME_DOC.get(scheme, ("vector", _EMBEDDINGS_DOC))
     return _scheme_info(name, kind, description, [str(path)], path.exists())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,8 @@ def load_images(
     )
     if ds.kind != "image" or tuple(ds.shape) != (c, h, w):
         raise DatasetError(f"{name} samples have shape {tuple(ds.shape)} but the flow expects {(c, h, w)}")
+    if note := ds.conversion_note():
+        print(note, file=sys.stderr)  # never silent: a set shown at another shape than its own is said so
     return ds.as_float()
 
 

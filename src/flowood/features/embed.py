@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,7 +59,10 @@ def _load_split(
         from flowood.data import load_dataset
     except ImportError as err:  # pragma: no cover - flowood.data ships with the package
         raise FlowoodError(f"flowood.data is not available: {err}") from err
-    return load_dataset(name, split, root=None if root is None else Path(root), limit=limit, seed=seed, classes=classes)
+    ds = load_dataset(name, split, root=None if root is None else Path(root), limit=limit, seed=seed, classes=classes)
+    if (note := ds.conversion_note()) is not None:  # loading returns what it converted; the command says it
+        print(note, file=sys.stderr)
+    return ds
 
 
 @dataclass

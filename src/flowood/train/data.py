@@ -7,6 +7,7 @@ and makes the data order a pure function of ``(seed, epoch)``, which is what exa
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,13 +266,18 @@ def load_split(
 ):
     """Load one split through :func:`flowood.data.load_dataset`, matched to ``like_shape`` if given
     (grey↔RGB and resize for OOD image sets scored by a model trained at another shape). ``cfg.options``
-    (dataset options such as ``in_class``) apply when the dataset is ``cfg.dataset`` itself."""
+    (dataset options such as ``in_class``) apply when the dataset is ``cfg.dataset`` itself. What loading
+    converted is said on stderr (``note: NAME (SPLIT): ...``): a set scored at another shape than its own is
+    never silent."""
     kwargs: dict[str, Any] = {}
     if like_shape is not None and len(like_shape) == 3:
         kwargs = {"channels": like_shape[0], "size": like_shape[1]}
     if name is None or name == cfg.dataset:
         kwargs.update(cfg.options)  # dataset options (e.g. in_class=1) apply to the in-distribution dataset
-    return load_dataset(name or cfg.dataset, split, root=cfg.root, limit=limit, classes=classes, seed=seed, **kwargs)
+    ds = load_dataset(name or cfg.dataset, split, root=cfg.root, limit=limit, classes=classes, seed=seed, **kwargs)
+    if (note := ds.conversion_note()) is not None:
+        print(note, file=sys.stderr)
+    return ds
 
 
 def split_validation(data: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

@@ -10,36 +10,14 @@ from typing import Any
 import numpy as np
 
 from flowood.data import dataset_info
+
+# mutate_images moved to the data layer (the background's data is the derived dataset mutate-RATE:NAME);
+# imported here so that flowood.ood.detectors keeps exporting it.
+from flowood.data.derived import DEFAULT_MUTATION_RATE, mutate_images  # noqa: F401
 from flowood.errors import ConfigError
 from flowood.ood.detectors.base import AuxFlow, Detector, DetectorInfo, FitContext, Samples
 from flowood.ood.detectors.baseline import nats_from_bpd
 from flowood.settings import check, setting
-
-DEFAULT_MUTATION_RATE = 0.2
-"""Ren et al. 2019 chose μ in [0.1, 0.3] on FashionMNIST; flowood's default is 0.2."""
-
-
-def mutate_images(images: np.ndarray, rate: float = DEFAULT_MUTATION_RATE, seed: int = 0) -> np.ndarray:
-    """Ren et al.'s input perturbation: every value is replaced, independently with probability ``rate``, by a
-    uniform random 8-bit value (``0..255``; it may equal the old value).
-
-    Args:
-        images: uint8 array of any shape (e.g. ``(N, C, H, W)``; each of the C·H·W values is perturbed).
-        rate: mutation rate μ in ``[0, 1]``.
-        seed: numpy generator seed (the result is a pure function of inputs and seed).
-
-    Returns:
-        A new uint8 array of the same shape.
-    """
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"mutation rate must be in [0, 1], got {rate}")
-    images = np.asarray(images)
-    if images.dtype != np.uint8:
-        raise ValueError(f"mutate_images expects uint8 images, got {images.dtype}")
-    rng = np.random.default_rng(seed)
-    mask = rng.random(images.shape) < rate
-    noise = rng.integers(0, 256, size=images.shape, dtype=np.uint8)
-    return np.where(mask, noise, images)
 
 
 def likelihood_ratio(log_p_model: np.ndarray, log_p_background: np.ndarray) -> np.ndarray:

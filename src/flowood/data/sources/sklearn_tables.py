@@ -12,11 +12,11 @@ The one-class OOD protocol (benign in, malignant out): train on ``classes=[1]``,
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from flowood.data.base import ArrayDataset
+from flowood.data.locate import Root
+from flowood.data.registry import Source, register
 from flowood.errors import DatasetError
 
 SKLEARN_SPLITS = ("train", "val", "test")
@@ -40,10 +40,8 @@ def stratified_splits(labels: np.ndarray, seed: int = _SPLIT_SEED) -> dict[str, 
     return {s: np.sort(np.concatenate(v)) for s, v in out.items()}
 
 
-def load_breast_cancer_table(name: str, split: str, root: str | Path | None, download: bool) -> ArrayDataset:
+def load_breast_cancer_table(name: str, split: str, root: Root, download: bool) -> ArrayDataset:
     """One split of the breast-cancer table: float32 ``(N, 30)`` raw features, int64 labels (1 = benign)."""
-    if split not in SKLEARN_SPLITS:
-        raise DatasetError(f"{name}: unknown split {split!r}; choose from {', '.join(SKLEARN_SPLITS)}")
     try:
         from sklearn.datasets import load_breast_cancer
     except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
@@ -63,10 +61,29 @@ def load_breast_cancer_table(name: str, split: str, root: str | Path | None, dow
     )
 
 
-def probe_sklearn(root: str | Path | None) -> tuple[list[str], bool]:
+def probe_sklearn(root: Root) -> tuple[list[str], bool]:
     """Where the table comes from and whether scikit-learn can provide it."""
     try:
         import sklearn.datasets  # noqa: F401
     except ImportError:
         return ["scikit-learn (not installed)"], False
     return ["scikit-learn (sklearn.datasets, bundled with the package)"], True
+
+
+register(
+    Source(
+        name="breast-cancer",
+        kind="vector",
+        shape=(30,),
+        native=SKLEARN_SPLITS,
+        num_classes=2,
+        description="UCI Breast Cancer Wisconsin (Diagnostic) from scikit-learn, 30 raw features; labels 0 = "
+        "malignant, 1 = benign; fixed per-class splits 60/10/30 (offline)",
+        license="CC BY 4.0 (UCI; Wolberg, Street, Mangasarian)",
+        how="ships with scikit-learn",
+        loader=load_breast_cancer_table,
+        probe=probe_sklearn,
+        carve_val=False,
+        order=160,
+    )
+)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from flowood.data.base import ArrayDataset
+from flowood.data.locate import Root
+from flowood.data.registry import Source, register
 from flowood.errors import DatasetError
 
 LETTERS = "ABCDEFGHIJ"
@@ -126,8 +128,6 @@ def load_glyphs(
     system_fonts: bool = True,
 ) -> ArrayDataset:
     """Render the ``split`` (``train``/``test``) of the glyph stand-in: uint8 (N, 1, 28, 28), labels A=0..J=9."""
-    if split not in SPLIT_SIZES:
-        raise DatasetError(f"{name}: unknown split {split!r}; choose from train, test, val, fit")
     n = SPLIT_SIZES[split] if count is None else int(count)
     if n <= 0:
         raise DatasetError(f"{name}: count must be positive, got {n}")
@@ -139,3 +139,28 @@ def load_glyphs(
     return ArrayDataset(
         images.copy(), labels.copy(), kind="image", name=name, split=split, source=src, class_names=list(LETTERS)
     )
+
+
+def probe_fonts(root: Root) -> tuple[list[str], bool]:
+    """The font folders the glyphs are rendered from; available when any font file is there."""
+    fonts = candidate_fonts(True)
+    return sorted({str(p.parent) for p in fonts}), bool(fonts)
+
+
+register(
+    Source(
+        name="glyphs",
+        kind="image",
+        shape=(1, 28, 28),
+        native=("train", "test"),
+        num_classes=10,
+        description="STAND-IN for notMNIST: letters A-J rendered from offline fonts (matplotlib DejaVu/STIX/cm, "
+        "system DejaVu), 28x28, deterministic; train 10,000 / test 2,000",
+        license="fonts: DejaVu (Bitstream Vera licence), STIX (OFL), Computer Modern (Knuth licence)",
+        how="always available (fonts ship with matplotlib)",
+        loader=load_glyphs,
+        probe=probe_fonts,
+        options=frozenset({"count", "system_fonts"}),
+        order=90,
+    )
+)

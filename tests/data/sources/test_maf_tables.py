@@ -1,4 +1,5 @@
-"""MAF-preprocessed tables and the class-conditional protocol, on small files in the published layout."""
+"""``flowood.data.sources.maf_tables``: MAF-preprocessed UCI tables and the class-conditional protocol, on small
+files in the published layout."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ import torch
 
 from flowood.data import load_dataset
 from flowood.errors import DatasetError
+from tests.data.formats import write_gas, write_hepmass, write_miniboone, write_miniboone_raw, write_power
 
 
 def test_power(tmp_path: Path) -> None:
-    (tmp_path / "power").mkdir()
-    raw = np.random.default_rng(0).normal(size=(200, 8))
-    np.save(tmp_path / "power" / "data.npy", raw)
+    raw = write_power(tmp_path)
     parts = {s: load_dataset("power", s, root=tmp_path) for s in ("train", "val", "test")}
     assert [len(parts[s]) for s in ("train", "val", "test")] == [162, 18, 20]
     assert parts["train"].shape == (6,) and parts["train"].data.dtype == torch.float32
@@ -44,39 +44,15 @@ def test_power_wrong_columns(tmp_path: Path) -> None:
 
 
 def test_gas_uci_text(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    sensors = rng.normal(size=(300, 16))
-    sensors[:, 5] = sensors[:, 4] * 2 + 1e-4 * rng.normal(size=300)  # correlated pair -> column 4 is dropped
-    table = np.hstack([np.arange(300)[:, None], rng.random((300, 2)), sensors])
-    (tmp_path / "gas").mkdir()
-    header = "Time (seconds), CO conc (ppm), Ethylene conc (ppm), Sensor readings (16 channels)\n"
-    body = "\n".join(" ".join(f"{v:.6f}" for v in r) for r in table)
-    (tmp_path / "gas" / "ethylene_CO.txt").write_text(header + body)
+    write_gas(tmp_path)
     tr = load_dataset("gas", "train", root=tmp_path)
     assert tr.shape == (15,) and len(tr) == 243
     assert len(load_dataset("gas", "test", root=tmp_path)) == 30
 
 
-def _hepmass_csv(path: Path, labels: np.ndarray, feats: np.ndarray, extra_col: bool) -> None:
-    cols = ["# label", *(f"f{i}" for i in range(feats.shape[1]))]
-    rows = np.hstack([labels[:, None], feats])
-    if extra_col:  # the published 1000_test.csv carries one more column than MAF keeps
-        rows = np.hstack([rows, np.full((len(rows), 1), 1000.0)])
-        cols.append("extra")
-    path.write_text(",".join(cols) + "\n" + "\n".join(",".join(f"{v:.6g}" for v in r) for r in rows) + "\n")
-
-
 @pytest.fixture
 def hepmass_root(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(2)
-    d = tmp_path / "hepmass"
-    d.mkdir()
-    for fname, n in (("1000_train.csv", 400), ("1000_test.csv", 100)):
-        labels = (np.arange(n) % 2).astype(float)
-        feats = rng.normal(size=(n, 5)) + labels[:, None] * 3.0
-        feats[:, 2] = rng.integers(0, 3, size=n)  # discrete: removed by the MAF rule
-        feats[:, 4] = 1000.0  # constant mass column: removed
-        _hepmass_csv(d / fname, labels, feats, extra_col=fname.endswith("test.csv"))
+    write_hepmass(tmp_path)
     return tmp_path
 
 
@@ -102,25 +78,17 @@ def test_hepmass_class_conditional(hepmass_root: Path) -> None:
 
 
 def test_miniboone_maf_and_conditional(tmp_path: Path) -> None:
-    rng = np.random.default_rng(3)
-    d = tmp_path / "miniboone"
-    d.mkdir()
-    np.save(d / "data.npy", rng.normal(size=(100, 4)))
+    write_miniboone(tmp_path)
     tr = load_dataset("miniboone", "train", root=tmp_path)
     assert len(tr) == 81 and tr.shape == (4,)
     with pytest.raises(DatasetError, match=r"MiniBooNE_PID\.txt"):
         load_dataset("miniboone", "train", root=tmp_path, in_class=1)
-    sig, bkg = rng.normal(size=(60, 5)) + 2, rng.normal(size=(90, 5))
-    bkg[0] = -999.0  # outlier row removed as in MAF
-    sig[:, 3] = rng.integers(0, 2, size=60)
-    bkg[:, 3] = rng.integers(0, 2, size=90)  # discrete feature removed
-    lines = ["60 90"] + [" ".join(f"{v:.5E}" for v in r) for r in np.vstack([sig, bkg])]
-    (d / "MiniBooNE_PID.txt").write_text("\n".join(lines) + "\n")
+    lines = write_miniboone_raw(tmp_path)
     tr = load_dataset("miniboone", "train", root=tmp_path, in_class=1, classes=[1])
     assert tr.shape == (4,) and (tr.labels == 1).all() and len(tr) == 49
     te = load_dataset("miniboone", "test", root=tmp_path, in_class=1)
     assert te.labels.bincount().tolist() == [8, 6]
-    (d / "MiniBooNE_PID.txt").write_text("\n".join(lines[:50]) + "\n")
+    (tmp_path / "miniboone" / "MiniBooNE_PID.txt").write_text("\n".join(lines[:50]) + "\n")
     with pytest.raises(DatasetError, match=r"MiniBooNE_PID\.txt.*truncated"):
         load_dataset("miniboone", "train", root=tmp_path, in_class=1)
 

@@ -1,5 +1,8 @@
-"""Nothing silent on the data side (issue 17, item 5): NaN/Inf refused with file, column and rows; string
-labels mapped to codes (the mapping kept); key X; float image rule; OOD conversions noted; user npz whole."""
+"""``flowood.data.user_files``, the readers of user files, hide nothing: NaN/Inf refused with file, column and
+rows; string labels mapped to codes (the mapping kept); key X; the float image rule (noted as a conversion).
+
+(The conversion note of a converted OOD set is ``tests/data/test_load.py``; a single user npz scored whole,
+``tests/data/test_resolve.py``.)"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowood.data import load_dataset, pick_ood_split
+from flowood.data import load_dataset
 from flowood.errors import DatasetError
 
 
@@ -47,20 +50,3 @@ def test_float_images_follow_the_documented_rule(tmp_path):
     np.savez(tmp_path / "bad.npz", x=u8.astype(np.float32) - 10.0)
     with pytest.raises(DatasetError, match=r"bad\.npz: float32 pixel values span \[-10, 245\].*\[0, 1\].*\[0, 255\]"):
         load_dataset(f"npz:{tmp_path / 'bad.npz'}", "all")
-
-
-def test_converted_ood_set_is_noted_and_recorded(capsys):
-    ds = load_dataset("mnist-mini", "test", channels=3, size=32, limit=8)
-    assert ds.conversions == ["grey -> RGB", "resized 28x28 -> 32x32 (bilinear)"]
-    assert "note: mnist-mini (test): grey -> RGB; resized 28x28 -> 32x32 (bilinear)" in capsys.readouterr().err
-    same = load_dataset("mnist-mini", "test", channels=1, size=28, limit=8)
-    assert same.conversions == [] and capsys.readouterr().err == ""
-
-
-def test_a_single_user_npz_is_scored_whole(tmp_path):
-    np.savez(tmp_path / "one.npz", x=np.zeros((50, 28, 28), np.uint8))
-    name = f"npz:{tmp_path / 'one.npz'}"
-    assert pick_ood_split(name) == "all" and len(load_dataset(name, pick_ood_split(name))) == 50
-    np.savez(tmp_path / "two.npz", x_train=np.zeros((5, 8, 8), np.uint8), x_test=np.zeros((3, 8, 8), np.uint8))
-    assert pick_ood_split(f"npz:{tmp_path / 'two.npz'}") == "test"
-    assert pick_ood_split("mnist-mini") == "test"

@@ -1,4 +1,5 @@
-"""UCI tables in the MAF-paper preprocessing (Papamakarios et al. 2017), read from the published file layout.
+"""``power``, ``gas``, ``hepmass``, ``miniboone``: UCI tables in the MAF-paper preprocessing (Papamakarios et al.
+2017), read from the published file layout.
 
 Files are looked for under ``<base>/<name>/``, ``<base>/maf/<name>/`` and ``<base>/data/<name>/`` for each base
 in the look-up order (see :mod:`flowood.data.locate`):
@@ -45,13 +46,13 @@ test table (what is done here) is equivalent and also works for tables without t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from flowood.data.base import ArrayDataset
-from flowood.data.locate import missing_error, search_roots
+from flowood.data.locate import Probe, Root, find_first, missing_error, probe_paths
+from flowood.data.registry import Source, register
 from flowood.errors import DatasetError
 
 MAF_HOW = (
@@ -65,16 +66,10 @@ def _dirs(base: Path, name: str) -> list[Path]:
     return [base / name, base / "maf" / name, base / "data" / name, base / name.upper()]
 
 
-def find_file(name: str, root: str | Path | None, filenames: list[str]) -> tuple[Path | None, list[str]]:
-    """First folder (in look-up order) holding any of ``filenames`` -> (that file, places looked)."""
-    looked: list[str] = []
-    for base in search_roots(root):
-        for d in _dirs(base, name):
-            looked.append(str(d))
-            for f in filenames:
-                if (d / f).is_file():
-                    return d / f, looked
-    return None, looked
+def find_file(name: str, root: Root, filenames: list[str]) -> tuple[Path | None, list[str]]:
+    """The first of ``filenames`` in the first folder (in look-up order) holding one -> (that file, places
+    looked)."""
+    return find_first(root, lambda base: [d / f for d in _dirs(base, name) for f in filenames])
 
 
 def _load_npy(path: Path, ncols: int | None = None) -> np.ndarray:
@@ -128,16 +123,10 @@ def _ds(name: str, split: str, x: np.ndarray, labels: np.ndarray | None, source:
     return ArrayDataset(x.astype(np.float32), labels, kind="vector", name=name, split=split, source=source)
 
 
-def _check_split(name: str, split: str) -> None:
-    if split not in TABULAR_SPLITS:
-        raise DatasetError(f"{name}: unknown split {split!r}; choose from {', '.join(TABULAR_SPLITS)}")
-
-
 # ------------------------------------------------------------------------------------------------------- POWER
 
 
-def load_power(name: str, split: str, root: str | Path | None, download: bool) -> ArrayDataset:
-    _check_split(name, split)
+def load_power(name: str, split: str, root: Root, download: bool) -> ArrayDataset:
     path, looked = find_file(name, root, ["data.npy"])
     if path is None:
         raise missing_error(name, looked, MAF_HOW.format(files="power/data.npy"))
@@ -183,8 +172,7 @@ def _read_gas(path: Path) -> np.ndarray:
     return arr[:, 3:]
 
 
-def load_gas(name: str, split: str, root: str | Path | None, download: bool) -> ArrayDataset:
-    _check_split(name, split)
+def load_gas(name: str, split: str, root: Root, download: bool) -> ArrayDataset:
     path, looked = find_file(name, root, ["ethylene_CO.pickle", "ethylene_CO.txt"])
     if path is None:
         raise missing_error(name, looked, MAF_HOW.format(files="gas/ethylene_CO.pickle (or UCI ethylene_CO.txt)"))
@@ -206,7 +194,7 @@ def load_gas(name: str, split: str, root: str | Path | None, download: bool) -> 
 # ----------------------------------------------------------------------------------------------------- HEPMASS
 
 
-def _hepmass_tables(name: str, root: str | Path | None) -> tuple[np.ndarray, np.ndarray, Path]:
+def _hepmass_tables(name: str, root: Root) -> tuple[np.ndarray, np.ndarray, Path]:
     path, looked = find_file(name, root, ["1000_train.csv"])
     how = MAF_HOW.format(files="hepmass/1000_train.csv and hepmass/1000_test.csv")
     if path is None:
@@ -224,10 +212,7 @@ def _hepmass_tables(name: str, root: str | Path | None) -> tuple[np.ndarray, np.
     return train, test, path
 
 
-def load_hepmass(
-    name: str, split: str, root: str | Path | None, download: bool, *, in_class: int | None = None
-) -> ArrayDataset:
-    _check_split(name, split)
+def load_hepmass(name: str, split: str, root: Root, download: bool, *, in_class: int | None = None) -> ArrayDataset:
     train, test, path = _hepmass_tables(name, root)
     ref_class = 1 if in_class is None else int(in_class)
     if ref_class not in (0, 1):
@@ -274,10 +259,7 @@ def _read_miniboone_raw(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def load_miniboone(
-    name: str, split: str, root: str | Path | None, download: bool, *, in_class: int | None = None
-) -> ArrayDataset:
-    _check_split(name, split)
+def load_miniboone(name: str, split: str, root: Root, download: bool, *, in_class: int | None = None) -> ArrayDataset:
     if in_class is None:
         path, looked = find_file(name, root, ["data.npy"])
         if path is None:
@@ -310,9 +292,71 @@ def load_miniboone(
     return _ds(name, split, np.concatenate(xs), np.concatenate(ys), f"{path} (normalised by class {in_class})")
 
 
-LOADERS: dict[str, Callable[..., ArrayDataset]] = {
-    "power": load_power,
-    "gas": load_gas,
-    "hepmass": load_hepmass,
-    "miniboone": load_miniboone,
-}
+def _probe(name: str, files: list[str]) -> Probe:
+    return probe_paths([f"{d}/{f}" for d in (name, f"maf/{name}", f"data/{name}") for f in files])
+
+
+register(
+    Source(
+        name="miniboone",
+        kind="vector",
+        shape=(43,),
+        native=TABULAR_SPLITS,
+        num_classes=2,
+        description="UCI MiniBooNE, MAF preprocessing (data.npy); in_class=0|1 for the class-conditional protocol "
+        "(needs MiniBooNE_PID.txt)",
+        license="UCI ML repository (cite Roe et al. 2005)",
+        how=MAF_HOW.format(files="miniboone/data.npy"),
+        loader=load_miniboone,
+        probe=_probe("miniboone", ["data.npy", "MiniBooNE_PID.txt"]),
+        options=frozenset({"in_class"}),
+        order=120,
+    )
+)
+register(
+    Source(
+        name="hepmass",
+        kind="vector",
+        shape=(21,),
+        native=TABULAR_SPLITS,
+        num_classes=2,
+        description="UCI HEPMASS, MAF preprocessing (1000_train/test.csv, signal only); in_class=0|1 for the "
+        "class-conditional protocol",
+        license="UCI ML repository (Baldi et al. 2016)",
+        how=MAF_HOW.format(files="hepmass/1000_train.csv, hepmass/1000_test.csv"),
+        loader=load_hepmass,
+        probe=_probe("hepmass", ["1000_train.csv"]),
+        options=frozenset({"in_class"}),
+        order=130,
+    )
+)
+register(
+    Source(
+        name="gas",
+        kind="vector",
+        shape=(8,),
+        native=TABULAR_SPLITS,
+        num_classes=None,
+        description="UCI gas sensors (ethylene_CO), MAF preprocessing",
+        license="UCI ML repository (Fonollosa et al. 2015)",
+        how=MAF_HOW.format(files="gas/ethylene_CO.pickle"),
+        loader=load_gas,
+        probe=_probe("gas", ["ethylene_CO.pickle", "ethylene_CO.txt"]),
+        order=140,
+    )
+)
+register(
+    Source(
+        name="power",
+        kind="vector",
+        shape=(6,),
+        native=TABULAR_SPLITS,
+        num_classes=None,
+        description="UCI household electric power, MAF preprocessing (data.npy)",
+        license="UCI ML repository (Hebrail & Berard)",
+        how=MAF_HOW.format(files="power/data.npy"),
+        loader=load_power,
+        probe=_probe("power", ["data.npy"]),
+        order=150,
+    )
+)
