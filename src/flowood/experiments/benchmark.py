@@ -6,8 +6,8 @@ datasets (``quick`` uses the embedded bundle) and gives the preset and overrides
 evaluation ``limit``, the bootstrap size and the detector settings (``settings:``, one section per detector and
 ``aux`` for the auxiliary models, :mod:`flowood.experiments.detector_settings`).
 
-The runner trains the main flow into ``OUT/run`` (:func:`flowood.experiments.derived_runs.train_or_reuse`: reused when its
-config is the one wanted), evaluates every available OOD set with every detector
+The runner trains the main flow into ``OUT/run`` (:func:`flowood.experiments.derived_runs.train_or_reuse`: reused
+when its config is the one wanted), evaluates every available OOD set with every detector
 (:func:`flowood.experiments.evaluate.evaluate_run`; auxiliary models are cached in the run), and writes:
 
 * ``OUT/leaderboard.json``: per detector × OOD set AUROC, AUPR-in, AUPR-out, FPR95, each with a paired-bootstrap
