@@ -1,4 +1,4 @@
-"""The package's layering, checked statically and by importing (issue 15, item 5).
+"""The package's layering, checked statically and by importing.
 
 Layers, lowest first (docs/ARCHITECTURE.md): utilities (errors, perf, host_allocator) → {flows, data, runs}
 → {train, ood, analysis, features} → experiments → cli. A module may import modules of its own layer or
@@ -170,7 +170,7 @@ def violations() -> set[tuple[str, str, str]]:
     return found
 
 
-#: Modules that read or evaluate a finished run (issue 15: "loading a run imports the training loop").
+#: Modules that read or evaluate a finished run ("loading a run must not import the training loop").
 RUN_READERS = {"flowood.runs", "flowood.experiments.runs", "flowood.experiments.evaluate"}
 TRAINING_LOOP = {"flowood.train.trainer", "flowood.train.loop", "flowood.train.step"}
 #: Functions that must have exactly one definition under src/flowood.
@@ -182,7 +182,7 @@ def _defines(module: str, name: str) -> bool:
     return any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body)
 
 
-#: Violations in today's code, each removed by work in progress (issue 15 unless said otherwise).
+#: Violations in today's code, each removed by work in progress.
 #: Delete an entry when its import is gone; never add one (fix the import instead).
 KNOWN_VIOLATIONS: dict[tuple[str, str, str], str] = {}
 

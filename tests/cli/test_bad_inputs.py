@@ -1,4 +1,4 @@
-"""Bad input → one clear line and exit 2, never a traceback (issue 17, items 5 and 9).
+"""Bad input → one clear line and exit 2, never a traceback (every command of ``flowood.cli``).
 
 Each row: the files a user has, the command they type, and words the error must contain (the path or
 option at fault and what to do). Rows needing a trained run share one tiny run (copied per row).
@@ -119,7 +119,7 @@ def _float_images_out_of_range(tmp: Path, run: Path) -> list[str]:
     return ["train", "--preset", "demo", "--out", str(tmp / "o"), "--set", f"data.dataset=npz:{tmp / 'f.npz'}"]
 
 
-# -- helpers for the rest of the table (issue 17 item 9: the inputs that were already clear stay so)
+# -- helpers for the rest of the table (inputs that were already clear stay so)
 def _train(*opts: str) -> Setup:
     return lambda tmp, run: ["train", "--preset", "demo", "--out", str(tmp / "o"), *TINY_TRAIN_ARGS, *opts]
 
@@ -221,7 +221,7 @@ _IMAGES = np.zeros((64, 1, 28, 28), np.uint8)
 
 
 ROWS: list[tuple[str, Setup, list[str]]] = [
-    # -- issue 17: tracebacks and misleading messages before
+    # -- inputs that once gave tracebacks or misleading messages
     ("evaluate --limit 0", _evaluate("--limit", "0"), ["--limit must be >= 1", "got 0"]),
     ("evaluate --batch-size 0", _evaluate("--batch-size", "0"), ["--batch-size must be >= 1", "got 0"]),
     ("evaluate --batch-size -1", _evaluate("--batch-size", "-1"), ["--batch-size must be >= 1", "got -1"]),

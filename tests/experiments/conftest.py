@@ -1,4 +1,4 @@
-"""Fixtures for the OOD-score tests: private caches and one tiny trained image run shared by the module."""
+"""Fixtures for the experiments tests: one intra-op thread and one tiny trained image run per module."""
 
 from __future__ import annotations
 
@@ -21,13 +21,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private feature cache and torch hub per test."""
-    monkeypatch.setenv("FLOWOOD_CACHE", str(tmp_path / "flowood-cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
 
 
 @pytest.fixture(scope="module")

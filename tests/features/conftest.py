@@ -1,19 +1,9 @@
-"""Fixtures for feature-extraction tests: a private feature cache and an empty torch hub per test."""
+"""Fixtures for feature-extraction tests (the private caches are the root conftest's)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-
-@pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point FLOWOOD_CACHE and TORCH_HOME at empty per-test directories."""
-    monkeypatch.setenv("FLOWOOD_CACHE", str(tmp_path / "flowood-cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    return tmp_path
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Compile fallback (issue 17, item 6): a failing torch.compile backend → one warning naming
+"""``flowood.train.compile_fallback``: a failing torch.compile backend → one warning naming
 train.compile=false, the run continues eagerly and equals an eager run."""
 
 from __future__ import annotations

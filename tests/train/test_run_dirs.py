@@ -1,4 +1,4 @@
-"""Run directories are owned (issue 17, item 3): --out onto a run refuses unless --force/--resume, one
+"""Run directories are owned (``flowood.runs.RunDir``): --out onto a run refuses unless --force/--resume, one
 writer at a time (lock naming the PID), stale .tmp files cleaned, usual file permissions; and writes that
 fail (full disk) lose nothing (item 4)."""
 

@@ -1,4 +1,4 @@
-"""No code from a file: a crafted checkpoint is refused before anything in it runs (issue 17, item 1)."""
+"""No code from a file: a crafted checkpoint is refused before anything in it runs."""
 
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ def build_realnvp(
     Per scale: 3 checkerboard couplings, squeeze, 3 channel-wise couplings (st-net width doubled),
     factor out half of the channels; the last scale has 4 checkerboard couplings. Checkerboard parities
     0, 1, 0 (+ 1) are the original's ``reverse_mask`` False, True, False (+ True), so the original's
-    weights give the original's function (``flowood.convert``; ``tests/golden``). The original's
+    weights give the original's function (``flowood.convert``; ``tests/convert``). The original's
     default ``init_zeros=False`` (random st-net output layers) is what its README commands ran.
     ``options`` default: ``CouplingOptions()`` (ResNet st-nets, 64 channels, 8 blocks, affine).
     """

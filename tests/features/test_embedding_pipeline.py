@@ -11,7 +11,9 @@ import pytest
 from flowood.cli.app import main
 from flowood.features import read_embeddings
 from flowood.train.presets import get_preset, preset_parameter_count
-from tests.vector.conftest import write_embedding_file
+from tests.conftest import write_embedding_file
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is as fast, shared CPUs stay free
 
 
 def test_embed_train_evaluate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,6 +26,8 @@ HAVE_LITE0 = importlib.util.find_spec("efficientnet_lite_pytorch") is not None a
 )
 EXTRACTOR = "efficientnet-lite0" if HAVE_LITE0 else "random-cnn"
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is as fast, shared CPUs stay free
+
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

@@ -23,6 +23,8 @@ from flowood.train.trainer import Trainer, resume
 # Breast cancer, benign rows: 214 training vectors. A high learning rate and many epochs overfit fast.
 OVERFIT = ["train.lr=3e-3", "train.epochs=40", "train.warmup_steps=0", "train.input_noise=0.0"]
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is as fast, shared CPUs stay free
+
 
 def _cfg(*overrides: str):
     raw = apply_overrides(get_preset("tabular-breast-cancer"), ["device=cpu", *overrides])

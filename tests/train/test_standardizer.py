@@ -16,6 +16,8 @@ from flowood.train.config import config_from_dict
 from flowood.train.data import Standardizer
 from flowood.train.trainer import train
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is as fast, shared CPUs stay free
+
 
 def test_standardizer_steps_and_roundtrip(tmp_path: Path) -> None:
     g = torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from flowood.convert import OriginalArchitecture, from_flows_ood
-from tests.golden.conftest import GOLDEN_MODELS
+from tests.convert.conftest import GOLDEN_MODELS
 
 
 def architecture(entry: dict) -> OriginalArchitecture:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.golden import conftest
+from tests.convert import conftest
 
 
 def test_no_shared_folder_means_none(tmp_path, monkeypatch):
