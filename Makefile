@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.flowood-installed
 
-.PHONY: demo test test-compat lint bench clean
+.PHONY: demo test test-fast test-compat lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The edit loop: everything but the end-to-end tests marked slow (`make test`, which CI runs, runs them all).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # The suite on other PyTorch releases (torch 2.4.1, the declared floor, and 2.11.0); venvs in .venv-compat/.
 test-compat:

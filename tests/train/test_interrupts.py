@@ -1,4 +1,5 @@
-"""Interrupts save (``flowood.train.interrupts`` and the trainer's signal handling): a signal finishes the step, writes a checkpoint, says how to resume;
+"""Interrupts save (``flowood.train.interrupts`` and the trainer's signal handling): a signal finishes the step,
+writes a checkpoint, says how to resume;
 the resumed run equals an uninterrupted one; train.max_minutes bounds the end-of-epoch evaluation too."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Promises of the training loop, each tested against an independent computation (``flowood.train.trainer``, ``step``, ``objective``, ``resume``).
+"""Promises of the training loop, each tested against an independent computation (``flowood.train.trainer``,
+``step``, ``objective``, ``resume``).
 
 Every test here was checked by planting the bug it names and seeing it fail: negative training's sign
 and threshold, metrics.csv's bits/dim unit, the non-finite guard on gradients, rollback, exact resume
