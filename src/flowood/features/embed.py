@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from flowood.atomic import atomic_write
-from flowood.errors import ConfigError, DatasetError, FlowoodError
+from flowood.data import load_dataset
+from flowood.errors import ConfigError, DatasetError
 from flowood.features.extract import cached_features, extract_features, resolve_device
 from flowood.features.extractors import FeatureExtractor, resolve_extractor
 
@@ -55,10 +56,6 @@ def _load_split(
     seed: int,
     classes: Sequence[int] | None,
 ) -> Any:
-    try:
-        from flowood.data import load_dataset
-    except ImportError as err:  # pragma: no cover - flowood.data ships with the package
-        raise FlowoodError(f"flowood.data is not available: {err}") from err
     ds = load_dataset(name, split, root=None if root is None else Path(root), limit=limit, seed=seed, classes=classes)
     if (note := ds.conversion_note()) is not None:  # loading returns what it converted; the command says it
         print(note, file=sys.stderr)
