@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from flowood.cli.evaluate_cmd import detector_settings
 from flowood.errors import ConfigError, FieldError
 from flowood.experiments.aux_models import AuxBudget, AuxSettings
 from flowood.experiments.benchmark import load_protocol
-from flowood.experiments.detector_settings import configure, parse_setting_items
+from flowood.experiments.detector_settings import configure, from_command_line, parse_setting_items
 
 
 def test_sections_configure_detectors_and_auxiliary_models():
@@ -42,7 +41,7 @@ def test_items_parse_as_set_values_and_need_a_section():
 
 def test_alias_flags_set_their_keys_and_items_win():
     aliases = {"--ensemble-size": 4, "--background-minutes": 2.0, "--mutation-rate": None}
-    detectors, aux = detector_settings(["waic"], aliases, ["waic.ensemble_size=6"])
+    detectors, aux = from_command_line(["waic"], aliases, ["waic.ensemble_size=6"])
     assert detectors[1].settings.ensemble_size == 6  # type: ignore[attr-defined]
     assert aux.background == AuxBudget(minutes=2.0) and aux.general == AuxBudget(minutes=2.0)
 
@@ -62,7 +61,7 @@ def test_alias_flags_set_their_keys_and_items_win():
 )
 def test_a_bad_value_names_the_flag_or_item_that_gave_it(aliases, items, message):
     with pytest.raises(ConfigError) as err:
-        detector_settings(["waic"], {**dict.fromkeys(["--ensemble-size"]), **aliases}, items)
+        from_command_line(["waic"], {**dict.fromkeys(["--ensemble-size"]), **aliases}, items)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 

@@ -81,7 +81,9 @@ def evaluate_command(
         "--general-dataset": general_dataset,
         "--dose-estimator": dose_estimator,
     }
-    detectors, aux = detector_settings(scores, aliases, score_setting)
+    from flowood.experiments.detector_settings import from_command_line
+
+    detectors, aux = from_command_line(scores, aliases, score_setting)
     evaluation = evaluate_run(
         run_dir,
         names or None,
@@ -109,54 +111,6 @@ def _checked(cls: type, values: dict[str, Any], flags: dict[str, str]) -> Any:
         return cls(**values)
     except FieldError as err:
         raise as_config_error(err, flags.get(err.field, err.field)) from None
-
-
-ALIASES: dict[str, tuple[str, ...]] = {
-    "--ensemble-size": ("waic.ensemble_size",),
-    "--mutation-rate": ("likelihood_ratio.mutation_rate",),
-    "--typicality-m": ("typicality.m",),
-    "--aux-minutes": ("aux.ensemble.minutes",),
-    "--background-minutes": ("aux.background.minutes", "aux.general.minutes"),
-    "--general-dataset": ("general_likelihood_ratio.dataset",),
-    "--dose-estimator": ("dose.estimator",),
-}
-"""The settings each convenience flag sets (``--score-setting`` items given for the same keys win)."""
-
-
-def detector_settings(scores: list[str], aliases: dict[str, Any], items: list[str]) -> tuple[list[Any], Any]:
-    """Configured detectors and auxiliary settings from ``--scores``, the alias flags given (not ``None``) and
-    ``--score-setting`` items; a bad value's error names the flag or item that gave it, before any scoring."""
-    from flowood.errors import FieldError
-    from flowood.experiments.detector_settings import configure, nest, parse_setting_items
-    from flowood.settings import as_config_error
-
-    values: dict[str, Any] = {}
-    given: dict[str, str] = {}
-    for flag, value in aliases.items():
-        if value is None:
-            continue
-        for key in ALIASES[flag]:
-            nest(key.split("."), value, values)
-            given[key] = flag
-    extra = parse_setting_items(items)
-    for key, value in _flatten(extra):
-        nest(key.split("."), value, values)
-        given[key] = f"--score-setting {key}"
-    try:
-        return configure(scores, values)
-    except FieldError as err:
-        raise as_config_error(err, given.get(err.field, f"--score-setting {err.field}")) from None
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out += _flatten(value, f"{path}.")
-        else:
-            out.append((path, value))
-    return out
 
 
 def register(app: typer.Typer) -> None:

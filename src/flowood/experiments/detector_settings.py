@@ -17,7 +17,7 @@ from typing import Any
 from flowood.errors import ConfigError, FieldError
 from flowood.experiments.aux_models import AuxSettings
 from flowood.ood.detectors import DETECTORS, Detector, parse_detectors
-from flowood.settings import build
+from flowood.settings import as_config_error, build
 from flowood.train.config import parse_override
 
 AUX = "aux"
@@ -66,11 +66,50 @@ def parse_setting_items(items: Sequence[str], flag: str = "--score-setting") -> 
     ``--set`` parses them); a key without a section gets a one-line error with an example."""
     out: dict[str, Any] = {}
     for item in items:
-        path, value = parse_override(item, flag=flag)
-        if len(path) < 2:
-            raise ConfigError(
-                f"{flag} {item!r}: write DETECTOR.FIELD=VALUE or aux.FIELD=VALUE, e.g. waic.ensemble_size=5 or "
-                "aux.features.size=96 (the fields are listed in docs/scores.md)"
-            )
-        nest(path, value, out)
+        nest(*_parse_item(item, flag), out)
     return out
+
+
+def _parse_item(item: str, flag: str) -> tuple[list[str], Any]:
+    path, value = parse_override(item, flag=flag)
+    if len(path) < 2:
+        raise ConfigError(
+            f"{flag} {item!r}: write DETECTOR.FIELD=VALUE or aux.FIELD=VALUE, e.g. waic.ensemble_size=5 or "
+            "aux.features.size=96 (the fields are listed in docs/scores.md)"
+        )
+    return path, value
+
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "--ensemble-size": ("waic.ensemble_size",),
+    "--mutation-rate": ("likelihood_ratio.mutation_rate",),
+    "--typicality-m": ("typicality.m",),
+    "--aux-minutes": ("aux.ensemble.minutes",),
+    "--background-minutes": ("aux.background.minutes", "aux.general.minutes"),
+    "--general-dataset": ("general_likelihood_ratio.dataset",),
+    "--dose-estimator": ("dose.estimator",),
+}
+"""The settings each convenience flag sets (``--score-setting`` items given for the same keys win)."""
+
+
+def from_command_line(
+    scores: Sequence[str], aliases: Mapping[str, Any], items: Sequence[str]
+) -> tuple[list[Detector], AuxSettings]:
+    """Configured detectors and auxiliary settings from ``--scores``, the alias flags given (not ``None``) and
+    ``--score-setting`` items; a bad value's error names the flag or item that gave it, before any scoring."""
+    values: dict[str, Any] = {}
+    given: dict[str, str] = {}  # dotted key -> the flag or item that set it, for the error message
+    for flag, value in aliases.items():
+        if value is None:
+            continue
+        for key in ALIASES[flag]:
+            nest(key.split("."), value, values)
+            given[key] = flag
+    for item in items:
+        path, value = _parse_item(item, "--score-setting")
+        nest(path, value, values)
+        given[".".join(path)] = f"--score-setting {'.'.join(path)}"
+    try:
+        return configure(list(scores), values)
+    except FieldError as err:
+        raise as_config_error(err, given.get(err.field, f"--score-setting {err.field}")) from None
