@@ -9,8 +9,9 @@ The shifted sets: uniform noise (far from FashionMNIST in pixels, in features, i
 constant images for ``compressed_size`` and ``input_complexity`` (their statistic is led by the PNG size, which
 noise maximises: noise is "in-distribution" by their convention until the flow is trained far beyond these
 150 steps; constant images are not). The threshold is 0.7: a direction, with a margin (measured on fixtures
-like this one: WAIC, the weakest, 0.77–0.86 with 60–150-step members; most 0.99–1.00). A registered detector
-without an entry in :data:`SHIFTED` fails :func:`test_every_detector_has_a_direction_check`.
+like this one: WAIC, the weakest, 0.77–0.86 with 60–150-step members; most 0.99–1.00). Each detector's set
+is its ``real_shift`` in the contract's ``CASES`` (``tests/contracts/test_detectors.py``): one table for both,
+which every registered detector must be in.
 """
 
 from __future__ import annotations
@@ -22,32 +23,12 @@ from flowood.experiments.aux_models import AuxBudget, AuxSettings, EmbeddingFlow
 from flowood.experiments.evaluate import ScoringOptions, evaluate_run
 from flowood.features import FeatureSettings
 from flowood.ood.detectors import DETECTORS, get_detector
+from tests.contracts.test_detectors import CASES, CONSTANT, NOISE
 from tests.tiny import TINY_OVERRIDES
 
 pytestmark = pytest.mark.slow
 
-NOISE, CONSTANT = "uniform-noise", "constant-images"
-
-SHIFTED: dict[str, str] = {
-    "log_likelihood": NOISE,
-    "bits_per_dim": NOISE,
-    "likelihood_ratio": NOISE,
-    "general_likelihood_ratio": NOISE,
-    "waic": NOISE,
-    "input_complexity": CONSTANT,
-    "compressed_size": CONSTANT,
-    "typicality": NOISE,
-    "typicality_m1": NOISE,
-    "embedding_likelihood": NOISE,
-    "embedding_gaussian": NOISE,
-    "per_scale": NOISE,
-    "latent_typicality": NOISE,
-    "dose": NOISE,
-}
-
-
-def test_every_detector_has_a_direction_check() -> None:
-    assert set(SHIFTED) == set(DETECTORS), "give every registered detector its unambiguous shifted set here"
+SHIFTED = {name: case.real_shift for name, case in CASES.items()}
 
 
 @pytest.fixture(scope="module")
