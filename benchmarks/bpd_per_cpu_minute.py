@@ -129,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", nargs="+", required=True, help="PRESET or LABEL=PRESET,key=value,...")
     p.add_argument("--minutes", type=float, default=10.0, help="CPU-minutes of training per run")
-    p.add_argument("--checkpoints", type=float, nargs="*", help="CPU-minutes at which to measure (default 1, 2, 5, ...)")
+    p.add_argument("--checkpoints", type=float, nargs="*", help="CPU-minutes to measure at (default 1, 2, 5, ...)")
     p.add_argument("--slice", type=float, default=30.0, help="CPU-seconds a run trains before the next takes its turn")
     p.add_argument("--dataset", default="fashionmnist")
     p.add_argument("--test-limit", type=int, default=None, help="test images scored (default: the whole split)")

@@ -39,10 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowood.errors import FieldError
 from flowood.flows.base import InvertibleModule, float32_region, full_precision
 from flowood.flows.reshape import image_shape
-from flowood.flows.transformer import TokenFlow, TransformerLayer, token_grid
+from flowood.flows.transformer import TokenFlow, TransformerLayer, check_heads, token_grid
 from flowood.settings import check, setting
 
 SPATIAL_PATTERNS = ("checkerboard", "checkerboard-inv", "vstripes", "vstripes-inv", "hstripes", "hstripes-inv")
@@ -68,8 +67,7 @@ class JetOptions:
 
     def __post_init__(self) -> None:
         check(self)
-        if self.width % self.heads:
-            raise FieldError("heads", f"{{name}} must divide width={self.width}, got {self.heads}")
+        check_heads(self.width, self.heads)
 
 
 class ViTConditioner(nn.Module):

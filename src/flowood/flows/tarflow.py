@@ -48,10 +48,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from flowood.errors import FieldError
 from flowood.flows.base import InvertibleModule, float32_region, full_precision
 from flowood.flows.reshape import image_shape
-from flowood.flows.transformer import KVCache, TokenFlow, TransformerLayer, token_grid
+from flowood.flows.transformer import KVCache, TokenFlow, TransformerLayer, check_heads, token_grid
 from flowood.settings import check, setting
 
 
@@ -69,8 +68,7 @@ class TarFlowOptions:
 
     def __post_init__(self) -> None:
         check(self)
-        if self.width % self.heads:
-            raise FieldError("heads", f"{{name}} must divide width={self.width}, got {self.heads}")
+        check_heads(self.width, self.heads)
 
 
 class TarFlowBlock(InvertibleModule):

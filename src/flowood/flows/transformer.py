@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flowood.errors import FieldError
 from flowood.flows.base import FlowSequential, InvertibleModule
 from flowood.flows.reshape import patchify, unpatchify
 
@@ -115,6 +116,12 @@ class TokenFlow(InvertibleModule):
 
     def inverse(self, y: Tensor) -> Tensor:
         return unpatchify(self.blocks.inverse(patchify(y, self.patch_size)), self.patch_size, self.shape)
+
+
+def check_heads(width: int, heads: int) -> None:
+    """:class:`FieldError` on ``heads`` unless it divides ``width`` (each head gets ``width / heads`` channels)."""
+    if width % heads:
+        raise FieldError("heads", f"{{name}} must divide width={width}, got {heads}")
 
 
 def token_grid(shape: Sequence[int], patch_size: int, name: str) -> tuple[int, int, int]:
