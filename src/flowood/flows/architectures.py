@@ -40,7 +40,7 @@ _IMAGE_FIELDS = ("num_blocks", "mid_channels", "st_net", "bottleneck_dim", "use_
 _TRANSFORM_FIELDS = ("coupling", "num_bins", "tail_bound")
 IMAGE_KEYWORDS: Mapping[str, str] = MappingProxyType({k: k for k in (*_IMAGE_FIELDS, *_TRANSFORM_FIELDS)})
 # Vector flows condition on MLPs (MADE for maf) without batch norm, under their own names for width and depth.
-_VECTOR_OPTIONS = CouplingOptions(st_net="mlp", mid_channels=256, num_blocks=2, use_batch_norm=False)
+_VEC = CouplingOptions(st_net="mlp", mid_channels=256, num_blocks=2, use_batch_norm=False)
 _TABULAR_KEYWORDS: Mapping[str, str] = MappingProxyType(
     {"hidden_dim": "mid_channels", "num_layers": "num_blocks", "dropout": "dropout", "init_zeros": "init_zeros"}
     | {k: k for k in _TRANSFORM_FIELDS}
@@ -374,7 +374,6 @@ class FlowSpec:
 
 _GLOW = CouplingOptions(st_net="highway", mid_channels=200, num_blocks=3)
 _NVP = CouplingOptions()
-_VEC = _VECTOR_OPTIONS
 _TINY = {"num_blocks": 1, "mid_channels": 4}
 _HALF = {"num_couplings": 4, **_TINY}
 _TAB = {"num_couplings": 4, "num_layers": 1, "hidden_dim": 8}
