@@ -136,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-seed", type=int, default=1234)
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--keep", type=Path, help="keep each run's directory here, with its final weights (default: temporary)"
+    )
     return p.parse_args(argv)
 
 
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(header), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [make_run(spec, args, Path(tmp)) for spec in args.runs]
+        runs = [make_run(spec, args, args.keep or Path(tmp)) for spec in args.runs]
         for run in runs:
             params = sum(p.numel() for p in run.trainer.flow.parameters())
             print(json.dumps({"run": run.label, "parameters": params, "model": run.trainer.cfg.to_dict()["model"]}))
@@ -187,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(summary), flush=True)
         for run in runs:
+            if args.keep:
+                run.trainer.save()  # model.safetensors and checkpoints/last.pt in KEEP/LABEL
             run.trainer.close()
     if args.out:
         args.out.write_text(json.dumps({"header": header, "rows": rows, **summary}, indent=1))
