@@ -53,7 +53,12 @@ from flowood.perf import FastPath, resolve_fast_path
 from flowood.train.presets import IMAGE_SHAPES, get_preset
 
 PAPER_PRESETS = ["realnvp-fashionmnist", "realnvp-celeba", "glow-fashionmnist", "glow-celeba"]
-SMALL_PRESETS = ["realnvp-fashionmnist-small", "glow-fashionmnist-small"]
+SMALL_PRESETS = [
+    "realnvp-fashionmnist-small",
+    "glow-fashionmnist-small",
+    "tarflow-fashionmnist-cpu",
+    "jet-fashionmnist-cpu",
+]
 LN2 = math.log(2.0)
 
 
@@ -116,7 +121,8 @@ def _optimizer(params: list[nn.Parameter], train: dict[str, Any], fused: bool) -
     lr = float(train.get("lr", 1e-4))
     if train.get("optimizer") == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, **({"fused": True} if fused else {}))
+    adam = torch.optim.AdamW if train.get("optimizer") == "adamw" else torch.optim.Adam
+    return adam(params, lr=lr, **({"fused": True} if fused else {}))
 
 
 def _time_loop(step: Callable[[], None], warmup: int, steps: int, device: torch.device) -> float:

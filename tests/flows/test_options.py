@@ -3,32 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
 import torch
 
-from flowood import available_flows, build_flow, flow_options
-from flowood.errors import ConfigError
-from flowood.flows.architectures import COUPLING_DEFAULTS, FLOWS
+from flowood import build_flow, flow_options
+from flowood.errors import ConfigError, FieldError
+from flowood.flows.architectures import FLOWS
 from flowood.flows.options import CouplingOptions, coupling_keywords, split_coupling_options
+from flowood.settings import build as build_settings
 
-# Small per-sample shapes each architecture accepts (glow's 2 scales need H, W divisible by 4).
-SHAPES = {name: (1, 8, 8) if FLOWS[name].image else (4,) for name in FLOWS}
-# Small models: architecture-specific keywords and tiny coupling keywords (flat names).
+# Flows with st-networks (CouplingOptions), at their registered tiny sizes: architecture-specific keywords and
+# coupling keywords (flat names) of the registry's tiny configuration.
+COUPLED = [name for name, spec in FLOWS.items() if spec.coupling is not None]
+SHAPES = {name: FLOWS[name].tiny[0] for name in COUPLED}
+TINY_COUPLING = {
+    name: {k: v for k, v in FLOWS[name].tiny[1].items() if k in FLOWS[name].coupling_keywords} for name in COUPLED
+}
 TINY_OWN = {
-    "realnvp": {"num_scales": 2},
-    "glow": {"num_steps": 2},
-    "realnvp-cycle-mask": {},
-    "realnvp-horizontal-mask": {"num_couplings": 2},
-    "realnvp-vertical-mask": {"num_couplings": 2},
-    "tabular": {"num_couplings": 2},
-    "maf": {"num_layers": 2},
+    name: {k: v for k, v in FLOWS[name].tiny[1].items() if k not in FLOWS[name].coupling_keywords} for name in COUPLED
 }
-TINY_COUPLING = {name: {"mid_channels": 4, "num_blocks": 1} for name in FLOWS if FLOWS[name].image} | {
-    "tabular": {"hidden_dim": 4, "num_layers": 1},
-    "maf": {"hidden_dim": 4, "num_hidden": 1},
-}
+
+
+def _defaults(name: str) -> tuple[CouplingOptions, Mapping[str, str]]:
+    spec = FLOWS[name]
+    assert spec.coupling is not None
+    return spec.coupling, spec.coupling_keywords
 
 
 def fingerprint(flow: torch.nn.Module, shape: tuple[int, ...], run: bool = True) -> str:
@@ -59,26 +61,26 @@ def build(name: str, **flat) -> torch.nn.Module:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"st_net": "transformer"}, "unknown st_net 'transformer'"),
+        ({"st_net": "transformer"}, "st_net: 'transformer' is not one of resnet"),
         ({"mid_channels": 0}, "mid_channels must be >= 1"),
         ({"num_blocks": -1}, "num_blocks must be >= 0"),
         ({"st_net": "bottleneck"}, "st_net='bottleneck' needs bottleneck_dim >= 1"),
-        ({"st_net": "bottleneck", "bottleneck_dim": 0}, "needs bottleneck_dim >= 1"),
+        ({"st_net": "bottleneck", "bottleneck_dim": 0}, "bottleneck_dim must be >= 1, got 0"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
-        ({"coupling": "spine"}, "unknown coupling 'spine'; choose from affine, spline"),
-        ({"coupling": "spline", "num_bins": 1}, "num_bins >= 2"),
+        ({"coupling": "spine"}, "coupling: 'spine' is not one of affine, spline"),
+        ({"coupling": "spline", "num_bins": 1}, "num_bins must be >= 2, got 1"),
         ({"tail_bound": 0.0}, "tail_bound must be > 0"),
         ({"mid_channels": True}, "mid_channels must be an integer, got True"),
         ({"mid_channels": "64"}, "mid_channels must be an integer"),
-        ({"bottleneck_dim": 2.5}, "bottleneck_dim must be an integer or None"),
-        ({"init_zeros": 1}, "init_zeros must be true/false"),
+        ({"bottleneck_dim": 2.5}, "bottleneck_dim must be an integer"),
+        ({"init_zeros": 1}, "init_zeros must be true or false"),
         ({"tail_bound": "3"}, "tail_bound must be a number"),
     ],
 )
 def test_bad_values_raise_one_line_config_errors(changes, message):
-    with pytest.raises(ConfigError, match=message) as info:
+    with pytest.raises(FieldError, match=message) as info:
         CouplingOptions(**changes)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and info.value.field in changes.keys() | {"bottleneck_dim"}
 
 
 def test_values_are_normalised_to_python_numbers():
@@ -92,7 +94,7 @@ def test_values_are_normalised_to_python_numbers():
 
 
 def test_split_maps_flat_keywords_and_names_them_in_errors():
-    defaults, keywords = COUPLING_DEFAULTS["tabular"]
+    defaults, keywords = _defaults("tabular")
     opts, rest = split_coupling_options(
         {"hidden_dim": 12, "num_couplings": 3, "coupling": "spline"}, defaults, keywords
     )
@@ -100,18 +102,19 @@ def test_split_maps_flat_keywords_and_names_them_in_errors():
     assert rest == {"num_couplings": 3}
     assert coupling_keywords(opts, keywords)["hidden_dim"] == 12
     assert split_coupling_options(coupling_keywords(opts, keywords), defaults, keywords) == (opts, {})
-    with pytest.raises(ConfigError, match=r"^hidden_dim must be >= 1, got 0$"):
+    with pytest.raises(FieldError, match=r"^hidden_dim must be >= 1, got 0$") as info:
         split_coupling_options({"hidden_dim": 0}, defaults, keywords)
-    with pytest.raises(ConfigError, match="unknown transform 'cubic'"):
-        split_coupling_options({"transform": "cubic"}, *COUPLING_DEFAULTS["maf"])
+    assert info.value.field == "hidden_dim"
+    with pytest.raises(FieldError, match="transform: 'cubic' is not one of affine, spline"):
+        split_coupling_options({"transform": "cubic"}, *_defaults("maf"))
     # the YAML / preset path names the flat keyword too
     with pytest.raises(ConfigError, match="num_hidden must be >= 0"):
         build_flow("maf", (4,), num_hidden=-1)
 
 
-@pytest.mark.parametrize("name", available_flows())
+@pytest.mark.parametrize("name", COUPLED)
 def test_options_and_flat_keywords_build_the_same_flow(name):
-    defaults, keywords = COUPLING_DEFAULTS[name]
+    defaults, keywords = _defaults(name)
     transform = "transform" if name == "maf" else "coupling"
     flat = dict(TINY_COUPLING[name], init_zeros=False, num_bins=5, tail_bound=2.5) | {transform: "spline"}
     options, own = split_coupling_options(flat, defaults, keywords)
@@ -120,7 +123,7 @@ def test_options_and_flat_keywords_build_the_same_flow(name):
     torch.manual_seed(0)
     by_options = build_flow(name, SHAPES[name], coupling_options=options, **TINY_OWN[name])
     torch.manual_seed(0)
-    body, _ = FLOWS[name].builder(SHAPES[name], options, **TINY_OWN[name])
+    body, _ = FLOWS[name].builder(SHAPES[name], build_settings(FLOWS[name].options, TINY_OWN[name]), options)
     assert by_flat.config == by_options.config
     assert fingerprint(by_flat, SHAPES[name]) == fingerprint(by_options, SHAPES[name])
     assert repr(body) == repr(by_flat.transform)
@@ -134,8 +137,9 @@ def _changed_values(name: str) -> dict[str, tuple[dict, object]]:
     """Per flat coupling keyword: (base flat keywords, a different value) under which it must matter."""
     spline = {"transform" if name == "maf" else "coupling": "spline"}
     changes: dict[str, tuple[dict, object]] = {}
-    for key, field in COUPLING_DEFAULTS[name][1].items():
-        value = getattr(COUPLING_DEFAULTS[name][0], field)
+    defaults, keywords = _defaults(name)
+    for key, field in keywords.items():
+        value = getattr(defaults, field)
         if field == "mid_channels":
             changes[key] = ({}, 6)
         elif field == "num_blocks":
@@ -158,11 +162,11 @@ def _changed_values(name: str) -> dict[str, tuple[dict, object]]:
     return changes
 
 
-@pytest.mark.parametrize("name", available_flows())
+@pytest.mark.parametrize("name", COUPLED)
 def test_every_builder_honours_every_coupling_keyword(name):
     """A builder that drops one field (e.g. uses its default width) fails here."""
     changes = _changed_values(name)
-    assert set(changes) == set(COUPLING_DEFAULTS[name][1])  # every settable field is exercised
+    assert set(changes) == set(_defaults(name)[1])  # every settable field is exercised
     for key, (base, value) in changes.items():
         flat = TINY_COUPLING[name] | base
         before = fingerprint(build(name, **flat), SHAPES[name], run=False)
@@ -210,3 +214,6 @@ def test_flat_option_names_are_those_configs_use():
     assert set(flow_options("tabular")) == vector | {"num_couplings", "num_layers", "coupling"}
     assert set(flow_options("maf")) == vector | {"num_layers", "num_hidden", "transform"}
     assert flow_options("glow")["mid_channels"] == 200 and flow_options("tabular")["hidden_dim"] == 256
+    transformer = {"patch_size", "num_layers", "width", "heads", "mlp_ratio", "logit_alpha"}
+    assert set(flow_options("tarflow")) == transformer | {"num_blocks"}
+    assert set(flow_options("jet")) == transformer | {"num_couplings", "scale_factor", "spatial_every"}

@@ -60,17 +60,21 @@ def test_dequantize_shard_noise_equals_global_noise():
     assert torch.equal(torch.cat(pieces), ref)
 
 
+# No batch norm: per-rank batch statistics would (legitimately) differ from one process's.
+DDP_MODELS = {
+    "realnvp": {"name": "realnvp", "num_scales": 2, "num_blocks": 1, "mid_channels": 4, "use_batch_norm": False},
+    "tarflow": {"name": "tarflow", "patch_size": 7, "num_blocks": 2, "num_layers": 1, "width": 16, "heads": 2},
+    "jet": {"name": "jet", "patch_size": 7, "num_couplings": 2, "num_layers": 1, "width": 16, "heads": 2},
+}
+
+
 @pytest.mark.timeout(120)
-def test_torchrun_two_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("model", sorted(DDP_MODELS))
+def test_torchrun_two_processes_match_one_process(tmp_path, model):
     runner = _torchrun()
     if runner is None:
         pytest.skip("torchrun not found")
-    # No batch norm: per-rank batch statistics would (legitimately) differ from one process's.
-    raw = tiny_raw(
-        model={"name": "realnvp", "num_scales": 2, "num_blocks": 1, "mid_channels": 4, "use_batch_norm": False},
-        epochs=1,
-        batch_size=32,
-    )
+    raw = tiny_raw(model=DDP_MODELS[model], epochs=1, batch_size=32)
     raw["data"]["limit"] = 96
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(raw))

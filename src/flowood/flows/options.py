@@ -12,13 +12,13 @@ keywords into a :class:`CouplingOptions` plus the architecture's own keywords, a
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowood.errors import ConfigError, FieldError
+from flowood.errors import FieldError
 from flowood.flows.stnets import ST_NETS
+from flowood.settings import check, setting
 
 COUPLINGS = ("affine", "spline")
 
@@ -26,6 +26,11 @@ COUPLINGS = ("affine", "spline")
 @dataclass(frozen=True)
 class CouplingOptions:
     """How each coupling (or autoregressive) layer of a flow computes its transform.
+
+    Every field declares its type and range where it is declared (:func:`flowood.settings.setting`);
+    :func:`flowood.settings.check` enforces them on construction, so a bad value is one
+    :class:`~flowood.errors.FieldError` line naming the field (re-said with the flat keyword a config used, e.g.
+    tabular's ``hidden_dim``, by :func:`split_coupling_options`).
 
     Attributes:
         st_net: the conditioning network, one of :data:`flowood.flows.stnets.ST_NETS` (``resnet``,
@@ -42,43 +47,29 @@ class CouplingOptions:
         dropout: dropout probability in ``[0, 1)`` inside ``mlp`` st-nets and MADE.
         coupling: the transform: ``affine`` (``(x + t)·exp(s)``) or ``spline`` (monotone rational-quadratic
             spline, :mod:`flowood.flows.splines`).
-        num_bins: spline bins (``>= 2`` with ``coupling="spline"``).
+        num_bins: spline bins (``>= 2``; affine transforms ignore it).
         tail_bound: the spline acts on ``[-tail_bound, tail_bound]`` (in the units of the layer's input,
             e.g. logits for image flows) and is the identity outside. ``> 0``.
 
     Raises:
-        ConfigError: on construction, for a value out of range (one line naming the field).
+        FieldError: on construction, for a value of the wrong type or out of range (one line naming the field).
     """
 
-    st_net: str = "resnet"
-    mid_channels: int = 64
-    num_blocks: int = 8
-    bottleneck_dim: int | None = None
-    use_batch_norm: bool = True
-    init_zeros: bool = True
-    dropout: float = 0.0
-    coupling: str = "affine"
-    num_bins: int = 8
-    tail_bound: float = 3.0
+    st_net: str = setting("resnet", choices=ST_NETS, doc="the conditioning network")
+    mid_channels: int = setting(64, ge=1, doc="st-net width: channels or hidden units")
+    num_blocks: int = setting(8, ge=0, doc="st-net depth: blocks or hidden layers")
+    bottleneck_dim: int | None = setting(None, ge=1, doc="units of a bottleneck st-net's dense layer")
+    use_batch_norm: bool = setting(True, doc="batch norm inside resnet / bottleneck st-nets")
+    init_zeros: bool = setting(True, doc="zero output layer: every coupling starts as the identity")
+    dropout: float = setting(0.0, ge=0.0, lt=1.0, doc="dropout probability in mlp st-nets and MADE")
+    coupling: str = setting("affine", choices=COUPLINGS, doc="the elementwise transform")
+    num_bins: int = setting(8, ge=2, doc="spline bins")
+    tail_bound: float = setting(3.0, gt=0.0, doc="the spline's interval [-B, B], in the layer input's units")
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        if self.st_net not in ST_NETS:
-            raise FieldError("st_net", f"unknown {{name}} {self.st_net!r}; choose from {', '.join(ST_NETS)}")
-        if self.mid_channels < 1:
-            raise FieldError("mid_channels", f"{{name}} must be >= 1, got {self.mid_channels}")
-        if self.num_blocks < 0:
-            raise FieldError("num_blocks", f"{{name}} must be >= 0, got {self.num_blocks}")
-        if self.st_net == "bottleneck" and (self.bottleneck_dim is None or self.bottleneck_dim < 1):
+        check(self)
+        if self.st_net == "bottleneck" and self.bottleneck_dim is None:
             raise FieldError("bottleneck_dim", "st_net='bottleneck' needs {name} >= 1 (e.g. {name}=50)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise FieldError("dropout", f"{{name}} must be in [0, 1), got {self.dropout}")
-        if self.coupling not in COUPLINGS:
-            raise FieldError("coupling", f"unknown {{name}} {self.coupling!r}; choose from {', '.join(COUPLINGS)}")
-        if self.coupling == "spline" and self.num_bins < 2:
-            raise FieldError("num_bins", f"spline transforms need {{name}} >= 2, got {self.num_bins}")
-        if not self.tail_bound > 0:
-            raise FieldError("tail_bound", f"{{name}} must be > 0, got {self.tail_bound}")
 
     def replace(self, **changes: Any) -> CouplingOptions:
         """A copy with ``changes`` applied (validated again)."""
@@ -86,34 +77,6 @@ class CouplingOptions:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(CouplingOptions))
-
-# Accepted value types per field (numbers.* so that NumPy scalars pass); bool is an Integral in Python, so
-# it is refused where a count is wanted. Counts are stored as int and real numbers as float.
-_TYPES: dict[str, tuple[type, ...]] = {
-    "st_net": (str,),
-    "mid_channels": (numbers.Integral,),
-    "num_blocks": (numbers.Integral,),
-    "bottleneck_dim": (numbers.Integral, type(None)),
-    "use_batch_norm": (bool,),
-    "init_zeros": (bool,),
-    "dropout": (numbers.Real,),
-    "coupling": (str,),
-    "num_bins": (numbers.Integral,),
-    "tail_bound": (numbers.Real,),
-}
-_NAMES = {numbers.Integral: "an integer", numbers.Real: "a number", str: "a string", bool: "true/false"}
-
-
-def _check_types(options: CouplingOptions) -> None:
-    for name, types in _TYPES.items():
-        value = getattr(options, name)
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            expected = " or ".join("None" if t is type(None) else _NAMES[t] for t in types)
-            raise FieldError(name, f"{{name}} must be {expected}, got {value!r}")
-        if value is None or isinstance(value, bool | str):
-            continue
-        number: Any = value  # an Integral or Real by the check above
-        object.__setattr__(options, name, int(number) if types[0] is numbers.Integral else float(number))
 
 
 def split_coupling_options(
@@ -133,16 +96,21 @@ def split_coupling_options(
         coupling options (architecture-specific ones), in their original order.
 
     Raises:
-        ConfigError: a value out of range, naming the flat keyword (e.g. ``hidden_dim must be >= 1``).
+        FieldError: a value out of range, its ``field`` the flat keyword (e.g. ``hidden_dim must be >= 1``).
     """
     changes = {keywords[k]: v for k, v in flat.items() if k in keywords}
     rest = {k: v for k, v in flat.items() if k not in keywords}
     try:
         options = defaults.replace(**changes)
     except FieldError as err:
-        name = next((k for k, f in keywords.items() if f == err.field), err.field)
-        raise ConfigError(err.template.format(name=name)) from None
+        raise FieldError(flat_keyword(err.field, keywords), err.template) from None
     return options, rest
+
+
+def flat_keyword(field: str, keywords: Mapping[str, str]) -> str:
+    """The flat keyword ``keywords`` gives :class:`CouplingOptions` field ``field`` (the field's own name when
+    it has none)."""
+    return next((k for k, f in keywords.items() if f == field), field)
 
 
 def coupling_keywords(options: CouplingOptions, keywords: Mapping[str, str]) -> dict[str, Any]:

@@ -1,10 +1,40 @@
-"""Volume-preserving reshapes: squeeze (space-to-depth) and its inverse."""
+"""Volume-preserving reshapes: squeeze (space-to-depth) and its inverse, images to patch tokens and back."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from torch import Tensor
 
 from flowood.flows.base import InvertibleModule, zero_logdet
+
+
+def image_shape(input_shape: Sequence[int], name: str) -> tuple[int, int, int]:
+    """``input_shape`` as ``(C, H, W)``, or a :class:`ValueError` saying that architecture ``name`` needs one."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"{name} needs input_shape=(C, H, W), got {tuple(input_shape)}")
+    return shape[0], shape[1], shape[2]
+
+
+def patchify(x: Tensor, patch_size: int) -> Tensor:
+    """Images to patch tokens: ``(B, C, H, W) -> (B, T, D)``, ``T = (H/p)·(W/p)``, ``D = p²·C``.
+
+    Tokens are in raster order (row of patches by row); a token's features are its pixels in raster order,
+    all channels of a pixel together (Jet's ``(hp wp c)`` layout). A permutation of the entries: log-det 0.
+    """
+    b, c, h, w = x.shape
+    p = patch_size
+    x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(tokens: Tensor, patch_size: int, shape: Sequence[int]) -> Tensor:
+    """The exact inverse of :func:`patchify`: ``(B, T, D) -> (B, C, H, W)`` for per-sample ``shape = (C, H, W)``."""
+    c, h, w = shape
+    p = patch_size
+    x = tokens.reshape(tokens.shape[0], h // p, w // p, p, p, c).permute(0, 5, 1, 3, 2, 4)
+    return x.reshape(tokens.shape[0], c, h, w)
 
 
 def squeeze2d(x: Tensor, factor: int = 2) -> Tensor:

