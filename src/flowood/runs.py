@@ -412,11 +412,12 @@ class RunDir:
         """
         self.require_run()
         instead = elsewhere or f"copy the run somewhere writable (cp -r {self.path} COPY) and run it on the copy"
-        self._acquire_lock(hint=f"`flowood {command}` writes into the run directory: {instead}", command=command)
+        then = f"then run `flowood {command}` again" + (f", or {elsewhere}" if elsewhere else "")
+        self._acquire_lock(hint=f"`flowood {command}` writes into the run directory: {instead}", then=then)
         self.clean_stale_tmp()
         return self
 
-    def _acquire_lock(self, *, hint: str, command: str | None = None) -> None:
+    def _acquire_lock(self, *, hint: str, then: str = "or choose another --out") -> None:
         try:
             fh = open(self.lock_file, "a+")  # noqa: SIM115 - held open while the run is written
         except OSError as err:
@@ -427,15 +428,15 @@ class RunDir:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.close()
-                raise self._in_use(holder, command) from None
+                raise self._in_use(holder, then) from None
             except OSError:
                 # No flock here (some network file systems): trust the PID in the file.
                 if holder is not None and holder != os.getpid() and _pid_alive(holder):
                     fh.close()
-                    raise self._in_use(holder, command) from None
+                    raise self._in_use(holder, then) from None
         elif holder is not None and holder != os.getpid() and _pid_alive(holder):
             fh.close()
-            raise self._in_use(holder, command)
+            raise self._in_use(holder, then)
         try:
             fh.seek(0)
             fh.truncate()
@@ -452,9 +453,8 @@ class RunDir:
         text = fh.read().strip()
         return int(text) if text.isdigit() else None
 
-    def _in_use(self, pid: int | None, command: str | None = None) -> RunInUseError:
+    def _in_use(self, pid: int | None, then: str) -> RunInUseError:
         who = f"process {pid}" if pid is not None else "another process"
-        then = f"then run `flowood {command}` again" if command else "or choose another --out"
         return RunInUseError(
             f"{self.path} is being written by {who} (lock {self.lock_file}); wait for it to finish or stop it "
             f"(Ctrl-C / kill saves a checkpoint), {then}"

@@ -8,6 +8,7 @@ with every per-sample array (:class:`Evaluation`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from flowood.analysis.histograms import plot_bpd_histograms
-from flowood.atomic import atomic_write
+from flowood.atomic import atomic_write_npz
 from flowood.data import dataset_info
 from flowood.data.base import ArrayDataset
 from flowood.devices import resolve_device
@@ -149,10 +150,29 @@ def evaluate_run(
     Raises:
         DatasetError: no or unknown OOD set (before anything is scored).
         ConfigError: a detector that cannot run on this run or these sets (before any detector fits).
+        RunInUseError: another process writes the run (``write=True`` holds the run's lock throughout).
     """
     opts = scoring or ScoringOptions()
     aux = aux or AuxSettings()
     chosen = resolve_detectors(detectors)
+    # The run's lock, for the whole evaluation: a second `evaluate` (which would retrain the auxiliary model
+    # this one is training) or a `train --resume` (which would change the weights being scored) is refused.
+    writes = write or any(det.info.auxiliary for det in chosen)  # auxiliary models are trained into the run
+    with RunDir(run_dir).hold("evaluate") if writes else contextlib.nullcontext():
+        return _evaluate_run(run_dir, ood, chosen, aux, opts, device, data_root, write, quiet)
+
+
+def _evaluate_run(
+    run_dir: str | Path,
+    ood: Sequence[str] | None,
+    chosen: list[Detector],
+    aux: AuxSettings,
+    opts: ScoringOptions,
+    device: str,
+    data_root: str | None,
+    write: bool,
+    quiet: bool,
+) -> Evaluation:
     run = load_run(run_dir, device=resolve_device(device))
     if data_root is not None:
         run.config.data.root = data_root
@@ -317,9 +337,9 @@ def _write(run: Run, evaluation: Evaluation, *, extra: bool) -> None:
     """``report.json``, ``scores.npz``, ``histogram.png``; ``ood_scores.npz`` with detectors beyond the baseline."""
     out = RunDir(run.dir)
     evaluation.report.save(out.report)
-    _savez(out.scores, evaluation.bits_per_dim)
+    atomic_write_npz(out.scores, evaluation.bits_per_dim)
     if extra:
-        _savez(out.ood_scores, evaluation.flat_scores())
+        atomic_write_npz(out.ood_scores, evaluation.flat_scores())
     cfg = run.config.data
     plot_bpd_histograms(
         evaluation.bits_per_dim,
@@ -327,16 +347,6 @@ def _write(run: Run, evaluation: Evaluation, *, extra: bool) -> None:
         title=f"{run.flow.name} trained on {cfg.dataset}",
         in_distribution=cfg.dataset,
     )
-
-
-def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An ``.npz`` written beside and renamed over (a crash or a full disk keeps the previous file)."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-
-    atomic_write(path, write)
 
 
 def format_report(report: EvaluationReport) -> str:

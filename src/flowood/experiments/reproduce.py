@@ -28,6 +28,7 @@ import torch
 
 from flowood.analysis.couplings import coupling_statistics, default_layer_indices, plot_coupling
 from flowood.analysis.latents import compute_latents, plot_latents
+from flowood.atomic import atomic_write, atomic_write_text
 from flowood.errors import ConfigError
 from flowood.evaluation import EvaluationReport
 from flowood.experiments.derived_runs import train_or_reuse
@@ -133,7 +134,8 @@ def _bpd_table(report: EvaluationReport) -> dict[str, float]:
 
 
 def _copy(src: Path, dst: Path) -> str:
-    dst.write_bytes(src.read_bytes())
+    data = src.read_bytes()
+    atomic_write(dst, lambda tmp: Path(tmp).write_bytes(data))
     return dst.name
 
 
@@ -432,8 +434,8 @@ def reproduce(
         }
     )
     result["holds"] = bool(result["holds"])
-    (exp_dir / "results.json").write_text(json.dumps(result, indent=2, default=float))
-    (exp_dir / "summary.md").write_text(_summary_md(exp, ctx, result))
+    atomic_write_text(exp_dir / "results.json", json.dumps(result, indent=2, default=float))
+    atomic_write_text(exp_dir / "summary.md", _summary_md(exp, ctx, result))
     return result
 
 
@@ -460,5 +462,5 @@ def write_index(out: Path, path: Path | None = None) -> Path:
         "|---|---|---|---|---|---|",
         *rows,
     ]
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
