@@ -208,6 +208,12 @@ def _embed(*opts: str) -> Setup:
     return lambda tmp, run: ["embed", "--out", str(tmp / "e.npz"), *opts]
 
 
+def _keep(path: Path) -> list[str]:
+    """A user's file at ``path`` (the row's command must refuse to overwrite it); no extra arguments."""
+    path.write_bytes(b"the user's own file")
+    return []
+
+
 def _file(tmp: Path) -> Path:
     (tmp / "f.txt").write_text("not a run\n")
     return tmp / "f.txt"
@@ -488,6 +494,40 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
     ("visualize --layers abc", _on_run("--layers", "abc", command="visualize"), ["--layers", "'abc'"]),
     ("visualize --layers 999", _on_run("--layers", "999", command="visualize"), ["layer index 999", "0..9"]),
     ("report a missing run", lambda t, r: ["report", str(t / "nope")], ["nope does not exist"]),
+    # -- report (issue 25, item 9)
+    (
+        "report: config.yaml with invalid YAML",
+        _broken_run(lambda r: (r / "config.yaml").write_text("model: [\n"), "report"),
+        ["config.yaml", "invalid YAML", "line 2"],
+    ),
+    (
+        "report: config.yaml with a python tag",
+        _broken_run(
+            lambda r: (r / "config.yaml").write_text("!!python/object/apply:os.system ['touch marker']\n"), "report"
+        ),
+        ["config.yaml", "python/object/apply"],
+    ),
+    (
+        "report: config.yaml that is not UTF-8",
+        _broken_run(lambda r: (r / "config.yaml").write_bytes(b"model: {name: realnvp}\n# caf\xe9\n"), "report"),
+        ["config.yaml", "not UTF-8", "0xe9"],
+    ),
+    (
+        "report --out a directory",
+        lambda t, r: ["report", str(_copy(r, t)), "--out", str(t)],
+        ["is a directory", "--out"],
+    ),
+    # -- embed --out (issue 25, item 4)
+    (
+        "embed --out an existing file",
+        lambda t, r: [*_embed("-d", "fashionmnist-mini", "--limit", "4")(t, r), *_keep(t / "e.npz")],
+        ["--out", "e.npz already exists", "--force"],
+    ),
+    (
+        "embed --out a directory",
+        lambda t, r: ["embed", "-d", "fashionmnist-mini", "--limit", "4", "--out", str(t)],
+        ["is a directory", "--out"],
+    ),
     # -- output directories
     (
         "--out is a file",

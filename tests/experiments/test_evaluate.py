@@ -15,37 +15,12 @@ import pytest
 from flowood.cli.app import main
 from flowood.errors import ConfigError
 from flowood.experiments import demo as demo_mod
-from flowood.experiments.aux_models import AuxBudget, AuxSettings, EmbeddingFlowSettings
 from flowood.experiments.evaluate import ScoringOptions, evaluate_run
-from flowood.features import FeatureSettings
 from flowood.ood.detectors import get_detector
 
-from .conftest import TINY
+from .conftest import TINY, tiny_aux
 
 METRIC_KEYS = {"auroc", "aupr_in", "aupr_out", "fpr95"}
-
-
-def tiny_aux(**kw) -> AuxSettings:
-    """Auxiliary models of a few steps; the random CNN instead of efficientnet-lite0."""
-    base = dict(
-        background=AuxBudget(max_steps=2),
-        ensemble=AuxBudget(minutes=1.0, max_steps=2),
-        general=AuxBudget(max_steps=2),
-        test_limit=32,
-        features=FeatureSettings(extractor="random-cnn", size=32, train_limit=64, test_limit=32),
-        embedding_flow=EmbeddingFlowSettings(
-            max_steps=3,
-            overrides=(
-                "model.num_couplings=2",
-                "model.hidden_dim=8",
-                "model.num_layers=1",
-                "train.batch_size=32",
-                "train.warmup_steps=0",
-            ),
-        ),
-    )
-    base.update(kw)
-    return AuxSettings(**base)  # type: ignore[arg-type]
 
 
 def test_cli_scores_end_to_end(tiny_run: Path, capsys):

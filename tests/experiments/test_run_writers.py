@@ -4,7 +4,9 @@ with nothing lost (issue 25, items 2, 3 and 9)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,9 @@ import pytest
 import flowood.experiments.evaluate as evaluate_mod
 from flowood.cli.app import main
 from flowood.runs import RunDir
+from flowood.train.trainer import Trainer
 from tests.disk import disk_full_below, files_below, read_only_below
+from tests.tiny import TINY_TRAIN_ARGS
 
 EVALUATE = ["--device", "cpu", "--limit", "8", "--quiet"]
 VISUALIZE = ["--num-stats", "8", "--num-scores", "8", "--num-samples", "4", "--num-examples", "1", "--layers", "0"]
@@ -129,3 +133,26 @@ def test_evaluate_holds_the_lock_while_it_scores(finished, tmp_path, monkeypatch
     assert main(["evaluate", str(run), *EVALUATE]) == 0
     assert seen and seen[0].count("is being written by process") == 2, seen
     RunDir(run).hold("evaluate").release()  # released once the evaluation is done
+
+
+def test_report_of_a_run_stopped_in_its_first_epoch(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the first epoch leaves a TensorBoard step curve and no metrics.csv row: the page says so."""
+    real = Trainer.train_step
+    calls = {"n": 0}
+
+    def step_then_signal(self, batch, ood_batch):
+        calls["n"] += 1
+        if calls["n"] == 11:
+            os.kill(os.getpid(), signal.SIGINT)  # the step completes, the run saves and stops
+        return real(self, batch, ood_batch)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    run = tmp_path / "run"
+    tiny = [*TINY_TRAIN_ARGS, "--set", "train.batch_size=4", "--set", "train.sample_every=0"]
+    assert main(["train", "--preset", "demo", "--out", str(run), *tiny]) == 130
+    monkeypatch.undo()
+    assert RunDir(run).read_metrics() == []
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "Training curves" in page and "Traceback" not in capsys.readouterr().err

@@ -32,6 +32,7 @@ def embed(
         False, "--download", help="Let torchvision download missing weights into the torch hub cache."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute features even if cached."),
+    force: bool = typer.Option(False, "--force", help="Replace the file already at --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     list_extractors: bool = typer.Option(False, "--list-extractors", help="List extractors and exit."),
 ) -> None:
@@ -62,6 +63,11 @@ def embed(
         raise ConfigError("flowood embed needs --dataset NAME and --out FILE.npz (or --list-extractors)")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be positive, got {limit}")
+    target = out.expanduser()
+    if target.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give the .npz file to write, e.g. {out / 'embeddings.npz'}")
+    if target.exists() and not force:
+        raise ConfigError(f"--out {out} already exists; replace it with --force, or choose another --out")
     path = embed_dataset(
         dataset,
         extractor,

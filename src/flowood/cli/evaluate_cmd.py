@@ -38,14 +38,22 @@ def evaluate_command(
     typicality_m: int | None = typer.Option(
         None, "--typicality-m", help="typicality: samples M per batch (default 10)."
     ),
+    aux_steps: int | None = typer.Option(
+        None,
+        "--aux-steps",
+        help="waic: optimiser steps of each member (aux.ensemble.max_steps; default: as many as the main model took).",
+    ),
     aux_minutes: float | None = typer.Option(
-        None, "--aux-minutes", help="waic: training cap of each member in minutes (aux.ensemble.minutes; default 1)."
+        None,
+        "--aux-minutes",
+        help="waic: wall-clock safety cap of each member in minutes (aux.ensemble.minutes; default none); a member "
+        "it cuts makes the results PARTIAL.",
     ),
     background_minutes: float | None = typer.Option(
         None,
         "--background-minutes",
-        help="likelihood_ratio / general_likelihood_ratio: training cap of the background / general flow "
-        "(default: as many steps as the main model took).",
+        help="likelihood_ratio / general_likelihood_ratio: wall-clock safety cap of the background / general flow "
+        "(default none: they train as many steps as the main model took).",
     ),
     general_dataset: str | None = typer.Option(
         None, "--general-dataset", help="general_likelihood_ratio: broad dataset of the general model."
@@ -76,6 +84,7 @@ def evaluate_command(
         "--ensemble-size": ensemble_size,
         "--mutation-rate": mutation_rate,
         "--typicality-m": typicality_m,
+        "--aux-steps": aux_steps,
         "--aux-minutes": aux_minutes,
         "--background-minutes": background_minutes,
         "--general-dataset": general_dataset,

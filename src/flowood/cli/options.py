@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 from flowood.errors import ConfigError
@@ -17,3 +19,15 @@ def check_data_root(data_root: str | os.PathLike[str] | None) -> None:
     if not path.is_dir():
         what = "is not a directory" if path.exists() else "does not exist"
         raise ConfigError(f"--data-root {data_root}: {what}; give the folder that holds the dataset files")
+
+
+def invoked_as() -> str:
+    """How the user runs flowood, for "Next:" lines they can paste: ``flowood`` when that is on ``PATH`` (and is
+    this program), else the path they typed (``.venv/bin/flowood`` after ``make``), or ``python -m flowood``."""
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("flowood")
+    if argv0.name != "flowood":
+        return "python -m flowood"
+    found = shutil.which("flowood")
+    if found is not None and Path(found).resolve() == argv0.resolve():
+        return "flowood"
+    return str(argv0) if argv0.parent != Path() else f"./{argv0}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from flowood.evaluation import (
 )
 from flowood.experiments.aux_models import AuxSettings
 from flowood.experiments.fit_context import EvaluationContext
-from flowood.experiments.runs import Run, load_run
+from flowood.experiments.runs import Run, load_run, training_summary
 from flowood.experiments.scored_samples import scored_samples, scored_split
 from flowood.ood import detection_metrics, score_samples, summarize_scores
 from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors
@@ -202,6 +202,10 @@ def _evaluate_run(
     with fast.backends():
         runs = [_run_detector(det, context, sets) for det in chosen]
     evaluation = _evaluation(run, sets, records, runs, fast, opts, seconds, aux)
+    training = training_summary(run.dir)
+    partial = [f"the evaluated run {run.dir}: {training.describe()}"] if training and training.partial else []
+    partial += context.partial  # auxiliary models cut short
+    evaluation = replace(evaluation, report=evaluation.report.with_(training=training, partial=tuple(partial) or None))
     if write:
         _write(run, evaluation, extra=len(chosen) > 1)
     return evaluation
@@ -363,6 +367,8 @@ def format_report(report: EvaluationReport) -> str:
         )
     if report.nonfinite:
         lines.append(f"warning: {report.nonfinite} non-finite scores (ranked as least in-distribution)")
+    for line in report.partial or ():
+        lines.append(f"WARNING: PARTIAL RESULTS - {line}; these numbers are for a partly trained model")
     scoring = report.scoring
     if scoring.images_per_second is not None and scoring.seconds is not None:
         lines.append(

@@ -184,6 +184,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch,  # read by training_summary (the planned steps), not by resume
             "global_step": self.global_step,
             "nonfinite_steps": self.nonfinite_steps,
             "lr_scale": self.lr_scale,
