@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from flowood.cli.options import check_data_root
+from flowood.cli.options import check_data_root, split_names
 
 
 def evaluate_command(
@@ -77,9 +77,8 @@ def evaluate_command(
          "exact": exact},
         {"limit": "--limit", "batch_size": "--batch-size", "seed": "--seed", "precision": "--precision"},
     )  # fmt: skip
-    names: list[str] = []
-    for item in ood:  # accept both `--ood a --ood b` and `--ood a,b`
-        names += [n for n in item.split(",") if n]
+    names = split_names(ood, "--ood", "dataset")
+    split_names(scores, "--scores", "detector")
     aliases = {
         "--ensemble-size": ensemble_size,
         "--mutation-rate": mutation_rate,

@@ -31,3 +31,14 @@ def invoked_as() -> str:
     if found is not None and Path(found).resolve() == argv0.resolve():
         return "flowood"
     return str(argv0) if argv0.parent != Path() else f"./{argv0}"
+
+
+def split_names(values: list[str], flag: str, what: str) -> list[str]:
+    """``--flag a --flag b`` and ``--flag a,b`` as ``[a, b]``; a flag given with nothing in it (``--ood ''``) is
+    an error rather than silently the default."""
+    names = [n.strip() for item in values for n in item.split(",") if n.strip()]
+    if values and not names:
+        raise ConfigError(
+            f"{flag} {values[0]!r} names no {what}; give NAME[,NAME], or leave {flag} out for the default"
+        )
+    return names

@@ -106,6 +106,35 @@ class Evaluation:
         return flat
 
 
+MIN_SAMPLES = 2
+"""Fewer samples in a scored set give no ranking to measure; below :data:`FEW_SAMPLES` the table warns."""
+
+FEW_SAMPLES = 30
+"""Sets smaller than this get a warning beside the table: their AUROC moves in steps of 1/n."""
+
+
+def check_ood_names(ood: Sequence[str], dataset: str, ood_classes: Sequence[int] | None) -> None:
+    """Refuse OOD names that cannot give a meaningful result, before anything is loaded.
+
+    Raises:
+        DatasetError: an empty name, a name given twice, or the run's own in-distribution set (its test split
+            against itself: AUROC 0.5 by construction), unless the run holds classes out (``data.ood_classes``).
+    """
+    seen: set[str] = set()
+    for name in ood:
+        if not name.strip():
+            raise DatasetError("--ood: an empty dataset name; give NAME[,NAME] (see `flowood datasets`)")
+        if name in seen:
+            raise DatasetError(f"--ood {name} is given twice; name each OOD set once")
+        seen.add(name)
+        if name == dataset and not ood_classes:
+            raise DatasetError(
+                f"--ood {name} is the run's in-distribution set (data.dataset): scoring its test split against "
+                "itself measures nothing; give another set, or train with data.classes / data.ood_classes to hold "
+                "classes out"
+            )
+
+
 def resolve_detectors(detectors: Sequence[str | Detector] | None) -> list[Detector]:
     """Detector names (``"a,b"``, ``"all"``; default settings) and configured :class:`Detector` instances →
     instances in order without duplicates, ``log_likelihood`` first (the report's baseline)."""
@@ -180,6 +209,7 @@ def _evaluate_run(
     ood = list(ood) if ood else list(cfg.ood)
     if not ood:
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
+    check_ood_names(ood, cfg.dataset, cfg.ood_classes)
     for name in ood:
         dataset_info(name, cfg.root)  # an unknown name fails now, not after minutes of scoring
     fast = resolve_fast_path(
@@ -194,6 +224,13 @@ def _evaluate_run(
     with torch.inference_mode(), fast.backends():
         sets, records = _scored_sets(run, ood, opts, fast, quiet)
     seconds = time.perf_counter() - start
+    for s in sets:
+        if len(s) < MIN_SAMPLES:
+            which = "the in-distribution test set" if s.name is None else f"OOD set {s.key}"
+            raise DatasetError(
+                f"{which} has {len(s)} sample{'s' if len(s) != 1 else ''} to score: an AUROC needs at least "
+                f"{MIN_SAMPLES} on each side (raise --limit, or give a larger set)"
+            )
     context = EvaluationContext(
         run, aux, evaluated=ood, device=device, batch_size=opts.batch_size, fast=fast, quiet=quiet
     )
@@ -367,6 +404,10 @@ def format_report(report: EvaluationReport) -> str:
         )
     if report.nonfinite:
         lines.append(f"warning: {report.nonfinite} non-finite scores (ranked as least in-distribution)")
+    few = [(name, b.n) for name, b in [(ind.dataset + " (in)", ind.bits_per_dim)] if b.n < FEW_SAMPLES]
+    few += [(name, e.bits_per_dim.n) for name, e in report.ood.items() if e.bits_per_dim.n < FEW_SAMPLES]
+    for name, n in few:
+        lines.append(f"warning: {name} has only {n} samples: its AUROC moves in steps of 1/{n} (raise --limit)")
     for line in report.partial or ():
         lines.append(f"WARNING: PARTIAL RESULTS - {line}; these numbers are for a partly trained model")
     scoring = report.scoring
