@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from flowood.errors import TrainingInterruptedError
 from flowood.experiments.aux_models import (
     AuxSettings,
     EmbeddingAuxFlow,
@@ -108,7 +109,14 @@ class EvaluationContext:
 
     def _obtain(self, directory: Path, config: RunConfig, label: str) -> Run:
         """The auxiliary run in ``directory`` (trained, continued or reused), noted when cut short."""
-        train_or_reuse(directory, config, quiet=self.quiet, log=self.log, label=label)
+        try:
+            train_or_reuse(directory, config, quiet=self.quiet, log=self.log, label=label)
+        except TrainingInterruptedError:
+            # The trainer's own message sends the user to `train --resume` on a folder they never created.
+            raise TrainingInterruptedError(
+                f"{label} stopped by a signal; its checkpoint in {directory} is kept: run the same command again "
+                "and it continues that training (a half-trained model is never reused)"
+            ) from None
         summary = training_summary(directory)
         if summary is not None and summary.partial:
             self.partial.append(f"{label} ({directory}): {summary.describe()}")
