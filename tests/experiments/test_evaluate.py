@@ -49,7 +49,7 @@ def test_cli_scores_end_to_end(tiny_run: Path, capsys):
     assert report["scores"]["waic"]["ensemble_size"] == 2
     # Every setting that decided the scores is recorded: each detector's own and the auxiliary models'.
     assert report["score_settings"]["waic"] == {"ensemble_size": 2}
-    assert report["score_settings"]["aux"]["ensemble"] == {"minutes": 1.0, "max_steps": 2}
+    assert report["score_settings"]["aux"]["ensemble"] == {"minutes": None, "max_steps": 2}
     for name in metrics:
         assert report["scores"][name]["direction"] and report["scores"][name]["cost"]
     # Auxiliary models are ordinary run directories in the run; the background's data is a derived dataset.

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from flowood import __version__
+from flowood.version import __version__
 
 app = typer.Typer(
     name="flowood",

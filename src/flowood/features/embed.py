@@ -225,6 +225,6 @@ def embed_dataset(
 
 
 def _version() -> str:
-    from flowood import __version__
+    from flowood.version import __version__
 
     return __version__
