@@ -204,3 +204,22 @@ def test_evaluate_shows_scoring_progress_on_a_terminal_only(tmp_path, capsys, mo
     assert "score fashionmnist-mini" in shown and "score mnist-mini" in shown and "/64 " in shown
     assert main([*args, "--quiet"]) == 0
     assert terminal.getvalue() == shown  # --quiet: nothing more
+
+
+TABLES = [["presets"], ["datasets"], ["datasets", "--verbose"], ["embed", "--list-extractors"]]
+
+
+@pytest.mark.parametrize("command", TABLES)
+def test_tables_never_cut_a_name_at_80_columns(command, capsys, monkeypatch):
+    """Piped output is 80 columns wide: the names users copy into commands are printed whole all the same."""
+    from flowood.data import list_datasets
+    from flowood.features import EXTRACTORS
+    from flowood.train.presets import PRESETS
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    names = {"presets": list(PRESETS), "datasets": [i.name for i in list_datasets()], "embed": list(EXTRACTORS)}
+    for name in names[command[0]]:
+        assert f" {name} " in out, name
+    assert "…" not in out

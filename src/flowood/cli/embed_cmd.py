@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flowood.cli.options import check_data_root
+from flowood.cli.options import check_data_root, print_table
 from flowood.errors import ConfigError
 
 
@@ -49,7 +49,6 @@ def embed(
     from flowood.features import EXTRACTORS, embed_dataset, read_embeddings
 
     if list_extractors:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title="flowood feature extractors")
@@ -57,7 +56,7 @@ def embed(
             table.add_column(col)
         for spec in EXTRACTORS.values():
             table.add_row(spec.name, str(spec.feature_dim), str(spec.default_size), spec.description)
-        Console().print(table)
+        print_table(table, wrap=("description",))
         return
     if dataset is None or out is None:
         raise ConfigError("flowood embed needs --dataset NAME and --out FILE.npz (or --list-extractors)")

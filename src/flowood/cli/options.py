@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from flowood.errors import ConfigError
 
@@ -42,3 +43,28 @@ def split_names(values: list[str], flag: str, what: str) -> list[str]:
             f"{flag} {values[0]!r} names no {what}; give NAME[,NAME], or leave {flag} out for the default"
         )
     return names
+
+
+def print_table(table: Any, wrap: tuple[str, ...] = ()) -> None:
+    """Print a rich ``Table`` whose cells are never cut ("realnvp-fas…"): the names users copy into commands
+    stay whole. Only the columns named in ``wrap`` (descriptions) wrap to fit the terminal (80 columns when output
+    is piped); where the rest needs more, the table is printed wider than that."""
+    from rich.console import Console
+    from rich.text import Text
+
+    def width(cell: Any) -> int:
+        text = cell if isinstance(cell, Text) else Text.from_markup(str(cell))
+        return max((Text(line).cell_len for line in text.plain.splitlines()), default=0)
+
+    needed = 1
+    for column in table.columns:
+        if str(column.header) in wrap:
+            needed += 3 + 12  # a wrapped column still gets a readable width
+            continue
+        column.no_wrap = True
+        column.min_width = max([width(column.header), *(width(c) for c in column._cells)])
+        needed += 3 + column.min_width  # padding and border
+    console = Console()
+    if needed > console.width:
+        console = Console(width=needed)
+    console.print(table)
