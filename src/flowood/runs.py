@@ -34,7 +34,7 @@ import os
 from pathlib import Path
 from typing import IO, ClassVar
 
-from flowood.errors import CheckpointError, RunInUseError, RunWriteError
+from flowood.errors import CheckpointError, ConfigError, RunInUseError, RunWriteError
 from flowood.evaluation import EvaluationReport
 
 try:  # POSIX; elsewhere the lock falls back to the PID written in the file
@@ -415,6 +415,26 @@ class RunDir:
         then = f"then run `flowood {command}` again" + (f", or {elsewhere}" if elsewhere else "")
         self._acquire_lock(hint=f"`flowood {command}` writes into the run directory: {instead}", then=then)
         self.clean_stale_tmp()
+        return self
+
+    def hold_output(self, command: str) -> RunDir:
+        """Take the lock of an output folder that holds runs rather than being one (``flowood benchmark --out``,
+        ``flowood reproduce --out``), creating it; returns ``self`` (a context manager that releases it).
+
+        Raises:
+            ConfigError: the path is a file.
+            RunWriteError: it cannot be created or written (read-only, permissions, full disk).
+            RunInUseError: another process writes into it (its PID named).
+        """
+        if self.path.is_file():
+            raise ConfigError(f"--out {self.path} is a file; give a directory for `flowood {command}`'s output")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunWriteError(f"cannot create {self.path}: {_reason(err)}; choose a writable --out") from None
+        self._acquire_lock(
+            hint="choose a writable --out", then=f"then run `flowood {command}` again, or choose another --out"
+        )
         return self
 
     def _acquire_lock(self, *, hint: str, then: str = "or choose another --out") -> None:

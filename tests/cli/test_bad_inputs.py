@@ -593,6 +593,28 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
         lambda t, r: _convert(b"x", "--dataset", "MNIST", "--out", str(_file(t)))(t, r),
         ["f.txt"],
     ),
+    # -- benchmark and reproduce: checked before anything is created (issue 25)
+    (
+        "benchmark --out a file",
+        lambda t, r: ["benchmark", "fashionmnist", "--out", str(_file(t)), "--device", "cpu"],
+        ["--out", "f.txt is a file", "flowood benchmark"],
+    ),
+    (
+        "benchmark --device tpu",
+        lambda t, r: ["benchmark", "fashionmnist", "--out", str(t / "b"), "--device", "tpu"],
+        ["unknown device 'tpu'"],
+    ),
+    (
+        "reproduce --out a file",
+        lambda t, r: ["reproduce", "likelihood-failure", "--out", str(_file(t)), "--device", "cpu"],
+        ["--out", "f.txt is a file", "flowood reproduce"],
+    ),
+    (
+        "reproduce --device tpu",
+        lambda t, r: ["reproduce", "likelihood-failure", "--out", str(t / "rp"), "--device", "tpu"],
+        ["unknown device 'tpu'"],
+    ),
+    ("demo --out a file", lambda t, r: ["demo", "--out", str(_file(t)), "--device", "cpu"], ["f.txt", "--out"]),
     # -- output directories
     (
         "--out is a file",

@@ -156,3 +156,22 @@ def test_report_of_a_run_stopped_in_its_first_epoch(tmp_path, monkeypatch, capsy
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
     assert "Training curves" in page and "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["benchmark", "fashionmnist", "--device", "cpu", "--quiet", "--out"],
+        ["reproduce", "likelihood-failure", "--device", "cpu", "--quiet", "--out"],
+    ],
+    ids=["benchmark", "reproduce"],
+)
+def test_an_output_folder_in_use_is_refused_before_any_work(tmp_path, capsys, command):
+    """Two benchmarks (or reproduces) into one --out would interleave their runs and leaderboards."""
+    out = tmp_path / "out"
+    with RunDir(out).hold_output("benchmark"):
+        capsys.readouterr()
+        assert main([*command, str(out)]) == 2
+    err = _one_line(capsys)
+    assert "is being written by process" in err and f"flowood {command[0]}" in err
+    assert [p.name for p in out.iterdir()] == [".flowood.lock"]

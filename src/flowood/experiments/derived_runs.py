@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from flowood.errors import CheckpointError, ConfigError, RunInUseError
+from flowood.errors import CheckpointError, ConfigError, RunInUseError, TrainingInterruptedError
 from flowood.experiments.runs import read_config
 from flowood.runs import RunDir
 from flowood.train.config import RunConfig
@@ -94,10 +94,25 @@ def train_or_reuse(
     Raises:
         RunInUseError: ``replace=False`` and ``directory`` holds a run of another config (the message says what
             differs), or the directory is being written by another process.
+        TrainingInterruptedError: a signal stopped the training (its checkpoint is kept; the message says to run
+            the same command again, which continues it).
     """
-    directory = Path(directory)
+    try:
+        return _obtain(
+            Path(directory), config, quiet=quiet, say=log or (lambda message: None), label=label, replace=replace
+        )
+    except TrainingInterruptedError:
+        # The trainer's own message sends the user to `train --resume` on a folder the command chose for them.
+        raise TrainingInterruptedError(
+            f"{label} stopped by a signal; its checkpoint in {directory} is kept: run the same command again and it "
+            "continues that training (a half-trained model is never reused)"
+        ) from None
+
+
+def _obtain(
+    directory: Path, config: RunConfig, *, quiet: bool, say: Callable[[str], None], label: str, replace: bool
+) -> DerivedRun:
     files = RunDir(directory)
-    say = log or (lambda message: None)
     saved = _saved_config(files)
     same = saved is not None and _uncapped(saved) == _uncapped(config)
     if not same and not replace and files.has_run_files():

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from flowood.errors import TrainingInterruptedError
 from flowood.experiments.aux_models import (
     AuxSettings,
     EmbeddingAuxFlow,
@@ -109,14 +108,7 @@ class EvaluationContext:
 
     def _obtain(self, directory: Path, config: RunConfig, label: str) -> Run:
         """The auxiliary run in ``directory`` (trained, continued or reused), noted when cut short."""
-        try:
-            train_or_reuse(directory, config, quiet=self.quiet, log=self.log, label=label)
-        except TrainingInterruptedError:
-            # The trainer's own message sends the user to `train --resume` on a folder they never created.
-            raise TrainingInterruptedError(
-                f"{label} stopped by a signal; its checkpoint in {directory} is kept: run the same command again "
-                "and it continues that training (a half-trained model is never reused)"
-            ) from None
+        train_or_reuse(directory, config, quiet=self.quiet, log=self.log, label=label)
         summary = training_summary(directory)
         if summary is not None and summary.partial:
             self.partial.append(f"{label} ({directory}): {summary.describe()}")

@@ -29,6 +29,7 @@ import torch
 from flowood.analysis.couplings import coupling_statistics, default_layer_indices, plot_coupling
 from flowood.analysis.latents import compute_latents, plot_latents
 from flowood.atomic import atomic_write, atomic_write_text
+from flowood.devices import resolve_device
 from flowood.errors import ConfigError
 from flowood.evaluation import EvaluationReport
 from flowood.experiments.derived_runs import train_or_reuse
@@ -400,6 +401,27 @@ def hardware() -> str:
     except OSError:
         pass
     return f"{cpu}, {torch.get_num_threads()} threads (CPU)"
+
+
+def check_arguments(names: list[str], budget: str, overrides: list[str], device: str) -> None:
+    """Every experiment name, the budget, the device and the ``--set`` overrides (applied to every model's config),
+    checked before any model trains.
+
+    Raises:
+        ConfigError: the first one that is wrong, named.
+    """
+    for name in names:
+        if name not in EXPERIMENTS:
+            raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)} (or 'all')")
+    if budget not in BUDGETS:
+        raise ConfigError(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    resolve_device(device)
+    ctx = Context(Path("."), budget, device, True, tuple(overrides))
+    for variant in VARIANTS:
+        try:
+            config_from_dict(ctx.config(variant))
+        except ValueError as err:
+            raise ConfigError(f"--set: {err}") from None
 
 
 def reproduce(
