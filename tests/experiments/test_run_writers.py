@@ -175,3 +175,28 @@ def test_an_output_folder_in_use_is_refused_before_any_work(tmp_path, capsys, co
     err = _one_line(capsys)
     assert "is being written by process" in err and f"flowood {command[0]}" in err
     assert [p.name for p in out.iterdir()] == [".flowood.lock"]
+
+
+@pytest.mark.parametrize(
+    ("command", "where"),
+    [
+        ("evaluate", "flowood.experiments.evaluate.plot_bpd_histograms"),  # after scores.npz is written
+        ("visualize", "flowood.experiments.visualize.plot_samples"),  # after latents and couplings
+        ("report", "flowood.analysis.html_report.render_html"),
+    ],
+)
+def test_ctrl_c_leaves_every_file_whole_and_the_run_free(finished, tmp_path, monkeypatch, capsys, command, where):
+    run = _copy(finished, tmp_path)
+    before = files_below(run)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(where, interrupted)
+    capsys.readouterr()
+    assert main(_args(command, run)) == 130
+    assert "interrupted" in capsys.readouterr().err
+    after = files_below(run)
+    assert set(after) == set(before)  # no half-written or temporary file
+    assert after["report.json"] == before["report.json"]  # the report only follows a complete evaluation
+    RunDir(run).hold(command).release()  # the lock went with the process's work

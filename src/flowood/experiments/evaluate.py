@@ -375,9 +375,10 @@ def _settings_record(results: list[_DetectorResult], aux: AuxSettings) -> dict[s
 
 
 def _write(run: Run, evaluation: Evaluation, *, extra: bool) -> None:
-    """``report.json``, ``scores.npz``, ``histogram.png``; ``ood_scores.npz`` with detectors beyond the baseline."""
+    """``scores.npz``, ``ood_scores.npz`` (with detectors beyond the baseline), ``histogram.png``, then
+    ``report.json``: each written whole or not at all, the report last, so that a report always describes an
+    evaluation whose arrays were written."""
     out = RunDir(run.dir)
-    evaluation.report.save(out.report)
     atomic_write_npz(out.scores, evaluation.bits_per_dim)
     if extra:
         atomic_write_npz(out.ood_scores, evaluation.flat_scores())
@@ -388,6 +389,7 @@ def _write(run: Run, evaluation: Evaluation, *, extra: bool) -> None:
         title=f"{run.flow.name} trained on {cfg.dataset}",
         in_distribution=cfg.dataset,
     )
+    evaluation.report.save(out.report)
 
 
 def format_report(report: EvaluationReport) -> str:
