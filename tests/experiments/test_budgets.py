@@ -64,7 +64,7 @@ def test_the_same_demo_gives_the_same_numbers_beside_a_cpu_bound_process(tmp_pat
 def test_every_default_budget_is_in_steps(tiny_run):
     """Planting a wall-clock budget back (a member trained for "1 minute", the demo's pixel flow for "2.5
     minutes", the embedding flow for "1.5 minutes") fails here: every model these commands train by default has
-    its length in epochs or steps, and no wall-clock limit beyond the demo preset's documented safety cap."""
+    its length in epochs or steps, and no wall-clock limit beyond the demo's documented safety cap."""
     run = load_run(tiny_run)
     for aux in (AuxSettings(), demo_mod.demo_aux()):
         for cfg in (
@@ -77,7 +77,8 @@ def test_every_default_budget_is_in_steps(tiny_run):
     assert demo_mod.demo_aux().ensemble.max_steps == demo_mod.DEMO_MEMBER_STEPS
     assert embedding_demo.SETTINGS.flow.minutes is None and embedding_demo.SETTINGS.flow.max_steps is not None
     plain, all_scores = demo_mod.demo_config(), demo_mod.demo_config()  # one model for `demo` and --all-scores
-    assert plain == all_scores and plain.train.epochs == 1 and plain.train.max_minutes == 4.0  # the safety cap
+    assert plain == all_scores and plain.train.epochs == 1  # one model for `demo` and `demo --all-scores`
+    assert plain.train.max_minutes == demo_mod.DEMO_SAFETY_MINUTES == 10.0  # only a safety cap
     for variant in VARIANTS:
         raw = Context(Path("unused"), "quick").config(variant)
         assert config_from_dict(raw).train.max_minutes is None, variant

@@ -12,8 +12,8 @@ def demo_command(
     minutes: float | None = typer.Option(
         None,
         "--minutes",
-        help="Wall-clock safety cap of the training (default 4); the budget is one epoch, and a run the cap cuts "
-        "is reported as PARTIAL.",
+        help="Wall-clock safety cap of the training in minutes (default 10); the budget is one epoch, and a run "
+        "the cap cuts is reported as PARTIAL.",
     ),
     force: bool = typer.Option(
         False, "--force", help="Replace a run of another config already in --out (a demo run of this one is reused)."
