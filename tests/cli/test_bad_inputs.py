@@ -226,6 +226,23 @@ def _truncated_pt(tmp: Path, run: Path) -> list[str]:
     return ["convert", str(tmp / "c.pt"), "--out", str(tmp / "cv"), "--dataset", "FashionMNIST"]
 
 
+def _output_rows(command: list[str]) -> list[tuple[str, Setup, list[str]]]:
+    """``--out`` a file and ``--device tpu`` for a command that writes an output folder: refused before any work."""
+    name = command[0]
+    return [
+        (
+            f"{name} --out a file",
+            lambda t, r: [*command, "--out", str(_file(t)), "--device", "cpu"],
+            ["--out", "f.txt is a file", f"flowood {name}"],
+        ),
+        (
+            f"{name} --device tpu",
+            lambda t, r: [*command, "--out", str(t / "o"), "--device", "tpu"],
+            ["unknown device 'tpu'"],
+        ),
+    ]
+
+
 def _keep(path: Path) -> list[str]:
     """A user's file at ``path`` (the row's command must refuse to overwrite it); no extra arguments."""
     path.write_bytes(b"the user's own file")
@@ -590,30 +607,12 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
     ),
     (
         "convert --out a file",
-        lambda t, r: _convert(b"x", "--dataset", "MNIST", "--out", str(_file(t)))(t, r),
-        ["f.txt"],
+        lambda t, r: ["convert", str(t / "c.pt"), "--out", str(_file(t)), "--dataset", "MNIST"],
+        ["--out", "f.txt exists and is not empty", "new directory"],
     ),
     # -- benchmark and reproduce: checked before anything is created (issue 25)
-    (
-        "benchmark --out a file",
-        lambda t, r: ["benchmark", "fashionmnist", "--out", str(_file(t)), "--device", "cpu"],
-        ["--out", "f.txt is a file", "flowood benchmark"],
-    ),
-    (
-        "benchmark --device tpu",
-        lambda t, r: ["benchmark", "fashionmnist", "--out", str(t / "b"), "--device", "tpu"],
-        ["unknown device 'tpu'"],
-    ),
-    (
-        "reproduce --out a file",
-        lambda t, r: ["reproduce", "likelihood-failure", "--out", str(_file(t)), "--device", "cpu"],
-        ["--out", "f.txt is a file", "flowood reproduce"],
-    ),
-    (
-        "reproduce --device tpu",
-        lambda t, r: ["reproduce", "likelihood-failure", "--out", str(t / "rp"), "--device", "tpu"],
-        ["unknown device 'tpu'"],
-    ),
+    *_output_rows(["benchmark", "fashionmnist"]),
+    *_output_rows(["reproduce", "likelihood-failure"]),
     ("demo --out a file", lambda t, r: ["demo", "--out", str(_file(t)), "--device", "cpu"], ["f.txt", "--out"]),
     # -- output directories
     (
