@@ -571,6 +571,11 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
         _on_run("--ood", "fashionmnist-mini"),
         ["--ood fashionmnist-mini is the run's in-distribution set", "data.ood_classes"],
     ),
+    (
+        "train --set data.ood=[the in-distribution set]",
+        _set("data.ood=[fashionmnist-mini]"),
+        ["data.ood fashionmnist-mini is the run's in-distribution set", "data.ood_classes"],
+    ),
     ("evaluate --ood a set twice", _on_run("--ood", "mnist-mini,mnist-mini"), ["mnist-mini is given twice"]),
     ("evaluate --ood ''", _on_run("--ood", ""), ["--ood ''", "names no dataset"]),
     ("evaluate --scores ''", _on_run("--scores", ""), ["--scores ''", "names no detector"]),

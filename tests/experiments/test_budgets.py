@@ -97,6 +97,8 @@ def test_a_safety_cap_that_cuts_makes_the_results_loudly_partial(tmp_path, monke
     assert "WARNING: PARTIAL RESULTS" in printed
     report = json.loads((out / "report.json").read_text())
     assert report["training"]["stopped_by"] == "train.max_minutes" and report["partial"]
+    assert main(["report", str(out)]) == 0
+    assert "PARTIAL RESULTS: the evaluated run" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize("flag", [["--aux-minutes", "1e-9"], []], ids=["member cut", "members complete"])

@@ -148,12 +148,13 @@ def test_refusals_come_before_any_auxiliary_model_trains(tiny_run: Path, tmp_pat
 
 def test_vector_runs_reject_image_scores_and_run_the_others(tmp_path: Path):
     rng = np.random.default_rng(0)
-    rows = ["a,b,c"] + [",".join(f"{v:.4f}" for v in x) for x in rng.normal(size=(80, 3))]
-    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    for name, shift in (("t.csv", 0.0), ("o.csv", 3.0)):  # in-distribution, and a shifted OOD table
+        rows = ["a,b,c"] + [",".join(f"{v:.4f}" for v in x) for x in rng.normal(shift, size=(80, 3))]
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "model: {name: tabular, num_couplings: 2, hidden_dim: 8, num_layers: 1}\n"
-        f"data: {{dataset: 'table:{tmp_path / 't.csv'}', ood: ['table:{tmp_path / 't.csv'}']}}\n"
+        f"data: {{dataset: 'table:{tmp_path / 't.csv'}', ood: ['table:{tmp_path / 'o.csv'}']}}\n"
         "train: {epochs: 1, batch_size: 16, lr: 0.001}\ndevice: cpu\n"
     )
     vec = tmp_path / "vec"

@@ -140,6 +140,8 @@ def collect_report_parts(run_dir: str | Path) -> ReportParts:
             parts.report = EvaluationReport.load(files.report)
         except ReportError as err:
             parts.notes.append(f"report.json not shown: {err}")
+        else:  # models stopped short of their budget: the numbers below are not those of the configured ones
+            parts.notes += [f"PARTIAL RESULTS: {line}" for line in parts.report.partial or ()]
     else:
         parts.notes.append("No report.json: run `flowood evaluate RUN_DIR` for the evaluation table.")
     stats_path = files.figures / "coupling_stats.json"

@@ -43,6 +43,7 @@ from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors
 from flowood.perf import PRECISIONS, FastPath, resolve_fast_path
 from flowood.runs import RunDir
 from flowood.settings import check, setting
+from flowood.train.config import check_ood_names
 
 BASELINE = "log_likelihood"
 
@@ -111,28 +112,6 @@ MIN_SAMPLES = 2
 
 FEW_SAMPLES = 30
 """Sets smaller than this get a warning beside the table: their AUROC moves in steps of 1/n."""
-
-
-def check_ood_names(ood: Sequence[str], dataset: str, ood_classes: Sequence[int] | None) -> None:
-    """Refuse OOD names that cannot give a meaningful result, before anything is loaded.
-
-    Raises:
-        DatasetError: an empty name, a name given twice, or the run's own in-distribution set (its test split
-            against itself: AUROC 0.5 by construction), unless the run holds classes out (``data.ood_classes``).
-    """
-    seen: set[str] = set()
-    for name in ood:
-        if not name.strip():
-            raise DatasetError("--ood: an empty dataset name; give NAME[,NAME] (see `flowood datasets`)")
-        if name in seen:
-            raise DatasetError(f"--ood {name} is given twice; name each OOD set once")
-        seen.add(name)
-        if name == dataset and not ood_classes:
-            raise DatasetError(
-                f"--ood {name} is the run's in-distribution set (data.dataset): scoring its test split against "
-                "itself measures nothing; give another set, or train with data.classes / data.ood_classes to hold "
-                "classes out"
-            )
 
 
 def resolve_detectors(detectors: Sequence[str | Detector] | None) -> list[Detector]:
@@ -206,10 +185,11 @@ def _evaluate_run(
     if data_root is not None:
         run.config.data.root = data_root
     cfg = run.config.data
+    flag = "--ood" if ood else f"data.ood (in {RunDir(run.dir).config})"
     ood = list(ood) if ood else list(cfg.ood)
     if not ood:
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
-    check_ood_names(ood, cfg.dataset, cfg.ood_classes)
+    check_ood_names(ood, cfg.dataset, cfg.ood_classes, flag=flag)
     for name in ood:
         dataset_info(name, cfg.root)  # an unknown name fails now, not after minutes of scoring
     fast = resolve_fast_path(

@@ -30,7 +30,7 @@ from flowood.train import compile_fallback
 from flowood.train.build import build_run_flow
 from flowood.train.checkpoint import load_checkpoint
 from flowood.train.compile_fallback import failure_reason, uncompile
-from flowood.train.config import RunConfig, TrainConfig, early_stopping_settings
+from flowood.train.config import RunConfig, TrainConfig, check_ood_names, early_stopping_settings
 from flowood.train.data import Standardizer, TensorBatches, load_split, split_validation
 from flowood.train.distributed import DistInfo, per_rank_batch, setup
 from flowood.train.early_stopping import EarlyStopper
@@ -94,6 +94,7 @@ def build_training(cfg: RunConfig, dist: DistInfo, device: torch.device, *, resu
     random.seed(cfg.seed)
 
     d, t = cfg.data, cfg.train
+    check_ood_names(d.ood, d.dataset, d.ood_classes, flag="data.ood")  # not after training, at `flowood evaluate`
     for name in d.ood:
         dataset_info(name, d.root)  # an unknown OOD name fails now, not at `flowood evaluate` after training
     train_ds = load_split(d, "train", limit=d.limit, classes=d.classes, seed=cfg.seed)
@@ -101,7 +102,14 @@ def build_training(cfg: RunConfig, dist: DistInfo, device: torch.device, *, resu
     kind, input_shape = train_ds.kind, tuple(train_ds.shape)
     for name in d.ood:
         info = dataset_info(name, d.root)
-        if kind == "vector" and info.kind == "vector" and info.shape is not None and info.shape != input_shape:
+        other = name != d.dataset  # held-out classes of the run's own set have its features by construction
+        if (
+            other
+            and kind == "vector"
+            and info.kind == "vector"
+            and info.shape is not None
+            and info.shape != input_shape
+        ):
             # Typically a preset's OOD set kept after data.dataset was set to the user's own table.
             raise ConfigError(
                 f"data.ood: {name} has {info.shape[0]} features but {d.dataset} has {input_shape[0]}; give OOD "
