@@ -244,3 +244,22 @@ def test_string_label_mapping_is_saved_with_the_run(tmp_path):
     }
     train(config_from_dict(raw), tmp_path / "run", quiet=True)
     assert json.loads((tmp_path / "run" / "labels.json").read_text()) == {"class_names": ["cat", "dog"]}
+
+
+def test_a_model_larger_than_memory_is_refused_before_it_is_built(tmp_path, monkeypatch, capsys):
+    """Issue 25, item 9: the parameters are counted on the ``meta`` device, so a model the allocator would
+    grant lazily (and the machine then swap or kill) is one line naming its size settings, before any work."""
+    import flowood.train.build as build_mod
+
+    monkeypatch.setattr(build_mod, "physical_memory", lambda: 2**20)  # a machine of 1 MiB
+    built: list[object] = []
+    real = build_mod.build_flow
+    monkeypatch.setattr(build_mod, "build_flow", lambda *a, **k: built.append(a) or real(*a, **k))
+    out = tmp_path / "run"
+    assert (
+        main(["train", "--preset", "demo", "--out", str(out), *TINY_TRAIN_ARGS, "--set", "model.mid_channels=64"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "model.mid_channels=64" in err and "more than this machine's memory (0 GiB here)" in err
+    assert len(built) == 1  # only the shape-only build on the meta device
+    assert not (out / "config.yaml").exists()
