@@ -12,6 +12,7 @@ import pytest
 
 from flowood import host_allocator
 from flowood.cli.app import main
+from tests.tiny import HANG_SECONDS
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -65,7 +66,7 @@ def _probe(mode: str, **env: str) -> dict:
         # One malloc arena: otherwise glibc may serve the second block from another thread's arena (a fresh
         # 64 MB heap), which says nothing about reuse and made the count depend on scheduling.
         env={"MALLOC_ARENA_MAX": "1", **os.environ, **env},
-        timeout=120,
+        timeout=HANG_SECONDS,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])

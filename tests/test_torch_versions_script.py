@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny import HANG_SECONDS
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "test_torch_versions.sh"
 
 STUB = """#!/usr/bin/env bash
@@ -37,7 +39,7 @@ def _stub(path: Path, tmp_path: Path, torch_version: str) -> None:
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHON": str(tmp_path / "python"), "COMPAT_ROOT": str(tmp_path / "compat")}
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=HANG_SECONDS)
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from flowood.errors import RunWriteError
 
@@ -37,7 +38,11 @@ def describe_write_error(err: BaseException) -> str | None:
         if err.errno in (errno.EACCES, errno.EPERM):
             return "permission denied"
         return err.strerror or str(err)
-    if isinstance(err, RuntimeError) and ("write failed" in str(err) or "PytorchStreamWriter" in str(err)):
+    text = str(err)
+    if isinstance(err, RuntimeError) and any(
+        s in text for s in ("write failed", "PytorchStreamWriter", "unexpected pos")
+    ):
+        # "unexpected pos 64 vs 0": torch.save's zip writer after a write that the full disk cut short.
         return "the write failed (disk full?)"
     return None
 
@@ -74,3 +79,25 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """:func:`atomic_write` of a UTF-8 text file."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_write_npz(path: str | os.PathLike[str], arrays: Mapping[str, Any]) -> None:
+    """:func:`atomic_write` of an ``.npz`` of ``arrays`` (uncompressed, as ``np.savez``)."""
+    import numpy as np  # only writers of arrays need it
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+
+
+def atomic_write_npy(path: str | os.PathLike[str], array: Any) -> None:
+    """:func:`atomic_write` of one array as ``.npy`` (no pickles)."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to a name
+            np.save(fh, array, allow_pickle=False)
+
+    atomic_write(path, write)

@@ -21,6 +21,7 @@ Loading never runs code: ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,13 +168,35 @@ def load_original_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], int |
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        raise CheckpointError(
+            f"{path} is a weights file of a flowood run, which needs no conversion: give its run directory "
+            f"({path.parent}) to `flowood evaluate` / `visualize` / `report` directly"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError for code-carrying pickles, RuntimeError for bad zips
+    except pickle.UnpicklingError as err:  # a pickle that asks for code
         raise CheckpointError(
-            f"{path} is not a plain-tensor PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}); "
-            "convert only loads weights, never code"
+            f"{path} holds Python objects other than tensors ({str(err).splitlines()[-1][:160]}); convert only "
+            "loads weights, never code"
         ) from None
+    except Exception as err:
+        text = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        if _is_zip(path):
+            raise CheckpointError(
+                f"{path} is truncated or corrupt ({text}); copy the checkpoint again (compare its size with the "
+                "original)"
+            ) from None
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint ({type(err).__name__}: {text}); give the .pt file the original "
+            "training script saved"
+        ) from None
+    if isinstance(obj, dict) and {"model", "optimizer", "global_step"} <= obj.keys():
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        raise CheckpointError(
+            f"{path} is a flowood training checkpoint, which needs no conversion: give its run directory ({run}) "
+            "to `flowood evaluate` / `visualize` / `report`, or continue it with `flowood train --resume`"
+        )
     epoch = None
     if isinstance(obj, dict) and "net" in obj:
         epoch = obj.get("epoch")
@@ -181,6 +204,26 @@ def load_original_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], int |
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected {{'net': state_dict, 'epoch': N}} or a state dict of tensors")
     return {str(k): v for k, v in obj.items()}, int(epoch) if isinstance(epoch, int | float) else None
+
+
+def _is_zip(path: Path) -> bool:
+    """A file that starts as a zip (torch.save's format since 1.6), e.g. one cut short by a copy."""
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def check_finite_weights(state: dict[str, Tensor], source: Path | str) -> None:
+    """Refuse weights holding NaN/Inf: a run converted from them scores NaN for every sample.
+
+    Raises:
+        CheckpointError: naming how many tensors are affected and the first of them.
+    """
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{source}: {len(bad)} of {len(state)} tensors hold NaN/Inf (first: {bad[0]}); the checkpoint comes "
+            "from a training that diverged or a corrupt copy: convert an earlier checkpoint"
+        )
 
 
 def _flowood_units(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
@@ -358,6 +401,7 @@ def from_flows_ood(
         state, epoch = dict(checkpoint), None
     else:
         state, epoch = load_original_checkpoint(checkpoint)
+    check_finite_weights(state, checkpoint if not isinstance(checkpoint, dict) else "the state dict")
     try:
         flow = build_flow(name, arch.input_shape(), **options)
     except ValueError as err:
@@ -384,6 +428,8 @@ def write_run(
     from flowood.train.config import config_from_dict
 
     out = Path(out)
+    if out.is_file():
+        raise ConfigError(f"--out {out} is a file; give a new directory for the run")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty; choose a new --out directory")
     raw: dict[str, Any] = {
@@ -392,9 +438,25 @@ def write_run(
         "train": dict(train or {}),
     }
     cfg = config_from_dict(raw)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(RunDir(out).config)
-    meta = {"config": str(cfg.to_dict()), "input_shape": ",".join(map(str, flow.input_shape))}
-    meta.update(provenance or {})
-    save_weights(RunDir(out).model, flow.state_dict(), meta)
+    files = RunDir(out)
+    created = not out.exists()
+    files.claim(new=True)  # the lock: a second convert into the same new directory is refused
+    try:
+        if files.has_run_files():  # another process wrote a run here before the lock was taken
+            raise ConfigError(f"{out} exists and is not empty; choose a new --out directory")
+        cfg.save(files.config)
+        meta = {"config": str(cfg.to_dict()), "input_shape": ",".join(map(str, flow.input_shape))}
+        meta.update(provenance or {})
+        save_weights(files.model, flow.state_dict(), meta)
+    except BaseException:
+        # A run without weights would be taken for a converted run: leave the directory as it was (empty).
+        for path in (files.config, files.model):
+            path.unlink(missing_ok=True)
+        files.release()
+        files.lock_file.unlink(missing_ok=True)
+        if created:
+            out.rmdir()
+        raise
+    files.release()
+    files.lock_file.unlink(missing_ok=True)
     return out

@@ -14,7 +14,9 @@ flowood 0.1 wrote, plus ``schema_version``::
     ood               {KEY: {bits_per_dim, samples, metrics: {SCORE: {auroc, aupr_in, aupr_out, fpr95, nonfinite}}}}
     scores            (with --scores) {SCORE: detector description, facts, seconds, components_auroc}
     score_settings    (with --scores) every detector's settings and the auxiliary models' (``aux``)
-    training, conclusion, embedding_flow, embedding_conclusion      added by ``flowood demo``
+    training          how far the run's training got (stopped_by, steps, planned_steps)
+    partial           (when any) the models behind the numbers whose training stopped short of its budget
+    conclusion, embedding_flow, embedding_conclusion      added by ``flowood demo``
 
 Bits/dim are ``-log2 p(x) / D`` per sample; every score is *higher = more in-distribution* and the
 in-distribution test set is the positive class (docs/ARCHITECTURE.md, "Contracts").
@@ -236,9 +238,17 @@ class DetectorRun(_Part):
     components_auroc: Mapping[str, Mapping[str, float]] | None = None
 
 
+PARTIAL_STOPS = ("train.max_minutes", "interrupted")
+"""What can stop a training short of its budget: the wall-clock safety cap (how far a run gets then depends on
+the machine's load) and a signal or crash before its limits. ``epochs``, ``train.max_steps`` and
+``train.early_stopping`` are the budget itself."""
+
+
 @dataclass(frozen=True)
 class TrainingSummary(_Part):
-    """How far ``flowood demo``'s training got (``stopped_by``: ``epochs`` or the limit that cut it)."""
+    """How far a run's training got: ``stopped_by`` is ``epochs``, the limit that ended it (``train.max_steps``,
+    ``train.max_minutes``, ``train.early_stopping``) or ``interrupted`` (a signal before its limits);
+    ``planned_steps`` the steps its epochs and ``train.max_steps`` allow (None where unknown)."""
 
     epochs: int
     epochs_completed: int
@@ -246,6 +256,20 @@ class TrainingSummary(_Part):
     partial_steps: int
     stopped_by: str
     notes: tuple[str, ...] = ()
+    planned_steps: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        """True when the training stopped short of its budget (:data:`PARTIAL_STOPS`): the model is not the one
+        its config describes, and numbers from it depend on how busy the machine was."""
+        return self.stopped_by in PARTIAL_STOPS
+
+    def describe(self) -> str:
+        """``"stopped by train.max_minutes after 29 of 156 steps"`` (or ``"complete: 156 steps"``)."""
+        of = f" of {self.planned_steps}" if self.planned_steps is not None else ""
+        if not self.partial:
+            return f"complete: {self.steps} steps ({self.stopped_by})"
+        return f"stopped by {self.stopped_by} after {self.steps}{of} steps"
 
 
 @dataclass(frozen=True)
@@ -294,7 +318,10 @@ class EvaluationReport(_Part):
         scores: ``SCORE -> DetectorRun`` when detectors beyond the likelihood ran, else None.
         score_settings: each detector's settings (``{NAME: {FIELD: VALUE}}``) and, when a detector used
             auxiliary models, ``aux`` (:class:`~flowood.experiments.aux_models.AuxSettings`); else None.
-        training, conclusion, embedding_flow, embedding_conclusion: added by ``flowood demo``.
+        training: how far the evaluated run's training got (:class:`TrainingSummary`; None for a converted run).
+        partial: one line per model behind these numbers (the run, an auxiliary model) whose training stopped
+            short of its budget — the numbers are then for partly trained models; None when none did.
+        conclusion, embedding_flow, embedding_conclusion: added by ``flowood demo``.
         extra: top-level keys this version does not know (kept, and written back, unchanged).
     """
 
@@ -309,6 +336,7 @@ class EvaluationReport(_Part):
     scores: Mapping[str, DetectorRun] | None = None
     score_settings: Mapping[str, Any] | None = None
     training: TrainingSummary | None = None
+    partial: tuple[str, ...] | None = None
     conclusion: str | None = None
     embedding_flow: EmbeddingFlowSummary | None = None
     embedding_conclusion: str | None = None

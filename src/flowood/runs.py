@@ -18,10 +18,12 @@ A run directory (``flowood train --out DIR``)::
     .flowood.lock            held (``flock``) by the process writing the run; it holds that PID
 
 Ownership: a new run refuses a directory that already holds one unless told to replace it (``--force``,
-which first removes the files and folders listed above — the auxiliary models included, which belong to the
-replaced run — and nothing else); a second writer is stopped by the lock with
-an error naming the holder's PID (a lock left by a dead process is taken over: ``flock`` dies with its
-process); temporary files of interrupted atomic writes are removed when the next writer starts.
+which removes the files listed above — by name, and inside ``checkpoints/``, ``samples/``, ``tensorboard/``,
+``figures/`` and the auxiliary models' folders only the files flowood writes there — and nothing else; a folder
+whose ``config.yaml`` is not a flowood config is not a run and is never cleared); every command that writes
+into a run (``train``, ``evaluate``, ``visualize``, ``report``, ``demo``) holds its lock, so a second writer is
+stopped with an error naming the holder's PID (a lock left by a dead process is taken over: ``flock`` dies with
+its process); temporary files of interrupted atomic writes are removed when the next writer starts.
 """
 
 from __future__ import annotations
@@ -29,11 +31,10 @@ from __future__ import annotations
 import csv
 import errno
 import os
-import shutil
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
 
-from flowood.errors import CheckpointError, RunInUseError, RunWriteError
+from flowood.errors import CheckpointError, ConfigError, RunInUseError, RunWriteError
 from flowood.evaluation import EvaluationReport
 
 try:  # POSIX; elsewhere the lock falls back to the PID written in the file
@@ -62,9 +63,34 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+CONFIG_SECTIONS = frozenset({"model", "data", "train", "seed", "device"})
+"""The top-level keys of a flowood ``config.yaml`` (``flowood.train.config.RunConfig``'s sections)."""
+
+
 def path_safe(name: str) -> str:
     """``name`` as one folder name: characters other than letters, digits and ``-_.`` become ``_``."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except IsADirectoryError:
+        return  # a folder of the user's under one of flowood's file names: not ours to remove
+    except OSError as err:
+        raise RunWriteError(f"--force: cannot remove {path}: {_reason(err)}") from None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` when nothing (the user's files included) is left in it."""
+    try:
+        folder.rmdir()
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            return
+        raise RunWriteError(f"--force: cannot remove {folder}: {_reason(err)}") from None
 
 
 class RunDir:
@@ -81,6 +107,7 @@ class RunDir:
     CHECKPOINTS = "checkpoints"
     CHECKPOINT = "checkpoints/last.pt"
     STANDARDIZE = "standardize.json"
+    PROJECTION = "standardize_projection.npy"
     LABELS = "labels.json"
     REPORT = "report.json"
     SCORES = "scores.npz"
@@ -104,6 +131,7 @@ class RunDir:
         MODEL_EMA,
         CHECKPOINTS,
         STANDARDIZE,
+        PROJECTION,
         LABELS,
         REPORT,
         SCORES,
@@ -120,7 +148,25 @@ class RunDir:
         EMBEDDINGS,
     )
     """What ``--force`` removes: the files flowood writes into a run directory (the auxiliary models of its
-    detectors included: they were derived from the run being replaced), nothing else."""
+    detectors included: they were derived from the run being replaced), nothing else. Folders are emptied of
+    :attr:`FOLDER_FILES` only and removed when nothing else is left in them."""
+
+    FOLDER_FILES: ClassVar[dict[str, tuple[str, ...]]] = {
+        CHECKPOINTS: ("last.pt",),
+        SAMPLES: ("epoch_*.png",),
+        TENSORBOARD: ("events.out.tfevents.*",),
+        FIGURES: ("latents.png", "coupling_layer_*.png", "coupling_stats.json", "samples.png", "histograms.png"),
+        EMBEDDINGS: ("*/*/train.npz", "*/*/test.npz"),
+    }
+    """The files flowood writes inside each of its folders (glob patterns): a user's own files there are kept."""
+
+    RUN_FOLDERS: ClassVar[dict[str, tuple[str, ...]]] = {
+        BACKGROUND: ("",),
+        EMBEDDING_FLOW: ("",),
+        ENSEMBLE: ("member-*",),
+        GENERAL: ("*",),
+    }
+    """Folders (glob patterns below each name; ``""``: the folder itself) that hold auxiliary runs."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -229,6 +275,25 @@ class RunDir:
         """True when any file of a run is present (also a run that died before writing its config)."""
         return any((self.path / name).exists() for name in (self.CONFIG, self.METRICS, self.MODEL, self.CHECKPOINT))
 
+    def foreign_config(self) -> str | None:
+        """Why ``config.yaml`` is not a flowood run's (``None`` when it is, or when there is none).
+
+        Only a flowood config marks a run: a folder of the user's own that happens to hold a ``config.yaml``
+        (and ``samples/``, ``checkpoints/``...) must never be taken for one and cleared by ``--force``.
+        """
+        if not self.config.is_file():
+            return None
+        import yaml  # the package imports without PyYAML; only an existing config needs it
+
+        try:
+            raw = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            return f"it cannot be read as YAML ({str(err).splitlines()[0][:80]})"
+        if not isinstance(raw, dict) or not {"model", "data", "train"} <= raw.keys() <= CONFIG_SECTIONS:
+            keys = ", ".join(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
+            return f"its top level ({keys}) is not a flowood config's ({', '.join(sorted(CONFIG_SECTIONS))})"
+        return None
+
     def require_run(self) -> RunDir:
         """Raise the one "not a run" error unless this is a run directory; returns ``self``."""
         if not self.is_run():
@@ -286,14 +351,18 @@ class RunDir:
     def claim(self, *, new: bool, force: bool = False) -> list[Path]:
         """Become this run's only writer; returns the stale temporary files removed.
 
+        Nothing is removed here: with ``force`` the caller checks everything it can (config, data, options) and
+        then calls :meth:`clear`, so a ``--force`` that fails validation leaves the old run as it was.
+
         Args:
             new: a new run (``--out``); False to continue an existing one (``--resume``).
-            force: for a new run, replace an existing run here (its files are removed first).
+            force: for a new run, the existing run here may be replaced (by the caller's :meth:`clear`).
 
         Raises:
             RunWriteError: the directory cannot be created or written (read-only, permissions, full disk).
             RunInUseError: another process writes this run (its PID named), or ``new`` and a run is already
-                here without ``force``.
+                here without ``force``, or the folder's files are not a flowood run's (``--force`` never
+                clears those).
             CheckpointError: not ``new`` and the directory is not a run.
         """
         if not new:
@@ -304,40 +373,90 @@ class RunDir:
             raise RunWriteError(
                 f"cannot create run directory {self.path}: {_reason(err)}; choose a writable --out"
             ) from None
-        self._acquire_lock()
+        fresh_lock = not self.lock_file.exists()
+        self._acquire_lock(hint="choose a writable --out" if new else "make it writable")
         try:
             if new and self.has_run_files():
+                foreign = self.foreign_config()
+                if foreign is not None or not self.is_run():
+                    why = f"{self.config} is not a flowood config: {foreign}" if foreign else "no config.yaml"
+                    raise RunInUseError(
+                        f"{self.path} holds files that are not a flowood run's ({why}); flowood will not replace "
+                        "them, even with --force: choose another --out"
+                    )
                 if not force:
                     raise RunInUseError(
                         f"{self.path} already holds a flowood run; continue it with `flowood train --resume "
                         f"{self.path}`, replace it with --force, or choose another --out"
                     )
-                self.clear()
             return self.clean_stale_tmp()
         except BaseException:
             self.release()
+            if fresh_lock:
+                self.lock_file.unlink(missing_ok=True)  # leave a folder that is not ours as it was
             raise
 
-    def _acquire_lock(self) -> None:
+    def hold(self, command: str, *, elsewhere: str | None = None) -> RunDir:
+        """Take the lock of this existing run for ``flowood COMMAND``, which writes into it; returns ``self``
+        (a context manager that releases it).
+
+        Args:
+            command: the command, for the messages (``"evaluate"``).
+            elsewhere: how to write the output somewhere else instead (``"pass --out FILE.html"``), when the
+                command can.
+
+        Raises:
+            CheckpointError: not a run directory.
+            RunInUseError: another process writes the run (training, evaluating: its PID named).
+            RunWriteError: the run directory cannot be written (read-only, permissions).
+        """
+        self.require_run()
+        instead = elsewhere or f"copy the run somewhere writable (cp -r {self.path} COPY) and run it on the copy"
+        then = f"then run `flowood {command}` again" + (f", or {elsewhere}" if elsewhere else "")
+        self._acquire_lock(hint=f"`flowood {command}` writes into the run directory: {instead}", then=then)
+        self.clean_stale_tmp()
+        return self
+
+    def hold_output(self, command: str) -> RunDir:
+        """Take the lock of an output folder that holds runs rather than being one (``flowood benchmark --out``,
+        ``flowood reproduce --out``), creating it; returns ``self`` (a context manager that releases it).
+
+        Raises:
+            ConfigError: the path is a file.
+            RunWriteError: it cannot be created or written (read-only, permissions, full disk).
+            RunInUseError: another process writes into it (its PID named).
+        """
+        if self.path.is_file():
+            raise ConfigError(f"--out {self.path} is a file; give a directory for `flowood {command}`'s output")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunWriteError(f"cannot create {self.path}: {_reason(err)}; choose a writable --out") from None
+        self._acquire_lock(
+            hint="choose a writable --out", then=f"then run `flowood {command}` again, or choose another --out"
+        )
+        return self
+
+    def _acquire_lock(self, *, hint: str, then: str = "or choose another --out") -> None:
         try:
             fh = open(self.lock_file, "a+")  # noqa: SIM115 - held open while the run is written
         except OSError as err:
-            raise RunWriteError(f"cannot write to {self.path}: {_reason(err)}; choose a writable --out") from None
+            raise RunWriteError(f"cannot write to {self.path}: {_reason(err)}; {hint}") from None
         holder = self._holder(fh)
         if fcntl is not None:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.close()
-                raise self._in_use(holder) from None
+                raise self._in_use(holder, then) from None
             except OSError:
                 # No flock here (some network file systems): trust the PID in the file.
                 if holder is not None and holder != os.getpid() and _pid_alive(holder):
                     fh.close()
-                    raise self._in_use(holder) from None
+                    raise self._in_use(holder, then) from None
         elif holder is not None and holder != os.getpid() and _pid_alive(holder):
             fh.close()
-            raise self._in_use(holder)
+            raise self._in_use(holder, then)
         try:
             fh.seek(0)
             fh.truncate()
@@ -345,7 +464,7 @@ class RunDir:
             fh.flush()
         except OSError as err:
             fh.close()
-            raise RunWriteError(f"cannot write to {self.path}: {_reason(err)}") from None
+            raise RunWriteError(f"cannot write to {self.path}: {_reason(err)}; {hint}") from None
         self._lock_fh = fh
 
     @staticmethod
@@ -354,11 +473,11 @@ class RunDir:
         text = fh.read().strip()
         return int(text) if text.isdigit() else None
 
-    def _in_use(self, pid: int | None) -> RunInUseError:
+    def _in_use(self, pid: int | None, then: str) -> RunInUseError:
         who = f"process {pid}" if pid is not None else "another process"
         return RunInUseError(
             f"{self.path} is being written by {who} (lock {self.lock_file}); wait for it to finish or stop it "
-            "(Ctrl-C / kill saves a checkpoint), or choose another --out"
+            f"(Ctrl-C / kill saves a checkpoint), {then}"
         )
 
     def release(self) -> None:
@@ -378,16 +497,45 @@ class RunDir:
         return self._lock_fh is not None
 
     def clear(self) -> None:
-        """Remove the run's own files (:attr:`OWNED`); other files in the directory are left alone."""
+        """Remove the run's own files (:attr:`OWNED`; inside its folders only :attr:`FOLDER_FILES` and the
+        auxiliary runs' own files); other files in the directory and its folders are left alone.
+
+        Raises:
+            RunInUseError: ``config.yaml`` is not a flowood config (the folder is not a run: nothing is removed).
+            RunWriteError: a file cannot be removed.
+        """
+        foreign = self.foreign_config()
+        if foreign is not None:
+            raise RunInUseError(
+                f"{self.path} is not a flowood run ({self.config}: {foreign}); flowood will not remove files "
+                "there: choose another --out"
+            )
         for name in self.OWNED:
             target = self.path / name
-            try:
+            if name in self.RUN_FOLDERS:
+                for pattern in self.RUN_FOLDERS[name]:
+                    for sub in [target] if not pattern else sorted(target.glob(pattern)):
+                        if sub.is_dir() and not sub.is_symlink():
+                            child = RunDir(sub)
+                            child.clear()
+                            _remove(child.lock_file)
+                            _remove_if_empty(sub)
+                _remove_if_empty(target)
+            elif name in self.FOLDER_FILES:
                 if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                elif target.exists() or target.is_symlink():
-                    target.unlink()
-            except OSError as err:
-                raise RunWriteError(f"--force: cannot remove {target}: {_reason(err)}") from None
+                    for pattern in self.FOLDER_FILES[name]:
+                        for path in target.glob(pattern):
+                            _remove(path)
+                    for path in sorted(target.rglob("*.tmp"), reverse=True):
+                        if path.name.startswith("."):
+                            _remove(path)  # an interrupted atomic write of one of flowood's files
+                    for sub in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
+                        _remove_if_empty(sub)
+                    _remove_if_empty(target)
+                elif target.is_symlink() or target.exists():
+                    _remove(target)
+            elif target.is_symlink() or target.is_file():
+                _remove(target)
         self.clean_stale_tmp()
 
     def clean_stale_tmp(self) -> list[Path]:

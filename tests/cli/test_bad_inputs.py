@@ -208,6 +208,47 @@ def _embed(*opts: str) -> Setup:
     return lambda tmp, run: ["embed", "--out", str(tmp / "e.npz"), *opts]
 
 
+def _one_image_ood(tmp: Path, run: Path) -> list[str]:
+    np.savez(tmp / "one.npz", x=np.zeros((1, 1, 28, 28), np.uint8))
+    return _on_run("--ood", f"npz:{tmp / 'one.npz'}")(tmp, run)
+
+
+def _preset_on_csv(tmp: Path, run: Path) -> list[str]:
+    path = _table(tmp, "u.csv", "a,b,c,y", [f"{i},{i % 7},{i % 3},{i % 2}" for i in range(60)])
+    args = ["train", "--preset", "tabular-breast-cancer", "--out", str(tmp / "o"), "--device", "cpu", "--quiet"]
+    return [*args, "--set", f"data.dataset=table:{path}?label=y"]
+
+
+def _truncated_pt(tmp: Path, run: Path) -> list[str]:
+    torch.save({"net": {"w": torch.zeros(4096)}, "epoch": 3}, tmp / "c.pt")
+    data = (tmp / "c.pt").read_bytes()
+    (tmp / "c.pt").write_bytes(data[: len(data) // 2])
+    return ["convert", str(tmp / "c.pt"), "--out", str(tmp / "cv"), "--dataset", "FashionMNIST"]
+
+
+def _output_rows(command: list[str]) -> list[tuple[str, Setup, list[str]]]:
+    """``--out`` a file and ``--device tpu`` for a command that writes an output folder: refused before any work."""
+    name = command[0]
+    return [
+        (
+            f"{name} --out a file",
+            lambda t, r: [*command, "--out", str(_file(t)), "--device", "cpu"],
+            ["--out", "f.txt is a file", f"flowood {name}"],
+        ),
+        (
+            f"{name} --device tpu",
+            lambda t, r: [*command, "--out", str(t / "o"), "--device", "tpu"],
+            ["unknown device 'tpu'"],
+        ),
+    ]
+
+
+def _keep(path: Path) -> list[str]:
+    """A user's file at ``path`` (the row's command must refuse to overwrite it); no extra arguments."""
+    path.write_bytes(b"the user's own file")
+    return []
+
+
 def _file(tmp: Path) -> Path:
     (tmp / "f.txt").write_text("not a run\n")
     return tmp / "f.txt"
@@ -217,6 +258,8 @@ _PROTOCOL = (
     "name: p\nin_distribution: fashionmnist-mini\nood: {near: [mnist-mini]}\ndetectors: [%s]\nbudgets: {quick: {}}\n"
 )
 _MODEL = "model: {name: realnvp}\n"
+STRAY = '"cat'
+"""A label cell opening a quote that no later cell closes."""
 _IMAGES = np.zeros((64, 1, 28, 28), np.uint8)
 
 
@@ -488,6 +531,94 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
     ("visualize --layers abc", _on_run("--layers", "abc", command="visualize"), ["--layers", "'abc'"]),
     ("visualize --layers 999", _on_run("--layers", "999", command="visualize"), ["layer index 999", "0..9"]),
     ("report a missing run", lambda t, r: ["report", str(t / "nope")], ["nope does not exist"]),
+    # -- report (issue 25, item 9)
+    (
+        "report: config.yaml with invalid YAML",
+        _broken_run(lambda r: (r / "config.yaml").write_text("model: [\n"), "report"),
+        ["config.yaml", "invalid YAML", "line 2"],
+    ),
+    (
+        "report: config.yaml with a python tag",
+        _broken_run(
+            lambda r: (r / "config.yaml").write_text("!!python/object/apply:os.system ['touch marker']\n"), "report"
+        ),
+        ["config.yaml", "python/object/apply"],
+    ),
+    (
+        "report: config.yaml that is not UTF-8",
+        _broken_run(lambda r: (r / "config.yaml").write_bytes(b"model: {name: realnvp}\n# caf\xe9\n"), "report"),
+        ["config.yaml", "not UTF-8", "0xe9"],
+    ),
+    (
+        "report --out a directory",
+        lambda t, r: ["report", str(_copy(r, t)), "--out", str(t)],
+        ["is a directory", "--out"],
+    ),
+    # -- embed --out (issue 25, item 4)
+    (
+        "embed --out an existing file",
+        lambda t, r: [*_embed("-d", "fashionmnist-mini", "--limit", "4")(t, r), *_keep(t / "e.npz")],
+        ["--out", "e.npz already exists", "--force"],
+    ),
+    (
+        "embed --out a directory",
+        lambda t, r: ["embed", "-d", "fashionmnist-mini", "--limit", "4", "--out", str(t)],
+        ["is a directory", "--out"],
+    ),
+    # -- evaluate: results that would be meaningless (issue 25, item 7)
+    (
+        "evaluate --ood the in-distribution set",
+        _on_run("--ood", "fashionmnist-mini"),
+        ["--ood fashionmnist-mini is the run's in-distribution set", "data.ood_classes"],
+    ),
+    (
+        "train --set data.ood=[the in-distribution set]",
+        _set("data.ood=[fashionmnist-mini]"),
+        ["data.ood fashionmnist-mini is the run's in-distribution set", "data.ood_classes"],
+    ),
+    ("evaluate --ood a set twice", _on_run("--ood", "mnist-mini,mnist-mini"), ["mnist-mini is given twice"]),
+    ("evaluate --ood ''", _on_run("--ood", ""), ["--ood ''", "names no dataset"]),
+    ("evaluate --scores ''", _on_run("--scores", ""), ["--scores ''", "names no detector"]),
+    ("visualize --ood ''", _on_run("--ood", "", command="visualize"), ["--ood ''", "names no dataset"]),
+    ("evaluate an OOD set of 1 image", _one_image_ood, ["OOD set npz:", "has 1 sample", "at least 2"]),
+    ("evaluate --limit 1", _on_run("--limit", "1"), ["in-distribution test set has 1 sample", "--limit"]),
+    (
+        "CSV with a stray quote in a label",
+        _csv("a,b,y", [f"{i},{i * 2},{STRAY if i == 5 else 'dog'}" for i in range(40)], "?label=y"),
+        ["u.csv", "line 7 opens a quote", "lines 7-41"],
+    ),
+    ("npz of 0 images", _npz(x=np.zeros((0, 1, 28, 28), np.uint8)), ["u.npz", "holds no samples"]),
+    (
+        "tabular preset on a user CSV keeps the preset's OOD set",
+        _preset_on_csv,
+        ["data.ood: breast-cancer has 30 features", "has 3", "data.ood=[]"],
+    ),
+    (
+        "--set model.mid_channels=100000",
+        _set("model.mid_channels=100000"),
+        ["model.mid_channels=100000", "more than this machine's memory"],
+    ),
+    # -- convert (issue 25, item 10)
+    ("convert a truncated .pt", _truncated_pt, ["c.pt is truncated or corrupt", "copy the checkpoint again"]),
+    (
+        "convert flowood's own last.pt",
+        lambda t, r: ["convert", str(r / "checkpoints" / "last.pt"), "--out", str(t / "cv"), "--dataset", "MNIST"],
+        ["flowood training checkpoint", "needs no conversion", "`flowood evaluate`"],
+    ),
+    (
+        "convert a model.safetensors",
+        lambda t, r: ["convert", str(r / "model.safetensors"), "--out", str(t / "cv"), "--dataset", "MNIST"],
+        ["weights file of a flowood run", "needs no conversion"],
+    ),
+    (
+        "convert --out a file",
+        lambda t, r: ["convert", str(t / "c.pt"), "--out", str(_file(t)), "--dataset", "MNIST"],
+        ["--out", "f.txt exists and is not empty", "new directory"],
+    ),
+    # -- benchmark and reproduce: checked before anything is created (issue 25)
+    *_output_rows(["benchmark", "fashionmnist"]),
+    *_output_rows(["reproduce", "likelihood-failure"]),
+    ("demo --out a file", lambda t, r: ["demo", "--out", str(_file(t)), "--device", "cpu"], ["f.txt", "--out"]),
     # -- output directories
     (
         "--out is a file",

@@ -127,13 +127,63 @@ def test_demo_cut_by_its_time_cap_says_partial(tmp_path, capsys):
     out = tmp_path / "demo"
     tiny = ["--set", "model.num_blocks=1", "--set", "model.mid_channels=4", "--set", "data.limit=256"]
     args = ["demo", "--out", str(out), "--quiet", "--device", "cpu", "--set", "data.test_limit=64", *tiny]
-    # One step (batch 64 of 256 images) and then the cap: the epoch is cut after its first step.
-    assert main([*args, "--set", "train.max_steps=1"]) == 0
+    # A cap of a few microseconds: the epoch is cut after its first step, whatever the machine.
+    assert main([*args, "--minutes", "1e-9"]) == 0
     printed = capsys.readouterr().out
     training = json.loads((out / "report.json").read_text())["training"]
-    assert training["stopped_by"] == "train.max_steps" and training["partial_steps"] == 1
-    assert training["epochs_completed"] == 0
-    assert printed.splitlines()[0].startswith("Training: PARTIAL - stopped by train.max_steps")
+    assert training["stopped_by"] == "train.max_minutes" and training["partial_steps"] == 1
+    assert training["epochs_completed"] == 0 and training["planned_steps"] == 4
+    assert "Training: PARTIAL - stopped by train.max_minutes after 0 of 1 epochs + 1 steps" in printed
+    # Lifting the cap finishes the same run (the cap is a safety, not part of the model): no --force needed.
+    assert main([*args, "--minutes", "10"]) == 0
+    assert json.loads((out / "report.json").read_text())["training"]["stopped_by"] == "epochs"
+
+
+def _demo_args(out, *extra):
+    tiny = ["--set", "model.num_blocks=1", "--set", "model.mid_channels=4", "--set", "data.limit=64"]
+    return ["demo", "--out", str(out), "--quiet", "--device", "cpu", "--set", "data.test_limit=64", *tiny, *extra]
+
+
+def test_demo_reuses_its_run_and_never_replaces_another_silently(tmp_path, capsys, monkeypatch):
+    """Issue 25, item 4: `demo --all-scores` after `make demo` scores the same model (one config for both);
+    a demo onto a run of another config is refused unless --force; a folder that is not a run never is."""
+    from flowood.experiments import demo as demo_mod
+    from tests.experiments.conftest import tiny_aux
+
+    out = tmp_path / "flowood-demo"
+    assert main(_demo_args(out)) == 0
+    weights = (out / "model.safetensors").read_bytes()
+    monkeypatch.setattr(demo_mod, "demo_aux", lambda: tiny_aux())
+    monkeypatch.setattr(demo_mod, "DEMO_SCORES", ["log_likelihood", "waic"])
+    assert main([*_demo_args(out), "--all-scores"]) == 0
+    assert (out / "model.safetensors").read_bytes() == weights  # the same model, reused
+    assert "waic" in json.loads((out / "report.json").read_text())["scores"]
+
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".flowood.lock"}
+    capsys.readouterr()
+    assert main(_demo_args(out, "--set", "train.lr=0.01")) == 2
+    err = capsys.readouterr().err
+    assert "already holds another run" in err and "train.lr: 0.001 -> 0.01" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in before} == before
+    assert main(_demo_args(out, "--set", "train.lr=0.01", "--force")) == 0
+    assert (out / "model.safetensors").read_bytes() != weights
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: settings\n")
+    (mine / "metrics.csv").write_text("a,b\n1,2\n")
+    assert main(_demo_args(mine, "--force")) == 2
+    assert "not a flowood" in capsys.readouterr().err
+    assert (mine / "metrics.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_demo_next_line_names_the_command_as_the_user_runs_it(tmp_path, capsys, monkeypatch):
+    """After `make`, flowood is `.venv/bin/flowood` (not on PATH): the "Next:" line must say so."""
+    monkeypatch.setattr(sys, "argv", [".venv/bin/flowood", "demo"])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(_demo_args(tmp_path / "d")) == 0
+    assert f"Next: .venv/bin/flowood visualize {tmp_path / 'd'}" in capsys.readouterr().out
 
 
 class _Terminal(io.StringIO):
@@ -155,3 +205,22 @@ def test_evaluate_shows_scoring_progress_on_a_terminal_only(tmp_path, capsys, mo
     assert "score fashionmnist-mini" in shown and "score mnist-mini" in shown and "/64 " in shown
     assert main([*args, "--quiet"]) == 0
     assert terminal.getvalue() == shown  # --quiet: nothing more
+
+
+TABLES = [["presets"], ["datasets"], ["datasets", "--verbose"], ["embed", "--list-extractors"]]
+
+
+@pytest.mark.parametrize("command", TABLES)
+def test_tables_never_cut_a_name_at_80_columns(command, capsys, monkeypatch):
+    """Piped output is 80 columns wide: the names users copy into commands are printed whole all the same."""
+    from flowood.data import list_datasets
+    from flowood.features import EXTRACTORS
+    from flowood.train.presets import PRESETS
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    names = {"presets": list(PRESETS), "datasets": [i.name for i in list_datasets()], "embed": list(EXTRACTORS)}
+    for name in names[command[0]]:
+        assert f" {name} " in out, name
+    assert "…" not in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from flowood.cli.app import main
 from flowood.convert import OriginalArchitecture, from_flows_ood, load_original_checkpoint
-from flowood.errors import CheckpointError
+from flowood.errors import CheckpointError, RunWriteError
 from flowood.experiments.runs import load_run
 
 # The golden RealNVP in the original's flags (index.json: num_scales=2, mid_channels=8, num_blocks=2, 28×28).
@@ -135,3 +136,45 @@ def test_output_must_be_new(golden, tmp_path, capsys):
     assert main(["convert", str(golden / "realnvp.pt"), "--out", str(tmp_path / "r"), *REALNVP_FLAGS]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "r" / "x").read_text() == "mine"
+
+
+def test_weights_of_nan_are_refused(golden, tmp_path, capsys):
+    """Issue 25, item 7: a checkpoint whose weights are NaN would convert into a run that scores NaN."""
+    state = torch.load(golden / "realnvp.pt", weights_only=True)
+    state["net"] = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state["net"].items()
+    }
+    torch.save(state, tmp_path / "nan.pt")
+    assert main(["convert", str(tmp_path / "nan.pt"), "--out", str(tmp_path / "r"), *REALNVP_FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert "nan.pt" in err and "hold NaN/Inf" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_dataset_missing_here_is_said_at_conversion(golden, tmp_path, capsys, monkeypatch):
+    """Issue 25, item 10: converting with --dataset FashionMNIST on a machine without the full dataset says how to
+    evaluate offline (--data fashionmnist-mini) instead of leaving it to the first `flowood evaluate`."""
+    import flowood.data as data_mod
+
+    real = data_mod.dataset_info
+
+    def missing_fashionmnist(name, root=None):
+        info = real(name, root)
+        return replace(info, available_now=False) if name == "fashionmnist" else info
+
+    monkeypatch.setattr(data_mod, "dataset_info", missing_fashionmnist)
+    assert main(["convert", str(golden / "realnvp.pt"), "--out", str(tmp_path / "r"), *REALNVP_FLAGS]) == 0
+    out = capsys.readouterr().out
+    assert "note: fashionmnist is not on this machine" in out and "--data fashionmnist-mini" in out
+
+
+def test_a_failed_write_leaves_no_half_run(golden, tmp_path, monkeypatch, capsys):
+    """A full disk while the weights are written: no config.yaml without weights is left to be taken for a run."""
+
+    def disk_full(path, *args, **kwargs):
+        raise RunWriteError(f"cannot write {path}: no space left on device (disk full)")
+
+    monkeypatch.setattr("flowood.train.checkpoint.save_weights", disk_full)
+    assert main(["convert", str(golden / "realnvp.pt"), "--out", str(tmp_path / "r"), *REALNVP_FLAGS]) == 2
+    assert "no space left on device" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

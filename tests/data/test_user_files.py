@@ -50,3 +50,36 @@ def test_float_images_follow_the_documented_rule(tmp_path):
     np.savez(tmp_path / "bad.npz", x=u8.astype(np.float32) - 10.0)
     with pytest.raises(DatasetError, match=r"bad\.npz: float32 pixel values span \[-10, 245\].*\[0, 1\].*\[0, 255\]"):
         load_dataset(f"npz:{tmp_path / 'bad.npz'}", "all")
+
+
+def test_bool_images_are_black_and_white_not_one_of_255(tmp_path):
+    """Issue 25, item 7: a bool mask read as 0/1 would be near-black images, silently."""
+    mask = np.zeros((4, 1, 8, 8), dtype=bool)
+    mask[:, :, 2:6, 2:6] = True
+    np.savez(tmp_path / "m.npz", x=mask)
+    ds = load_dataset(f"npz:{tmp_path / 'm.npz'}", "all")
+    assert sorted(torch.unique(ds.data).tolist()) == [0, 255]
+    assert ds.conversions == ["bool pixels read as 0 / 255"]
+
+
+def test_an_image_folder_says_every_conversion_it_makes(tmp_path):
+    """Issue 25, item 7: grey/RGB mixes, alpha channels, 16-bit PNGs and other sizes are converted with a note,
+    as an npz's are; a 16-bit image keeps its picture (PIL's own convert would clip it white)."""
+    from PIL import Image
+
+    cls = tmp_path / "imgs" / "a"
+    cls.mkdir(parents=True)
+    ramp = np.tile(np.arange(8, dtype=np.uint8) * 30, (8, 1))
+    Image.fromarray(ramp, mode="L").save(cls / "0_grey.png")
+    Image.fromarray(np.stack([ramp] * 3, -1), mode="RGB").save(cls / "1_rgb.png")
+    Image.fromarray(np.stack([ramp] * 4, -1), mode="RGBA").save(cls / "2_rgba.png")
+    Image.fromarray(ramp.astype(np.uint16) * 257).save(cls / "3_wide.png")  # 16-bit grey
+    Image.fromarray(np.tile(ramp, (2, 2)), mode="L").save(cls / "4_big.png")  # 16x16
+    ds = load_dataset(f"folder:{tmp_path / 'imgs'}", "all", size=8)
+    assert ds.data.shape == (5, 1, 8, 8)
+    notes = "; ".join(ds.conversions)
+    for what in ("1 of 5 images: RGB -> grey", "1 of 5 images: RGBA -> grey (alpha dropped)",
+                 "1 of 5 images: 16-bit pixels scaled to 8 bits", "1 of 5 images: resized 16x16 -> 8x8"):  # fmt: skip
+        assert what in notes, notes
+    assert torch.equal(ds.data[3, 0], torch.from_numpy(ramp))  # the 16-bit image, not clipped to 255
+    assert ds.conversion_note() is not None

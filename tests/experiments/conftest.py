@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from flowood.cli.app import main
+from flowood.experiments.aux_models import AuxBudget, AuxSettings, EmbeddingFlowSettings
+from flowood.features import FeatureSettings
 from tests.tiny import TINY_TRAIN_ARGS
 
 TINY = TINY_TRAIN_ARGS
@@ -30,3 +32,26 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("scores") / "run"
     assert main(["train", "--preset", "demo", "--epochs", "1", "--out", str(run), *TINY]) == 0
     return run
+
+
+def tiny_aux(**kw) -> AuxSettings:
+    """Auxiliary models of a few steps; the random CNN instead of efficientnet-lite0."""
+    base = dict(
+        background=AuxBudget(max_steps=2),
+        ensemble=AuxBudget(max_steps=2),
+        general=AuxBudget(max_steps=2),
+        test_limit=32,
+        features=FeatureSettings(extractor="random-cnn", size=32, train_limit=64, test_limit=32),
+        embedding_flow=EmbeddingFlowSettings(
+            max_steps=3,
+            overrides=(
+                "model.num_couplings=2",
+                "model.hidden_dim=8",
+                "model.num_layers=1",
+                "train.batch_size=32",
+                "train.warmup_steps=0",
+            ),
+        ),
+    )
+    base.update(kw)
+    return AuxSettings(**base)  # type: ignore[arg-type]

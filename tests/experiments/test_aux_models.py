@@ -31,11 +31,13 @@ def test_derived_configs_keep_evaluate_time_values_and_say_everything(tiny_run: 
         assert cfg.train.sample_every == 0 and cfg.train.lr == 0.003
     assert bg.data.dataset == "mutate-0.3-x2:fashionmnist-mini" == mutated_dataset("fashionmnist-mini", 0.3, 2)
     assert (bg.seed, member.seed, general.seed) == (run.config.seed + 100, run.config.seed + 102, run.config.seed + 200)
-    # The background and the general model train as long as the main model (its steps), capped by the budget;
-    # WAIC members by their wall-clock cap.
+    # Every auxiliary flow trains as long as the main model (its steps), capped by its budget's max_steps; no
+    # wall-clock limit unless one is given as a safety (issue 25, item 5).
     assert bg.train.max_steps == min(run.steps or 0, 5) and bg.train.max_minutes is None
     assert general.train.max_steps == run.steps and general.data.classes is None
-    assert member.train.max_minutes == 1.0
+    assert member.train.max_steps == run.steps and member.train.max_minutes is None
+    capped = member_config(run, 1, AuxSettings(ensemble=AuxBudget(minutes=0.5, max_steps=1)), "cpu")
+    assert (capped.train.max_steps, capped.train.max_minutes) == (1, 0.5)
 
 
 def test_the_benchmarks_main_model_gets_the_data_root():

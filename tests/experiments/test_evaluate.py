@@ -15,37 +15,12 @@ import pytest
 from flowood.cli.app import main
 from flowood.errors import ConfigError
 from flowood.experiments import demo as demo_mod
-from flowood.experiments.aux_models import AuxBudget, AuxSettings, EmbeddingFlowSettings
 from flowood.experiments.evaluate import ScoringOptions, evaluate_run
-from flowood.features import FeatureSettings
 from flowood.ood.detectors import get_detector
 
-from .conftest import TINY
+from .conftest import TINY, tiny_aux
 
 METRIC_KEYS = {"auroc", "aupr_in", "aupr_out", "fpr95"}
-
-
-def tiny_aux(**kw) -> AuxSettings:
-    """Auxiliary models of a few steps; the random CNN instead of efficientnet-lite0."""
-    base = dict(
-        background=AuxBudget(max_steps=2),
-        ensemble=AuxBudget(minutes=1.0, max_steps=2),
-        general=AuxBudget(max_steps=2),
-        test_limit=32,
-        features=FeatureSettings(extractor="random-cnn", size=32, train_limit=64, test_limit=32),
-        embedding_flow=EmbeddingFlowSettings(
-            max_steps=3,
-            overrides=(
-                "model.num_couplings=2",
-                "model.hidden_dim=8",
-                "model.num_layers=1",
-                "train.batch_size=32",
-                "train.warmup_steps=0",
-            ),
-        ),
-    )
-    base.update(kw)
-    return AuxSettings(**base)  # type: ignore[arg-type]
 
 
 @pytest.mark.slow  # end to end
@@ -75,7 +50,7 @@ def test_cli_scores_end_to_end(tiny_run: Path, capsys):
     assert report["scores"]["waic"]["ensemble_size"] == 2
     # Every setting that decided the scores is recorded: each detector's own and the auxiliary models'.
     assert report["score_settings"]["waic"] == {"ensemble_size": 2}
-    assert report["score_settings"]["aux"]["ensemble"] == {"minutes": 1.0, "max_steps": 2}
+    assert report["score_settings"]["aux"]["ensemble"] == {"minutes": None, "max_steps": 2}
     for name in metrics:
         assert report["scores"][name]["direction"] and report["scores"][name]["cost"]
     # Auxiliary models are ordinary run directories in the run; the background's data is a derived dataset.
@@ -174,12 +149,13 @@ def test_refusals_come_before_any_auxiliary_model_trains(tiny_run: Path, tmp_pat
 
 def test_vector_runs_reject_image_scores_and_run_the_others(tmp_path: Path):
     rng = np.random.default_rng(0)
-    rows = ["a,b,c"] + [",".join(f"{v:.4f}" for v in x) for x in rng.normal(size=(80, 3))]
-    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    for name, shift in (("t.csv", 0.0), ("o.csv", 3.0)):  # in-distribution, and a shifted OOD table
+        rows = ["a,b,c"] + [",".join(f"{v:.4f}" for v in x) for x in rng.normal(shift, size=(80, 3))]
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "model: {name: tabular, num_couplings: 2, hidden_dim: 8, num_layers: 1}\n"
-        f"data: {{dataset: 'table:{tmp_path / 't.csv'}', ood: ['table:{tmp_path / 't.csv'}']}}\n"
+        f"data: {{dataset: 'table:{tmp_path / 't.csv'}', ood: ['table:{tmp_path / 'o.csv'}']}}\n"
         "train: {epochs: 1, batch_size: 16, lr: 0.001}\ndevice: cpu\n"
     )
     vec = tmp_path / "vec"

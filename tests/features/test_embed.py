@@ -95,7 +95,10 @@ def test_cli_embed_end_to_end_and_cache(
         raise AssertionError("network built despite cached features")
 
     monkeypatch.setattr(ExtractorConfig, "build", must_not_build)
-    assert main(args) == 0
+    before = out.read_bytes()
+    assert main(args) == 2  # the file is there: replacing it needs --force (issue 25, item 4)
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([*args, "--force"]) == 0
     second = read_embeddings(out)
     np.testing.assert_array_equal(first.embeddings["test"], second.embeddings["test"])
 

@@ -19,6 +19,7 @@ from flowood.flows.preprocess import Dequantize
 from flowood.train.config import config_from_dict
 from flowood.train.data import TensorBatches
 from flowood.train.trainer import train
+from tests.tiny import HANG_SECONDS
 from tests.train.conftest import tiny_raw
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,7 +69,7 @@ DDP_MODELS = {
 }
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(HANG_SECONDS)
 @pytest.mark.parametrize("model", sorted(DDP_MODELS))
 def test_torchrun_two_processes_match_one_process(tmp_path, model):
     runner = _torchrun()
@@ -94,7 +95,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path, model):
         "cpu",
         "--quiet",
     ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_SECONDS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("done:") == 1  # only rank 0 reports
 

@@ -22,9 +22,10 @@ import yaml
 
 from flowood.train.checkpoint import load_checkpoint
 from tests.perf.test_distributed import REPO, _free_port, _torchrun
+from tests.tiny import HANG_SECONDS
 from tests.train.conftest import tiny_raw
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3 * HANG_SECONDS)]
 
 
 def _launch(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
@@ -89,7 +90,7 @@ def _rows(run: Path) -> list[dict[str, str]]:
 def test_sigterm_stops_all_ranks_at_one_step_and_resume_finishes(tmp_path, target):
     run = tmp_path / "run"
     proc = _launch(tmp_path, "--config", str(_config(tmp_path, epochs=500)), "--out", str(run))
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + HANG_SECONDS
     # Signal in the middle of training: once the first epoch is logged, so a checkpoint from the interrupt
     # (not only from an epoch end) must appear.
     while not ((run / "metrics.csv").is_file() and len(_rows(run)) >= 1):
@@ -102,7 +103,7 @@ def test_sigterm_stops_all_ranks_at_one_step_and_resume_finishes(tmp_path, targe
         os.kill(_rank_pid(proc.pid, 1), signal.SIGTERM)
     else:
         proc.send_signal(signal.SIGTERM)
-    err = _wait(proc, 60, f"after SIGTERM to {target}")
+    err = _wait(proc, HANG_SECONDS, f"after SIGTERM to {target}")
 
     assert proc.returncode == 1, err[-3000:]  # torchrun's own code; the ranks' 130 is in its summary
     if target == "rank 1 only":
@@ -121,7 +122,7 @@ def test_sigterm_stops_all_ranks_at_one_step_and_resume_finishes(tmp_path, targe
         return  # resuming is the same as after the other case; one torchrun launch less
 
     resume = _launch(tmp_path, "--resume", str(run), "--epochs", str(epoch))
-    err = _wait(resume, 120, "resuming")
+    err = _wait(resume, HANG_SECONDS, "resuming")
     assert resume.returncode == 0, err[-3000:]
     rows = _rows(run)
     assert [int(r["epoch"]) for r in rows] == list(range(1, epoch + 1))
@@ -131,9 +132,9 @@ def test_sigterm_stops_all_ranks_at_one_step_and_resume_finishes(tmp_path, targe
 
 def test_max_minutes_stops_all_ranks_at_one_step(tmp_path):
     run = tmp_path / "run"
-    # 0.05 s of training: the cap is reached after the first step; the ranks must agree on when.
-    proc = _launch(tmp_path, "--config", str(_config(tmp_path, epochs=3, max_minutes=0.05 / 60)), "--out", str(run))
-    err = _wait(proc, 120, "at train.max_minutes")
+    # A cap of a few nanoseconds: reached after the first step on any machine; the ranks must agree on when.
+    proc = _launch(tmp_path, "--config", str(_config(tmp_path, epochs=3, max_minutes=1e-10)), "--out", str(run))
+    err = _wait(proc, HANG_SECONDS, "at train.max_minutes")
     assert proc.returncode == 0, err[-3000:]
     rows = _rows(run)
     assert len(rows) == 1 and rows[0]["partial"] == "1", rows

@@ -14,10 +14,11 @@ from safetensors.torch import load_file
 from flowood.train.config import config_from_dict
 from flowood.train.trainer import train
 from tests.perf.test_distributed import REPO, _free_port, _torchrun
+from tests.tiny import HANG_SECONDS
 from tests.train.conftest import tiny_raw
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(HANG_SECONDS)
 def test_torchrun_negative_training_matches_one_process(tmp_path):
     runner = _torchrun()
     if runner is None:
@@ -35,7 +36,7 @@ def test_torchrun_negative_training_matches_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [*runner, "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "flowood", "train"]
     cmd += ["--config", str(cfg_path), "--out", str(tmp_path / "ddp"), "--device", "cpu", "--quiet"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_SECONDS)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     train(config_from_dict(raw), tmp_path / "single", quiet=True)

@@ -19,6 +19,7 @@ from flowood.perf.lr_scaling import scaled_lr
 from flowood.perf.threads import cpu_threads
 from flowood.train.config import EXACT_OVERRIDES, apply_overrides, config_from_dict
 from flowood.train.setup import resolve_train_fast_path
+from tests.tiny import HANG_SECONDS
 from tests.train.conftest import tiny_raw
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # CUDA: resolution only, nothing runs on a GPU
@@ -43,7 +44,7 @@ def test_each_module_imports_alone(module: str) -> None:
     # A fresh interpreter: in this process other tests have imported everything already.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('flowood.perf')))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=HANG_SECONDS)
     assert done.returncode == 0, done.stderr
     assert module in done.stdout
 

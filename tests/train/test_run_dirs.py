@@ -47,6 +47,71 @@ def test_out_onto_an_existing_run_refuses_unless_force(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--force"]) == 2
 
 
+def _tree(folder):
+    """Every file below ``folder`` with its bytes (the lock file aside: it names whoever held it last)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} | {
+        ".flowood.lock": b""
+    }
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--set", "data.dataset=npz:/nonexistent/flowood-missing.npz"],  # the data is not there
+        ["--set", "model.mid_channels=1000000"],  # the model cannot be allocated
+        ["--set", "train.lrr=1"],  # the config is wrong
+    ],
+    ids=["missing-data", "model-too-large", "bad-config"],
+)
+def test_force_that_cannot_start_removes_nothing(tmp_path, capsys, bad):
+    """Issue 25, item 1: ``--force`` checks config, data and model before it removes the run it replaces."""
+    run = tmp_path / "run"
+    args = ["train", "--preset", "demo", "--epochs", "1", "--out", str(run), *TINY_TRAIN_ARGS]
+    assert main([*args, "--set", "train.sample_every=0"]) == 0
+    before = _tree(run)
+    capsys.readouterr()
+    assert main([*args, "--force", *bad]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert _tree(run) == before
+
+
+def test_force_never_removes_a_users_files(tmp_path, capsys):
+    """Issue 25, item 4: a folder whose config.yaml is not flowood's is not a run; in a run, --force removes
+    flowood's files only (a user's own files in samples/, checkpoints/, figures/ stay)."""
+    args = ["train", "--preset", "demo", "--epochs", "1", *TINY_TRAIN_ARGS, "--force"]
+    mine = tmp_path / "mine"
+    for rel, text in [
+        ("config.yaml", "lr: 0.1\nlayers: 3\n"),  # another program's config
+        ("samples/cat.png", "my picture"),
+        ("checkpoints/model-best.ckpt", "my weights"),
+        ("metrics.csv", "step,loss\n1,0.5\n"),
+    ]:
+        (mine / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mine / rel).write_text(text)
+    before = _tree(mine)
+    capsys.readouterr()
+    assert main([*args, "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "not a flowood config" in err and "choose another --out" in err and len(err.strip().splitlines()) == 1
+    assert _tree(mine) == before and not (mine / ".flowood.lock").exists()
+
+    run = tmp_path / "run"
+    assert main([*args, "--out", str(run)]) == 0
+    (run / "samples" / "cat.png").write_text("my picture")
+    (run / "checkpoints" / "model-best.ckpt").write_text("my weights")
+    (run / "figures").mkdir()
+    (run / "figures" / "notes.txt").write_text("my notes")
+    (run / "ensemble" / "member-0" / "samples").mkdir(parents=True)
+    (run / "ensemble" / "member-0" / "samples" / "keep.png").write_text("mine too")
+    assert main([*args, "--out", str(run)]) == 0
+    assert (run / "samples" / "cat.png").read_text() == "my picture"
+    assert (run / "checkpoints" / "model-best.ckpt").read_text() == "my weights"
+    assert (run / "figures" / "notes.txt").read_text() == "my notes"
+    assert (run / "ensemble" / "member-0" / "samples" / "keep.png").read_text() == "mine too"
+    assert (run / "checkpoints" / "last.pt").is_file()
+
+
 def _hold_lock(path):
     code = (
         "import fcntl, sys, time\n"
@@ -179,3 +244,22 @@ def test_string_label_mapping_is_saved_with_the_run(tmp_path):
     }
     train(config_from_dict(raw), tmp_path / "run", quiet=True)
     assert json.loads((tmp_path / "run" / "labels.json").read_text()) == {"class_names": ["cat", "dog"]}
+
+
+def test_a_model_larger_than_memory_is_refused_before_it_is_built(tmp_path, monkeypatch, capsys):
+    """Issue 25, item 9: the parameters are counted on the ``meta`` device, so a model the allocator would
+    grant lazily (and the machine then swap or kill) is one line naming its size settings, before any work."""
+    import flowood.train.build as build_mod
+
+    monkeypatch.setattr(build_mod, "physical_memory", lambda: 2**20)  # a machine of 1 MiB
+    built: list[object] = []
+    real = build_mod.build_flow
+    monkeypatch.setattr(build_mod, "build_flow", lambda *a, **k: built.append(a) or real(*a, **k))
+    out = tmp_path / "run"
+    assert (
+        main(["train", "--preset", "demo", "--out", str(out), *TINY_TRAIN_ARGS, "--set", "model.mid_channels=64"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "model.mid_channels=64" in err and "more than this machine's memory (0 GiB here)" in err
+    assert len(built) == 1  # only the shape-only build on the meta device
+    assert not (out / "config.yaml").exists()

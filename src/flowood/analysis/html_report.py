@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from flowood.analysis.style import BPD_LABEL, dataset_color, figure_style, new_figure
+from flowood.atomic import atomic_write_text
 from flowood.errors import ReportError
 from flowood.evaluation import BitsPerDim, DetectorMetrics, EvaluationReport
 from flowood.runs import RunDir
@@ -123,7 +124,10 @@ def collect_report_parts(run_dir: str | Path) -> ReportParts:
     files = RunDir(run)
     cfg_path = files.config
     if cfg_path.is_file():
-        loaded = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        try:
+            loaded = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError) as err:
+            raise ReportError(f"{cfg_path} cannot be read ({str(err).splitlines()[0][:120]})") from None
         parts.config = loaded if isinstance(loaded, dict) else {"config": loaded}
     else:
         parts.notes.append("No config.yaml in the run directory.")
@@ -136,12 +140,19 @@ def collect_report_parts(run_dir: str | Path) -> ReportParts:
             parts.report = EvaluationReport.load(files.report)
         except ReportError as err:
             parts.notes.append(f"report.json not shown: {err}")
+        else:  # models stopped short of their budget: the numbers below are not those of the configured ones
+            parts.notes += [f"PARTIAL RESULTS: {line}" for line in parts.report.partial or ()]
     else:
         parts.notes.append("No report.json: run `flowood evaluate RUN_DIR` for the evaluation table.")
     stats_path = files.figures / "coupling_stats.json"
     if stats_path.is_file():
-        loaded = json.loads(stats_path.read_text(encoding="utf-8"))
-        parts.coupling_stats = loaded.get("rows", []) if isinstance(loaded, dict) else list(loaded)
+        try:
+            loaded = json.loads(stats_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            parts.notes.append(f"{stats_path} not shown: not JSON ({err}); run `flowood visualize RUN_DIR` again.")
+        else:
+            rows = loaded.get("rows", []) if isinstance(loaded, dict) else loaded
+            parts.coupling_stats = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None
     figs = sorted(files.figures.glob("*.png"), key=_figure_order) if files.figures.is_dir() else []
     if not figs:
         parts.notes.append("No figures/: run `flowood visualize RUN_DIR` for latent, coupling and sample figures.")
@@ -519,7 +530,8 @@ def render_html(parts: ReportParts) -> str:
     out.append('<section id="training"><h2>Training curves</h2>')
     png = training_curves_png(parts.metrics, parts.step_curve) if parts.metrics or parts.step_curve else None
     if png is not None:
-        last = parts.metrics[-1]
+        # A run stopped in its first epoch has a step curve (TensorBoard) and no metrics.csv row yet.
+        last = parts.metrics[-1] if parts.metrics else {}
         extra = []
         for key in ("nonfinite_steps", "seconds"):
             # Both columns are running totals (the trainer writes them cumulatively): the last value is the total.
@@ -573,6 +585,5 @@ def write_html_report(source: str | Path | ReportParts, out_path: str | Path | N
         parts = collect_report_parts(source)
         out_path = out_path if out_path is not None else RunDir(source).report_html
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(parts), encoding="utf-8")
+    atomic_write_text(out, render_html(parts))  # a full disk keeps the previous page whole
     return out

@@ -22,6 +22,8 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from flowood.atomic import atomic_write
+
 DPI = 100
 """Dots per inch of every saved figure."""
 
@@ -124,10 +126,10 @@ def figure_pixels(width_in: float, height_in: float) -> tuple[int, int]:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Save ``fig`` as PNG at :data:`DPI` (parent directories created) and return the path."""
+    """Save ``fig`` as PNG at :data:`DPI` (parent directories created, written beside and renamed over: a full
+    disk keeps the previous figure) and return the path."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, format="png")
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     return out
 
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from flowood import __version__
+from flowood.version import __version__
 
 app = typer.Typer(
     name="flowood",
@@ -81,12 +81,24 @@ def main(argv: list[str] | None = None) -> int:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         return 2
     except KeyboardInterrupt:
-        # Outside a training loop (loading data, scoring) nothing is lost that a rerun cannot redo.
-        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        _interrupted()
         return 130
     except SystemExit as err:
+        if err.code == 130:  # Typer turns a KeyboardInterrupt into Exit(130) without a word
+            _interrupted()
         return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
     return 0
+
+
+def _interrupted() -> None:
+    # Outside a training loop (loading data, scoring, plotting) every file is written whole or not at all, and
+    # a training inside a command saved its checkpoint: a rerun continues from there.
+    typer.secho(
+        "interrupted: nothing was left half-written; run the command again (a training continues from its last "
+        "checkpoint with `flowood train --resume RUN`)",
+        fg=typer.colors.YELLOW,
+        err=True,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

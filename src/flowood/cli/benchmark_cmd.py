@@ -31,8 +31,15 @@ def benchmark_command(
         return
     if not protocol:
         raise ConfigError("name a protocol: flowood benchmark fashionmnist --budget quick (see --list)")
+    from flowood.devices import resolve_device
+    from flowood.experiments.benchmark import load_protocol
+    from flowood.runs import RunDir
+
+    checked = load_protocol(protocol, budget)  # the whole protocol is checked before anything is created
+    resolve_device(device)
     out = out or Path(f"benchmark-{Path(protocol).stem}-{budget}")
-    board = run_benchmark(protocol, out, budget=budget, device=device, quiet=quiet, data_root=data_root)
+    with RunDir(out).hold_output("benchmark"):  # one benchmark writes OUT at a time
+        board = run_benchmark(checked, out, budget=budget, device=device, quiet=quiet, data_root=data_root)
     typer.echo(format_leaderboard(board))
     typer.echo(f"wrote {out}/leaderboard.md, {out}/leaderboard.json, {out}/report.html")
 

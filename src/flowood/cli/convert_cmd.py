@@ -39,6 +39,7 @@ def convert_command(
     `flowood evaluate`, `visualize`, `report` and `benchmark` like one from `flowood train`.
     """
     from flowood.convert import OriginalArchitecture, from_flows_ood, write_run
+    from flowood.data import dataset_info
     from flowood.errors import ConfigError
 
     shape = None
@@ -66,12 +67,35 @@ def convert_command(
         arch.input_shape()  # an unknown --dataset: say so rather than ask for a --dataset
     if target is None:
         raise ConfigError("give --data DATASET (the flowood dataset to evaluate on) or an original --dataset")
-    model, epoch = from_flows_ood(checkpoint, arch)
     names = [n for item in ood for n in item.split(",") if n]
+    for name in [target, *names]:
+        dataset_info(name)  # an unknown name fails now, not at the first `flowood evaluate`
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} exists and is not empty; choose a new directory for the run")
+    model, epoch = from_flows_ood(checkpoint, arch)
     provenance = {"converted_from": str(checkpoint), "original_epoch": str(epoch)}
     write_run(model, out, dataset=target, ood=names, provenance=provenance)
     params = sum(p.numel() for p in model.parameters())
     typer.echo(f"converted {checkpoint} (epoch {epoch}, {params:,} parameters) → {out} ({model.name})")
+    if not dataset_info(target).available_now:
+        # Say it now, not at the first `flowood evaluate` (which would need the full dataset's files).
+        mini = f"{target}-mini"
+        offline = f"convert with --data {mini} to evaluate on the embedded bundle, or " if _known(mini) else ""
+        typer.echo(
+            f"note: {target} is not on this machine: `flowood evaluate {out}` needs its files; {offline}put them "
+            "under --data-root (`flowood datasets` says where they are looked for)"
+        )
+
+
+def _known(name: str) -> bool:
+    from flowood.data import dataset_info
+    from flowood.errors import DatasetError
+
+    try:
+        dataset_info(name)
+    except DatasetError:
+        return False
+    return True
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from flowood.cli.options import check_data_root
+from flowood.cli.options import check_data_root, print_table
 
 
 def datasets(
@@ -39,7 +39,7 @@ def datasets(
         if verbose:
             row.append(f"{i.description}\n[dim]{where}[/dim]")
         table.add_row(*row)
-    Console().print(table)
+    print_table(table, wrap=("splits", "description / where looked"))
     if not verbose:
         Console().print("[dim]--verbose shows where each dataset is looked for; --json for everything[/dim]")
 

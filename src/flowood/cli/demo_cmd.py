@@ -9,7 +9,15 @@ import typer
 
 def demo_command(
     out: Path = typer.Option(Path("flowood-demo"), "--out", "-o", help="Run directory to write."),
-    minutes: float | None = typer.Option(None, "--minutes", help="Training time budget (default 3)."),
+    minutes: float | None = typer.Option(
+        None,
+        "--minutes",
+        help="Wall-clock safety cap of the training in minutes (default 10); the budget is one epoch, and a run "
+        "the cap cuts is reported as PARTIAL.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a run of another config already in --out (a demo run of this one is reused)."
+    ),
     overrides: list[str] = typer.Option([], "--set", "-s", help="Config override key=value (repeat)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -25,6 +33,7 @@ def demo_command(
     ),
 ) -> None:
     """Run the paper's headline experiment on the embedded data and explain the result."""
+    from flowood.cli.options import invoked_as
     from flowood.experiments.demo import print_summary, run_demo
 
     report = run_demo(
@@ -35,8 +44,9 @@ def demo_command(
         quiet=quiet,
         embeddings=embeddings,
         all_scores=all_scores,
+        force=force,
     )
-    print_summary(report, out)
+    print_summary(report, out, invoked_as())
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flowood.cli.options import check_data_root
+from flowood.cli.options import check_data_root, print_table
 from flowood.errors import ConfigError
 
 
@@ -32,6 +32,7 @@ def embed(
         False, "--download", help="Let torchvision download missing weights into the torch hub cache."
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute features even if cached."),
+    force: bool = typer.Option(False, "--force", help="Replace the file already at --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     list_extractors: bool = typer.Option(False, "--list-extractors", help="List extractors and exit."),
 ) -> None:
@@ -48,7 +49,6 @@ def embed(
     from flowood.features import EXTRACTORS, embed_dataset, read_embeddings
 
     if list_extractors:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title="flowood feature extractors")
@@ -56,12 +56,17 @@ def embed(
             table.add_column(col)
         for spec in EXTRACTORS.values():
             table.add_row(spec.name, str(spec.feature_dim), str(spec.default_size), spec.description)
-        Console().print(table)
+        print_table(table, wrap=("description",))
         return
     if dataset is None or out is None:
         raise ConfigError("flowood embed needs --dataset NAME and --out FILE.npz (or --list-extractors)")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be positive, got {limit}")
+    target = out.expanduser()
+    if target.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give the .npz file to write, e.g. {out / 'embeddings.npz'}")
+    if target.exists() and not force:
+        raise ConfigError(f"--out {out} already exists; replace it with --force, or choose another --out")
     path = embed_dataset(
         dataset,
         extractor,

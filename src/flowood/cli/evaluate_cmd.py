@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from flowood.cli.options import check_data_root
+from flowood.cli.options import check_data_root, split_names
 
 
 def evaluate_command(
@@ -38,14 +38,22 @@ def evaluate_command(
     typicality_m: int | None = typer.Option(
         None, "--typicality-m", help="typicality: samples M per batch (default 10)."
     ),
+    aux_steps: int | None = typer.Option(
+        None,
+        "--aux-steps",
+        help="waic: optimiser steps of each member (aux.ensemble.max_steps; default: as many as the main model took).",
+    ),
     aux_minutes: float | None = typer.Option(
-        None, "--aux-minutes", help="waic: training cap of each member in minutes (aux.ensemble.minutes; default 1)."
+        None,
+        "--aux-minutes",
+        help="waic: wall-clock safety cap of each member in minutes (aux.ensemble.minutes; default none); a member "
+        "it cuts makes the results PARTIAL.",
     ),
     background_minutes: float | None = typer.Option(
         None,
         "--background-minutes",
-        help="likelihood_ratio / general_likelihood_ratio: training cap of the background / general flow "
-        "(default: as many steps as the main model took).",
+        help="likelihood_ratio / general_likelihood_ratio: wall-clock safety cap of the background / general flow "
+        "(default none: they train as many steps as the main model took).",
     ),
     general_dataset: str | None = typer.Option(
         None, "--general-dataset", help="general_likelihood_ratio: broad dataset of the general model."
@@ -69,13 +77,13 @@ def evaluate_command(
          "exact": exact},
         {"limit": "--limit", "batch_size": "--batch-size", "seed": "--seed", "precision": "--precision"},
     )  # fmt: skip
-    names: list[str] = []
-    for item in ood:  # accept both `--ood a --ood b` and `--ood a,b`
-        names += [n for n in item.split(",") if n]
+    names = split_names(ood, "--ood", "dataset")
+    split_names(scores, "--scores", "detector")
     aliases = {
         "--ensemble-size": ensemble_size,
         "--mutation-rate": mutation_rate,
         "--typicality-m": typicality_m,
+        "--aux-steps": aux_steps,
         "--aux-minutes": aux_minutes,
         "--background-minutes": background_minutes,
         "--general-dataset": general_dataset,

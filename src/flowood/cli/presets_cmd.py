@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from flowood.cli.options import print_table
 from flowood.train.presets import PRESETS, preset_parameter_count
 
 
@@ -22,7 +23,6 @@ def presets(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="flowood presets")
@@ -39,7 +39,7 @@ def presets(
             f"{t['optimizer']} lr={t['lr']:g}",
             str(t["epochs"]),
         )
-    Console().print(table)
+    print_table(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,8 @@ def reproduce_command(
 ) -> None:
     """Reproduce a claim of the paper: writes figures, results.json and summary.md into OUT/NAME."""
     from flowood.errors import ConfigError
-    from flowood.experiments.reproduce import EXPERIMENTS, reproduce, write_index
+    from flowood.experiments.reproduce import EXPERIMENTS, check_arguments, reproduce, write_index
+    from flowood.runs import RunDir
 
     if list_ or name is None:
         for exp in EXPERIMENTS.values():
@@ -27,12 +28,14 @@ def reproduce_command(
             raise ConfigError("give an experiment name (above) or 'all'")
         return
     names = list(EXPERIMENTS) if name == "all" else [name]
-    for n in names:
-        result = reproduce(n, out, budget=budget, device=device, quiet=quiet, overrides=overrides)
-        verdict = "holds" if result["holds"] else "does NOT hold"
-        typer.echo(f"[{n}] claim {result['claim']} {verdict}: {result['statement']}")
-        typer.echo(f"        -> {out / n}/summary.md ({result['seconds']:.0f} s)")
-    typer.echo(f"index of all results in {out}: {write_index(out)}")
+    check_arguments(names, budget, overrides, device)  # everything, before any model trains
+    with RunDir(out).hold_output("reproduce"):  # one reproduce writes OUT at a time
+        for n in names:
+            result = reproduce(n, out, budget=budget, device=device, quiet=quiet, overrides=overrides)
+            verdict = "holds" if result["holds"] else "does NOT hold"
+            typer.echo(f"[{n}] claim {result['claim']} {verdict}: {result['statement']}")
+            typer.echo(f"        -> {out / n}/summary.md ({result['seconds']:.0f} s)")
+        typer.echo(f"index of all results in {out}: {write_index(out)}")
 
 
 def register(app: typer.Typer) -> None:

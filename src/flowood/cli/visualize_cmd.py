@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flowood.cli.options import check_data_root
+from flowood.cli.options import check_data_root, split_names
 
 
 def visualize_command(
@@ -29,9 +29,7 @@ def visualize_command(
     check_data_root(data_root)
     from flowood.experiments.visualize import parse_layers, visualize_run
 
-    names: list[str] = []
-    for item in ood:  # accept both `--ood a --ood b` and `--ood a,b`
-        names += [n for n in item.split(",") if n]
+    names = split_names(ood, "--ood", "dataset")
     result = visualize_run(
         run_dir,
         dataset=dataset,

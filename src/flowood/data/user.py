@@ -147,6 +147,8 @@ def load(
         ds = load_table(name, wanted, path, label=options.get("label"))
     else:
         ds = load_embeddings_file(name, wanted, path)
+    if len(ds) == 0:
+        raise DatasetError(f"{name}: {ds.source} holds no samples (its arrays are empty); give a file with data")
     if wanted != split:
         pieces = carve_indices(len(ds), USER_FRACTIONS, seed, salt=zlib.crc32(b"user"))
         ds = subset(ds, pieces[SPLIT_NAMES.index(split)])

@@ -146,14 +146,17 @@ def native_splits(path: Path, kind: str) -> tuple[str, ...]:
 
 
 def pixels_to_uint8(arr: np.ndarray, path: Path) -> tuple[np.ndarray, str | None]:
-    """The documented rule for non-uint8 pixels: floats all in [0, 1] → ×255; values in [0, 255] → as they
-    are (rounded); anything else, or NaN/Inf, an error. Returns the uint8 array and a note (None for uint8)."""
+    """The documented rule for non-uint8 pixels: bool → 0 / 255; floats all in [0, 1] → ×255; values in [0, 255]
+    → as they are (rounded); anything else, or NaN/Inf, an error. Returns the uint8 array and a note (None for
+    uint8)."""
     if arr.dtype == np.uint8:
         return arr, None
     if arr.dtype.kind not in "fiub":
         raise DatasetError(f"{path}: images must be numbers (uint8 0..255 or floats in [0, 1]), got {arr.dtype}")
     if arr.size == 0:
         return arr.astype(np.uint8), None
+    if arr.dtype.kind == "b":  # a mask: True is white, not the value 1 of 255
+        return arr.astype(np.uint8) * np.uint8(255), "bool pixels read as 0 / 255"
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise DatasetError(f"{path}: images hold NaN/Inf in {int((~np.isfinite(arr)).sum())} pixels")
     lo, hi = float(arr.min()), float(arr.max())
@@ -215,10 +218,42 @@ def load_images_npz(name: str, split: str, path: Path) -> ArrayDataset:
 # ------------------------------------------------------------------------------------------------ image folder
 
 
+_MODE_NAMES = {"L": "grey", "1": "1-bit", "P": "palette", "RGB": "RGB", "RGBA": "RGBA", "LA": "grey+alpha"}
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _image_array(im, mode: str, size: int | None) -> tuple[np.ndarray, list[str]]:
+    """One PIL image as uint8 ``(H, W)`` / ``(H, W, 3)`` in ``mode`` (``L`` or ``RGB``) at ``size``, and what was
+    converted to get there (said in the dataset's ``conversions``, never silently)."""
+    from PIL import Image
+
+    done: list[str] = []
+    if im.mode in _WIDE_MODES:
+        # PIL's convert("L") clips 16-bit values at 255 (a white image); scale 0..65535 to 0..255 instead.
+        wide = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if wide.max(initial=0) > 255 or im.mode != "I" else 255.0
+        im = Image.fromarray(np.round(np.clip(wide, 0, top) * (255.0 / top)).astype(np.uint8), mode="L")
+        done.append("16-bit pixels scaled to 8 bits (/257)" if top > 255 else "32-bit integer pixels read as 8 bits")
+    if im.mode != mode:
+        source = _MODE_NAMES.get(im.mode, im.mode)
+        alpha = " (alpha dropped)" if "A" in im.mode else ""
+        done.append(f"{source} -> {_MODE_NAMES[mode]}{alpha}")
+        im = im.convert(mode)
+    if size is not None and im.size != (size, size):
+        done.append(f"resized {im.size[0]}x{im.size[1]} -> {size}x{size} (bilinear)")
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8), done
+
+
 def load_image_folder(
     name: str, split: str, path: Path, *, size: int | None = None, channels: int | None = None, strict: bool = True
 ) -> ArrayDataset:
-    """ImageFolder layout -> uint8 (N, C, H, W). ``size`` resizes each image to size x size on load."""
+    """ImageFolder layout -> uint8 (N, C, H, W). ``size`` resizes each image to size x size on load.
+
+    Images whose format differs from the set's (grey / RGB, an alpha channel, 16-bit pixels, another size) are
+    converted, and every conversion is counted in the dataset's ``conversions`` (``"3 images: RGBA -> RGB
+    (alpha dropped)"``), which the loading command prints as a ``note:`` line.
+    """
     from PIL import Image
 
     folder = path if split == "all" else path / split
@@ -229,6 +264,7 @@ def load_image_folder(
         raise DatasetError(f"{folder}: expected one sub-folder per class (ImageFolder layout), found none")
     arrays: list[np.ndarray] = []
     labels: list[int] = []
+    counts: dict[str, int] = {}
     mode: str | None = None
     for ci, cname in enumerate(classes):
         for p in sorted((folder / cname).iterdir()):
@@ -238,11 +274,9 @@ def load_image_folder(
                 with Image.open(p) as im:
                     im.load()
                     if mode is None:
-                        mode = "L" if (channels == 1 or (channels is None and im.mode in ("L", "1", "I;16"))) else "RGB"
-                    im2 = im.convert(mode)
-                    if size is not None:
-                        im2 = im2.resize((size, size), Image.Resampling.BILINEAR)
-                    a = np.asarray(im2, dtype=np.uint8)
+                        grey = im.mode in ("L", "1", "LA", *_WIDE_MODES)
+                        mode = "L" if (channels == 1 or (channels is None and grey)) else "RGB"
+                    a, done = _image_array(im, mode, size)
             except Exception as err:
                 if strict:
                     raise DatasetError(f"cannot read {p}: {err} (corrupt or truncated image)") from err
@@ -253,11 +287,13 @@ def load_image_folder(
                     f"{p}: size {a.shape[2]}x{a.shape[1]} differs from {arrays[0].shape[2]}x{arrays[0].shape[1]} "
                     "of earlier images; pass size=... to resize on load"
                 )
+            for what in done:
+                counts[what] = counts.get(what, 0) + 1
             arrays.append(a)
             labels.append(ci)
     if not arrays:
         raise DatasetError(f"{folder}: no images found (extensions {', '.join(sorted(IMAGE_EXTS))})")
-    return ArrayDataset(
+    ds = ArrayDataset(
         np.stack(arrays),
         np.array(labels),
         kind="image",
@@ -266,16 +302,30 @@ def load_image_folder(
         source=str(folder),
         class_names=classes,
     )
+    total = len(arrays)
+    ds.conversions += [f"{n} of {total} images: {what}" for what, n in counts.items()]
+    return ds
 
 
 # ------------------------------------------------------------------------------------------------------ tables
 
 
 def _read_csv(path: Path, label: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    rows: list[list[str]] = []
     try:
         with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as err:
+            reader = csv.reader(f)
+            start = 1
+            for row in reader:
+                if any("\n" in v or "\r" in v for v in row):
+                    # An opening quote never closed: csv reads every following line into one field.
+                    raise DatasetError(
+                        f'{path}: line {start} opens a quote (") that no later field closes, so lines '
+                        f"{start}-{reader.line_num} were read as one value; remove the stray quote or close it"
+                    )
+                rows.append(row)
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DatasetError(f"cannot read {path}: {err}") from err
     if len(rows) < 2:
         raise DatasetError(f"{path}: needs a header row and at least one data row")

@@ -45,16 +45,17 @@ from flowood.train.presets import EMBEDDING_PRESETS, get_preset
 
 @dataclass(frozen=True)
 class AuxBudget:
-    """How long one auxiliary image flow trains.
+    """How long one auxiliary image flow trains: a budget in optimiser steps, so that the same evaluation gives
+    the same numbers on an idle and on a busy machine.
 
     Attributes:
-        minutes: a wall-clock cap in minutes, or ``None`` for the main model's budget: as many optimiser steps
-            as the main run took (whatever the machine's load), no wall-clock cap.
-        max_steps: a step cap on top (``None``: none).
+        max_steps: at most this many steps; ``None``: as many as the main run took.
+        minutes: a wall-clock safety cap on top (``None``: none). A model it cuts is short of its budget: the
+            evaluation's report lists it under ``partial`` and the CLI says PARTIAL RESULTS.
     """
 
-    minutes: float | None = setting(None, gt=0, doc="wall-clock cap (null: the main model's steps)")
-    max_steps: int | None = setting(None, ge=1, doc="step cap on top of the budget")
+    minutes: float | None = setting(None, gt=0, doc="wall-clock safety cap (null: none)")
+    max_steps: int | None = setting(None, ge=1, doc="step budget (null: the main model's steps)")
 
     def __post_init__(self) -> None:
         check(self)
@@ -67,14 +68,15 @@ class EmbeddingFlowSettings:
     Attributes:
         preset: an embedding preset (``flowood presets``), e.g. ``tabular-embeddings-l2`` (unit-norm features,
             top 512 principal components).
-        minutes: wall-clock cap of its training (``None``: none).
-        max_steps: step cap (``None``: none); the preset's epochs are raised so that the caps decide.
+        minutes: a wall-clock safety cap of its training (``None``: none; a flow it cuts is reported as partial).
+        max_steps: its budget in steps (``None``: the preset's epochs); the preset's epochs are raised so that
+            the steps decide.
         overrides: ``key=value`` overrides of the preset.
     """
 
     preset: str = setting("tabular-embeddings-l2", choices=EMBEDDING_PRESETS)
-    minutes: float | None = setting(1.5, gt=0, doc="wall-clock cap")
-    max_steps: int | None = setting(700, ge=1, doc="step cap")
+    minutes: float | None = setting(None, gt=0, doc="wall-clock safety cap")
+    max_steps: int | None = setting(700, ge=1, doc="step budget")
     overrides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -83,7 +85,9 @@ class EmbeddingFlowSettings:
 
 @dataclass(frozen=True)
 class AuxSettings:
-    """Everything an evaluation's auxiliary models need beyond the detectors' own settings (CPU-sized defaults).
+    """Everything an evaluation's auxiliary models need beyond the detectors' own settings. Every budget is in
+    optimiser steps (by default each image flow trains as many steps as the main model did), so an evaluation
+    gives the same numbers on any machine; wall-clock caps are opt-in safeties.
 
     Attributes:
         background: budget of the likelihood ratio's background flow.
@@ -96,7 +100,7 @@ class AuxSettings:
     """
 
     background: AuxBudget = AuxBudget()
-    ensemble: AuxBudget = AuxBudget(minutes=1.0)
+    ensemble: AuxBudget = AuxBudget()
     general: AuxBudget = AuxBudget()
     test_limit: int = setting(500, ge=1, doc="test images of each auxiliary image flow's epochs")
     overrides: tuple[str, ...] = ()
@@ -111,18 +115,15 @@ class AuxSettings:
 
 
 def _budget(run: Run, budget: AuxBudget) -> dict[str, Any]:
-    """``train`` overrides of an auxiliary flow: the main model's optimiser steps with no wall-clock cap (the
-    run's own limits when it logged no steps), or the explicit wall-clock cap; ``max_steps`` caps either."""
+    """``train`` overrides of an auxiliary flow: the main model's optimiser steps (its own limits when it logged
+    no steps), capped by ``budget.max_steps``; ``budget.minutes`` as the wall-clock safety cap."""
     tr = run.config.train
-    if budget.minutes is not None:
-        limits: dict[str, Any] = {"max_minutes": budget.minutes, "max_steps": tr.max_steps}
-    elif run.steps:
-        limits = {"max_minutes": None, "max_steps": run.steps}
-    else:
-        limits = {"max_minutes": tr.max_minutes, "max_steps": tr.max_steps}
+    steps = run.steps or tr.max_steps
     if budget.max_steps is not None:
-        limits["max_steps"] = min(limits["max_steps"] or budget.max_steps, budget.max_steps)
-    return limits
+        steps = min(steps or budget.max_steps, budget.max_steps)
+    # A run whose length is unknown (converted, no metrics) keeps its own cap unless one is given.
+    minutes = budget.minutes if budget.minutes is not None or run.steps else tr.max_minutes
+    return {"max_steps": steps, "max_minutes": minutes}
 
 
 def aux_image_config(
@@ -210,7 +211,8 @@ def embedding_flow_config(
     raw["data"]["ood"] = list(ood)
     raw["train"]["max_minutes"] = settings.minutes
     raw["train"]["max_steps"] = settings.max_steps
-    raw["train"]["epochs"] = max(raw["train"]["epochs"], 1000)  # the step / time caps decide
+    if settings.max_steps is not None:
+        raw["train"]["epochs"] = max(raw["train"]["epochs"], 1000)  # the step budget decides
     raw["device"] = device
     raw["seed"] = seed
     cfg = config_from_dict(apply_overrides(raw, list(settings.overrides)))

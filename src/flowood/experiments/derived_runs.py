@@ -5,11 +5,12 @@ reused only when its saved ``config.yaml`` equals the wanted typed config."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from flowood.errors import CheckpointError, ConfigError
+from flowood.errors import CheckpointError, ConfigError, RunInUseError, TrainingInterruptedError
 from flowood.experiments.runs import read_config
 from flowood.runs import RunDir
 from flowood.train.config import RunConfig
@@ -39,6 +40,26 @@ def _saved_config(files: RunDir) -> RunConfig | None:
         return None
 
 
+def _differences(saved: RunConfig | None, wanted: RunConfig) -> str:
+    """What differs between a saved run's config and the wanted one, in a few ``key: saved -> wanted`` words."""
+    if saved is None:
+        return "files of a run whose config.yaml this version cannot read"
+    old, new = _flat(saved.to_dict()), _flat(wanted.to_dict())
+    keys = [k for k in {**old, **new} if old.get(k) != new.get(k)]
+    shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:3])
+    return f"a different config: {shown}{f' and {len(keys) - 3} more' if len(keys) > 3 else ''}"
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def train_or_reuse(
     directory: str | Path,
     config: RunConfig,
@@ -46,11 +67,14 @@ def train_or_reuse(
     quiet: bool = True,
     log: Callable[[str], None] | None = None,
     label: str = "run",
+    replace: bool = True,
 ) -> DerivedRun:
     """The one way to obtain a run of ``config`` in ``directory``.
 
     * its saved ``config.yaml`` equals ``config`` and a checkpoint is there: continue it (a run its own limits
       already ended is reused as it is — so an interrupted run is finished, never taken for a finished one);
+      a config that differs only in the wall-clock safety cap ``train.max_minutes`` continues under the new cap
+      (the cap does not define the model; a run it cut is finished when it is raised or lifted);
     * the same config and weights without a checkpoint (written by ``flowood convert``): reuse it;
     * anything else (no run, another config — e.g. the main run was retrained for a different number of
       steps, the data moved, a setting changed): clear the directory's run files and train.
@@ -64,21 +88,60 @@ def train_or_reuse(
         quiet: no progress bars or per-epoch lines.
         log: where to say what happened (e.g. ``print``), or ``None``.
         label: what the run is, for ``log`` ("waic: ensemble member 0").
+        replace: clear a run of another config (the auxiliary models' folders, which flowood owns); ``False``
+            for a directory the user named (``flowood demo --out``): a run of another config there is refused.
+
+    Raises:
+        RunInUseError: ``replace=False`` and ``directory`` holds a run of another config (the message says what
+            differs), or the directory is being written by another process.
+        TrainingInterruptedError: a signal stopped the training (its checkpoint is kept; the message says to run
+            the same command again, which continues it).
     """
-    directory = Path(directory)
+    try:
+        return _obtain(
+            Path(directory), config, quiet=quiet, say=log or (lambda message: None), label=label, replace=replace
+        )
+    except TrainingInterruptedError:
+        # The trainer's own message sends the user to `train --resume` on a folder the command chose for them.
+        raise TrainingInterruptedError(
+            f"{label} stopped by a signal; its checkpoint in {directory} is kept: run the same command again and it "
+            "continues that training (a half-trained model is never reused)"
+        ) from None
+
+
+def _obtain(
+    directory: Path, config: RunConfig, *, quiet: bool, say: Callable[[str], None], label: str, replace: bool
+) -> DerivedRun:
     files = RunDir(directory)
-    say = log or (lambda message: None)
-    if _saved_config(files) == config:
+    saved = _saved_config(files)
+    same = saved is not None and _uncapped(saved) == _uncapped(config)
+    if not same and not replace and files.has_run_files():
+        differs = _differences(saved, config)
+        raise RunInUseError(
+            f"{directory} already holds another run ({differs}); keep it and choose another --out, or replace it "
+            "with --force"
+        )
+    if same and saved is not None:
         if files.checkpoint.is_file():
+            cap = config.train.max_minutes
+            # The wall-clock cap is a safety, not part of the model: a run it cut continues under the new one.
+            lift = [] if saved.train.max_minutes == cap else [f"train.max_minutes={'null' if cap is None else cap}"]
             try:
-                result = resume(directory, quiet=quiet)
+                result = resume(directory, quiet=quiet, overrides=lift)
             except RunFinishedError:
                 say(f"{label}: reusing {directory} (finished, same config)")
                 return DerivedRun(directory, "reused")
             say(f"{label}: continued {directory} from its checkpoint to step {result.steps}")
             return DerivedRun(directory, "resumed", result)
-        if files.model.is_file() or files.model_ema.is_file():
+        if saved == config and (files.model.is_file() or files.model_ema.is_file()):
             say(f"{label}: reusing {directory} (same config)")
             return DerivedRun(directory, "reused")
     say(f"{label}: training -> {directory}")
     return DerivedRun(directory, "trained", train(config, directory, quiet=quiet))
+
+
+def _uncapped(config: RunConfig) -> RunConfig:
+    """``config`` without its wall-clock cap (``train.max_minutes``): what defines the model a run trains."""
+    copy = deepcopy(config)
+    copy.train.max_minutes = None
+    return copy

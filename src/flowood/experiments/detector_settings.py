@@ -3,7 +3,7 @@ flags that alias some of them), a benchmark protocol's ``settings:`` mapping, or
 
 The settings are one nested mapping: a section per detector (``waic: {ensemble_size: 5}``, the fields of that
 detector's ``Settings``) and ``aux`` (:class:`~flowood.experiments.aux_models.AuxSettings`: the auxiliary
-models' budgets and the feature pipeline, e.g. ``aux: {ensemble: {minutes: 0.5}, features: {size: 96}}``).
+models' budgets and the feature pipeline, e.g. ``aux: {ensemble: {max_steps: 50}, features: {size: 96}}``).
 Every value is checked against the registry before anything is scored; a bad one raises a
 :class:`~flowood.errors.FieldError` whose field is the dotted path (``waic.ensemble_size``), which the caller
 re-says with the flag, item or file key that gave it.
@@ -84,6 +84,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "--ensemble-size": ("waic.ensemble_size",),
     "--mutation-rate": ("likelihood_ratio.mutation_rate",),
     "--typicality-m": ("typicality.m",),
+    "--aux-steps": ("aux.ensemble.max_steps",),
     "--aux-minutes": ("aux.ensemble.minutes",),
     "--background-minutes": ("aux.background.minutes", "aux.general.minutes"),
     "--general-dataset": ("general_likelihood_ratio.dataset",),

@@ -8,9 +8,10 @@ with every per-sample array (:class:`Evaluation`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from flowood.analysis.histograms import plot_bpd_histograms
-from flowood.atomic import atomic_write
+from flowood.atomic import atomic_write_npz
 from flowood.data import dataset_info
 from flowood.data.base import ArrayDataset
 from flowood.devices import resolve_device
@@ -35,13 +36,14 @@ from flowood.evaluation import (
 )
 from flowood.experiments.aux_models import AuxSettings
 from flowood.experiments.fit_context import EvaluationContext
-from flowood.experiments.runs import Run, load_run
+from flowood.experiments.runs import Run, load_run, training_summary
 from flowood.experiments.scored_samples import scored_samples, scored_split
 from flowood.ood import detection_metrics, score_samples, summarize_scores
 from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors
 from flowood.perf import PRECISIONS, FastPath, resolve_fast_path
 from flowood.runs import RunDir
 from flowood.settings import check, setting
+from flowood.train.config import check_ood_names
 
 BASELINE = "log_likelihood"
 
@@ -105,6 +107,13 @@ class Evaluation:
         return flat
 
 
+MIN_SAMPLES = 2
+"""Fewer samples in a scored set give no ranking to measure; below :data:`FEW_SAMPLES` the table warns."""
+
+FEW_SAMPLES = 30
+"""Sets smaller than this get a warning beside the table: their AUROC moves in steps of 1/n."""
+
+
 def resolve_detectors(detectors: Sequence[str | Detector] | None) -> list[Detector]:
     """Detector names (``"a,b"``, ``"all"``; default settings) and configured :class:`Detector` instances →
     instances in order without duplicates, ``log_likelihood`` first (the report's baseline)."""
@@ -149,17 +158,38 @@ def evaluate_run(
     Raises:
         DatasetError: no or unknown OOD set (before anything is scored).
         ConfigError: a detector that cannot run on this run or these sets (before any detector fits).
+        RunInUseError: another process writes the run (``write=True`` holds the run's lock throughout).
     """
     opts = scoring or ScoringOptions()
     aux = aux or AuxSettings()
     chosen = resolve_detectors(detectors)
+    # The run's lock, for the whole evaluation: a second `evaluate` (which would retrain the auxiliary model
+    # this one is training) or a `train --resume` (which would change the weights being scored) is refused.
+    writes = write or any(det.info.auxiliary for det in chosen)  # auxiliary models are trained into the run
+    with RunDir(run_dir).hold("evaluate") if writes else contextlib.nullcontext():
+        return _evaluate_run(run_dir, ood, chosen, aux, opts, device, data_root, write, quiet)
+
+
+def _evaluate_run(
+    run_dir: str | Path,
+    ood: Sequence[str] | None,
+    chosen: list[Detector],
+    aux: AuxSettings,
+    opts: ScoringOptions,
+    device: str,
+    data_root: str | None,
+    write: bool,
+    quiet: bool,
+) -> Evaluation:
     run = load_run(run_dir, device=resolve_device(device))
     if data_root is not None:
         run.config.data.root = data_root
     cfg = run.config.data
+    flag = "--ood" if ood else f"data.ood (in {RunDir(run.dir).config})"
     ood = list(ood) if ood else list(cfg.ood)
     if not ood:
         raise DatasetError("no OOD dataset given: pass --ood NAME [NAME ...] (see `flowood datasets`)")
+    check_ood_names(ood, cfg.dataset, cfg.ood_classes, flag=flag)
     for name in ood:
         dataset_info(name, cfg.root)  # an unknown name fails now, not after minutes of scoring
     fast = resolve_fast_path(
@@ -174,6 +204,13 @@ def evaluate_run(
     with torch.inference_mode(), fast.backends():
         sets, records = _scored_sets(run, ood, opts, fast, quiet)
     seconds = time.perf_counter() - start
+    for s in sets:
+        if len(s) < MIN_SAMPLES:
+            which = "the in-distribution test set" if s.name is None else f"OOD set {s.key}"
+            raise DatasetError(
+                f"{which} has {len(s)} sample{'s' if len(s) != 1 else ''} to score: an AUROC needs at least "
+                f"{MIN_SAMPLES} on each side (raise --limit, or give a larger set)"
+            )
     context = EvaluationContext(
         run, aux, evaluated=ood, device=device, batch_size=opts.batch_size, fast=fast, quiet=quiet
     )
@@ -182,6 +219,10 @@ def evaluate_run(
     with fast.backends():
         runs = [_run_detector(det, context, sets) for det in chosen]
     evaluation = _evaluation(run, sets, records, runs, fast, opts, seconds, aux)
+    training = training_summary(run.dir)
+    partial = [f"the evaluated run {run.dir}: {training.describe()}"] if training and training.partial else []
+    partial += context.partial  # auxiliary models cut short
+    evaluation = replace(evaluation, report=evaluation.report.with_(training=training, partial=tuple(partial) or None))
     if write:
         _write(run, evaluation, extra=len(chosen) > 1)
     return evaluation
@@ -314,12 +355,13 @@ def _settings_record(results: list[_DetectorResult], aux: AuxSettings) -> dict[s
 
 
 def _write(run: Run, evaluation: Evaluation, *, extra: bool) -> None:
-    """``report.json``, ``scores.npz``, ``histogram.png``; ``ood_scores.npz`` with detectors beyond the baseline."""
+    """``scores.npz``, ``ood_scores.npz`` (with detectors beyond the baseline), ``histogram.png``, then
+    ``report.json``: each written whole or not at all, the report last, so that a report always describes an
+    evaluation whose arrays were written."""
     out = RunDir(run.dir)
-    evaluation.report.save(out.report)
-    _savez(out.scores, evaluation.bits_per_dim)
+    atomic_write_npz(out.scores, evaluation.bits_per_dim)
     if extra:
-        _savez(out.ood_scores, evaluation.flat_scores())
+        atomic_write_npz(out.ood_scores, evaluation.flat_scores())
     cfg = run.config.data
     plot_bpd_histograms(
         evaluation.bits_per_dim,
@@ -327,16 +369,7 @@ def _write(run: Run, evaluation: Evaluation, *, extra: bool) -> None:
         title=f"{run.flow.name} trained on {cfg.dataset}",
         in_distribution=cfg.dataset,
     )
-
-
-def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An ``.npz`` written beside and renamed over (a crash or a full disk keeps the previous file)."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-
-    atomic_write(path, write)
+    evaluation.report.save(out.report)
 
 
 def format_report(report: EvaluationReport) -> str:
@@ -353,6 +386,12 @@ def format_report(report: EvaluationReport) -> str:
         )
     if report.nonfinite:
         lines.append(f"warning: {report.nonfinite} non-finite scores (ranked as least in-distribution)")
+    few = [(name, b.n) for name, b in [(ind.dataset + " (in)", ind.bits_per_dim)] if b.n < FEW_SAMPLES]
+    few += [(name, e.bits_per_dim.n) for name, e in report.ood.items() if e.bits_per_dim.n < FEW_SAMPLES]
+    for name, n in few:
+        lines.append(f"warning: {name} has only {n} samples: its AUROC moves in steps of 1/{n} (raise --limit)")
+    for line in report.partial or ():
+        lines.append(f"WARNING: PARTIAL RESULTS - {line}; these numbers are for a partly trained model")
     scoring = report.scoring
     if scoring.images_per_second is not None and scoring.seconds is not None:
         lines.append(

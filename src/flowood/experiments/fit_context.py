@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +25,13 @@ from flowood.experiments.aux_models import (
     member_config,
 )
 from flowood.experiments.derived_runs import train_or_reuse
-from flowood.experiments.runs import Run, load_run
+from flowood.experiments.runs import Run, load_run, training_summary
 from flowood.features import embed_dataset, extract_features
 from flowood.ood import score_samples
 from flowood.ood.detectors import Samples
 from flowood.perf import FastPath
 from flowood.runs import RunDir
+from flowood.train.config import RunConfig
 from flowood.train.data import load_split
 
 
@@ -71,6 +73,9 @@ class EvaluationContext:
         self.aux_fast = replace(fast, compile=False) if fast is not None else None
         self.quiet = quiet
         self.input_transform: Callable[[Tensor], Tensor] | None = None if self.is_image else run.standardizer
+        self.partial: list[str] = []
+        """One line per auxiliary model whose training stopped short of its budget (its wall-clock cap, a
+        signal): the evaluation's report says so."""
         self._train: dict[int | None, Samples] = {}
         self._train_features: np.ndarray | None = None
         self._flow_device = next(run.flow.parameters()).device
@@ -101,9 +106,17 @@ class EvaluationContext:
 
     # ---------------------------------------------------------------------------------------- image flows
 
-    def _image_flow(self, directory: Any, config: Any, label: str, info: dict[str, Any]) -> RunAuxFlow:
+    def _obtain(self, directory: Path, config: RunConfig, label: str) -> Run:
+        """The auxiliary run in ``directory`` (trained, continued or reused), noted when cut short."""
         train_or_reuse(directory, config, quiet=self.quiet, log=self.log, label=label)
-        aux = load_run(directory, device=self._flow_device)
+        summary = training_summary(directory)
+        if summary is not None and summary.partial:
+            self.partial.append(f"{label} ({directory}): {summary.describe()}")
+            self.log(f"WARNING: {label} {summary.describe()}: its scores are those of a partly trained model")
+        return load_run(directory, device=self._flow_device)
+
+    def _image_flow(self, directory: Path, config: RunConfig, label: str, info: dict[str, Any]) -> RunAuxFlow:
+        aux = self._obtain(directory, config, label)
         if self.aux_fast is not None:
             self.aux_fast.prepare_model(aux.flow)
         return RunAuxFlow(aux, self.batch_size, self.aux_fast, info)
@@ -178,8 +191,5 @@ class EvaluationContext:
                 progress=not self.quiet,
             )
         cfg = embedding_flow_config(self.aux.embedding_flow, folder, seed=run.config.seed, device=self.device)
-        train_or_reuse(
-            self.files.embedding_flow, cfg, quiet=self.quiet, log=self.log, label="embedding_likelihood: flow"
-        )
-        emb = load_run(self.files.embedding_flow, device=self._flow_device)
+        emb = self._obtain(self.files.embedding_flow, cfg, "embedding_likelihood: flow")
         return EmbeddingAuxFlow(emb, self.features, self.batch_size, f)

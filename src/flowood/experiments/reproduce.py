@@ -28,6 +28,8 @@ import torch
 
 from flowood.analysis.couplings import coupling_statistics, default_layer_indices, plot_coupling
 from flowood.analysis.latents import compute_latents, plot_latents
+from flowood.atomic import atomic_write, atomic_write_text
+from flowood.devices import resolve_device
 from flowood.errors import ConfigError
 from flowood.evaluation import EvaluationReport
 from flowood.experiments.derived_runs import train_or_reuse
@@ -133,7 +135,8 @@ def _bpd_table(report: EvaluationReport) -> dict[str, float]:
 
 
 def _copy(src: Path, dst: Path) -> str:
-    dst.write_bytes(src.read_bytes())
+    data = src.read_bytes()
+    atomic_write(dst, lambda tmp: Path(tmp).write_bytes(data))
     return dst.name
 
 
@@ -400,6 +403,27 @@ def hardware() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads (CPU)"
 
 
+def check_arguments(names: list[str], budget: str, overrides: list[str], device: str) -> None:
+    """Every experiment name, the budget, the device and the ``--set`` overrides (applied to every model's config),
+    checked before any model trains.
+
+    Raises:
+        ConfigError: the first one that is wrong, named.
+    """
+    for name in names:
+        if name not in EXPERIMENTS:
+            raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)} (or 'all')")
+    if budget not in BUDGETS:
+        raise ConfigError(f"--budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    resolve_device(device)
+    ctx = Context(Path("."), budget, device, True, tuple(overrides))
+    for variant in VARIANTS:
+        try:
+            config_from_dict(ctx.config(variant))
+        except ValueError as err:
+            raise ConfigError(f"--set: {err}") from None
+
+
 def reproduce(
     name: str,
     out: Path,
@@ -432,8 +456,8 @@ def reproduce(
         }
     )
     result["holds"] = bool(result["holds"])
-    (exp_dir / "results.json").write_text(json.dumps(result, indent=2, default=float))
-    (exp_dir / "summary.md").write_text(_summary_md(exp, ctx, result))
+    atomic_write_text(exp_dir / "results.json", json.dumps(result, indent=2, default=float))
+    atomic_write_text(exp_dir / "summary.md", _summary_md(exp, ctx, result))
     return result
 
 
@@ -460,5 +484,5 @@ def write_index(out: Path, path: Path | None = None) -> Path:
         "|---|---|---|---|---|---|",
         *rows,
     ]
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -14,10 +14,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from flowood.errors import CheckpointError, ConfigError
-from flowood.evaluation import EvaluationReport
+from flowood.evaluation import EvaluationReport, TrainingSummary
 from flowood.flows import NormalizingFlow
 from flowood.runs import RunDir
 from flowood.train.build import build_run_flow
+from flowood.train.checkpoint import load_checkpoint
 from flowood.train.config import RunConfig, config_from_dict, load_config
 from flowood.train.data import Standardizer
 
@@ -96,3 +97,54 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu", weights
     flow.to(device).eval()
     standardizer = Standardizer.load(rundir.standardize) if rundir.standardize.is_file() else None
     return Run(rundir.path, cfg, flow, rundir.read_metrics(), standardizer, path)
+
+
+def training_summary(run_dir: str | Path) -> TrainingSummary | None:
+    """How far the run in ``run_dir`` trained, and what stopped it, from its checkpoint's counters (the last
+    ``metrics.csv`` row without one); ``None`` for a run that never trained here (``flowood convert``).
+
+    ``stopped_by`` is the limit that ended the run (``epochs``, ``train.max_steps``, ``train.max_minutes``,
+    ``train.early_stopping``) or ``interrupted`` when none did (a signal or a crash: ``flowood train --resume``
+    continues it); :attr:`TrainingSummary.partial` says whether the model is short of its budget.
+    """
+    files = RunDir(run_dir)
+    t = read_config(run_dir).train
+    if files.checkpoint.is_file():
+        state = load_checkpoint(files.checkpoint, mmap=True)
+        epoch, in_epoch, steps = int(state["epoch"]), int(state["step_in_epoch"]), int(state["global_step"])
+        elapsed, per_epoch = float(state.get("elapsed", 0.0)), state.get("steps_per_epoch")
+        stopper = state.get("early_stopping") or {}
+        stopped_early = t.early_stopping is not None and stopper.get("bad_epochs", 0) >= t.early_stopping.patience
+    else:
+        rows = files.read_metrics()
+        if not rows:
+            return None
+        last = rows[-1]
+        done = [r for r in rows if r.get("partial") in ("0", "", None)]
+        epoch, steps = len(done), int(float(last.get("step") or 0))
+        in_epoch = steps - int(float(done[-1]["step"])) if done else steps
+        elapsed = float(last.get("seconds") or 0.0)
+        per_epoch = int(float(done[0]["step"])) if done else None
+        stopped_early = False
+    planned = None
+    if per_epoch:
+        planned = int(per_epoch) * t.epochs
+        planned = min(planned, t.max_steps) if t.max_steps is not None else planned
+    if epoch >= t.epochs:
+        stopped_by = "epochs"
+    elif t.max_steps is not None and steps >= t.max_steps:
+        stopped_by = "train.max_steps"
+    elif stopped_early:
+        stopped_by = "train.early_stopping"
+    elif t.max_minutes is not None and elapsed >= t.max_minutes * 60:
+        stopped_by = "train.max_minutes"
+    else:
+        stopped_by = "interrupted"
+    return TrainingSummary(
+        epochs=t.epochs,
+        epochs_completed=epoch,
+        steps=steps,
+        partial_steps=in_epoch if epoch < t.epochs else 0,
+        stopped_by=stopped_by,
+        planned_steps=planned,
+    )

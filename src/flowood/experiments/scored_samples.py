@@ -60,5 +60,15 @@ def scored_samples(
         # Vectors are compared with what the run's standardizer takes in (it may drop features or project).
         expected = (std.in_dim,)
     if tuple(ds.shape) != expected:
-        raise DatasetError(f"{ds.name} samples have shape {tuple(ds.shape)} but the run expects {expected}")
+        which = "the run's in-distribution set" if name is None else f"OOD set {name}"
+        hint = ""
+        if name is not None and name in cfg.ood:
+            # Often a preset's OOD set kept after data.dataset was changed to the user's own data.
+            hint = (
+                f"; {name} is in the run's data.ood (from its config or preset): score sets of the run's shape "
+                "with `flowood evaluate RUN --ood NAME`"
+            )
+        raise DatasetError(
+            f"{which}: {ds.name} samples have shape {tuple(ds.shape)} but the run expects {expected}{hint}"
+        )
     return ds

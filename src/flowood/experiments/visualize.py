@@ -22,6 +22,7 @@ from flowood.analysis.couplings import check_layer_indices, coupling_statistics,
 from flowood.analysis.histograms import plot_bpd_histograms
 from flowood.analysis.latents import plot_latents
 from flowood.analysis.samples import DEFAULT_TEMPERATURES, plot_samples
+from flowood.atomic import atomic_write_text
 from flowood.errors import CheckpointError, ConfigError, DatasetError
 from flowood.ood import score_bits_per_dim
 from flowood.runs import RunDir
@@ -135,8 +136,26 @@ def visualize_run(
         seed: seeds dataset subsets, dequantisation noise and samples.
     """
     run = load_run_dir(run_dir)
-    out_dir = Path(run.dir) / "figures"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with RunDir(run.dir).hold("visualize"):  # figures/ of one model: no training or second visualize meanwhile
+        return _visualize(
+            run, dataset, ood, num_examples, layers, data_root, num_stats, num_scores, num_samples, temperatures, seed
+        )
+
+
+def _visualize(
+    run: Any,
+    dataset: str | None,
+    ood: Sequence[str] | None,
+    num_examples: int,
+    layers: Sequence[int] | None,
+    data_root: str | None,
+    num_stats: int,
+    num_scores: int,
+    num_samples: int,
+    temperatures: Sequence[float],
+    seed: int,
+) -> VisualizeResult:
+    out_dir = RunDir(run.dir).figures
     in_name = dataset or run.config.data.dataset
     ood_names = list(ood) if ood else list(run.config.data.ood)
     names = [in_name] + [n for n in ood_names if n != in_name]
@@ -183,7 +202,8 @@ def visualize_run(
             )
         stats_data = {n: x[:num_stats] for n, x in data.items()}
         result.coupling_stats = coupling_statistics(flow, stats_data, layer_idx)
-        (out_dir / "coupling_stats.json").write_text(
+        atomic_write_text(
+            out_dir / "coupling_stats.json",
             json.dumps(
                 _json_safe(
                     {
@@ -193,7 +213,7 @@ def visualize_run(
                     }
                 ),
                 indent=2,
-            )
+            ),
         )
         result.figures.append(
             plot_samples(flow, out_dir / "samples.png", temperatures=temperatures, num_samples=num_samples, seed=seed)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowood.atomic import atomic_write
+from flowood.atomic import atomic_write_npz
 from flowood.data import load_dataset
 from flowood.errors import ConfigError, DatasetError
 from flowood.features.extract import cached_features, extract_features, resolve_device
@@ -220,19 +220,11 @@ def embed_dataset(
     arrays["feature_dim"] = np.array(cfg.spec.feature_dim, dtype=np.int64)
     arrays["weights"] = np.array(cfg.weights_id)
     arrays["metadata"] = np.array(json.dumps(meta))
-    _atomic_savez(out_path, arrays)
+    atomic_write_npz(out_path, arrays)
     return out_path
 
 
 def _version() -> str:
-    from flowood import __version__
+    from flowood.version import __version__
 
     return __version__
-
-
-def _atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
-            np.savez(fh, **arrays)
-
-    atomic_write(path, write)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from flowood.atomic import atomic_write
+from flowood.atomic import atomic_write_npy
 from flowood.devices import resolve_device
 from flowood.errors import ConfigError, DatasetError, FlowoodError
 from flowood.features.extractors import ExtractorConfig, FeatureExtractor, resolve_extractor
@@ -91,11 +91,7 @@ def _cache_load(path: Path, n: int) -> np.ndarray | None:
 
 
 def _cache_save(path: Path, feats: np.ndarray) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to a name
-            np.save(fh, feats, allow_pickle=False)
-
-    atomic_write(path, write)
+    atomic_write_npy(path, feats)
 
 
 def _cache_path(

@@ -1,5 +1,7 @@
-"""OOD detection: scoring datasets with a flow and the detection metrics."""
+"""OOD detection: scoring datasets with a flow, the detection metrics, and the pytorch-ood adapter
+(:class:`PytorchOODDetector`: a flowood detector behind pytorch-ood's ``fit`` / ``predict`` conventions)."""
 
+from flowood.ood.detectors.interop import PytorchOODDetector
 from flowood.ood.likelihood import score_bits_per_dim, score_samples
 from flowood.ood.metrics import (
     detection_metrics,
@@ -9,6 +11,7 @@ from flowood.ood.metrics import (
 )
 
 __all__ = [
+    "PytorchOODDetector",
     "detection_metrics",
     "paired_auroc_difference",
     "paired_metric_differences",

@@ -68,14 +68,15 @@ def _load_legacy(path: Path, map_location: str | torch.device) -> dict[str, Any]
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint without executing code from it; unreadable or unsafe files raise
-    :class:`CheckpointError` naming the file."""
+    :class:`CheckpointError` naming the file. ``mmap``: map the tensors instead of reading them (for a look at
+    the counters: a paper-sized model's optimiser state is not read)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; was the run started with `flowood train --out ...`?")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         legacy = None
         try:

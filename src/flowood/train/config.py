@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,7 +322,13 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); save it as UTF-8"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot be read ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -330,3 +337,27 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return raw
+
+
+def check_ood_names(
+    ood: Sequence[str], dataset: str, ood_classes: Sequence[int] | None, *, flag: str = "--ood"
+) -> None:
+    """Refuse OOD names that cannot give a meaningful result, before anything is loaded.
+
+    Raises:
+        ConfigError: an empty name, a name given twice, or the run's own in-distribution set (its test split
+            against itself: AUROC 0.5 by construction), unless the run holds classes out (``data.ood_classes``).
+    """
+    seen: set[str] = set()
+    for name in ood:
+        if not name.strip():
+            raise ConfigError(f"{flag}: an empty dataset name; give NAME[,NAME] (see `flowood datasets`)")
+        if name in seen:
+            raise ConfigError(f"{flag} {name} is given twice; name each OOD set once")
+        seen.add(name)
+        if name == dataset and not ood_classes:
+            raise ConfigError(
+                f"{flag} {name} is the run's in-distribution set (data.dataset): scoring its test split against "
+                "itself measures nothing; give another set, or train with data.classes / data.ood_classes to hold "
+                "classes out"
+            )

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowood.atomic import atomic_write_npy, atomic_write_text
 from flowood.data import load_dataset
 from flowood.errors import ConfigError
 from flowood.train.config import VECTOR_TRANSFORMS, DataConfig
@@ -150,9 +151,9 @@ class Standardizer:
             d["in_dim"] = self.in_dim
         if self.projection is not None:
             proj_file = path.with_name(f"{path.stem}_projection.npy")
-            np.save(proj_file, self.projection.numpy(), allow_pickle=False)
+            atomic_write_npy(proj_file, self.projection.numpy())
             d["projection"] = proj_file.name
-        path.write_text(json.dumps(d))
+        atomic_write_text(path, json.dumps(d))
 
     @classmethod
     def load(cls, path: Path) -> Standardizer:

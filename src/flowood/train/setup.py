@@ -30,7 +30,7 @@ from flowood.train import compile_fallback
 from flowood.train.build import build_run_flow
 from flowood.train.checkpoint import load_checkpoint
 from flowood.train.compile_fallback import failure_reason, uncompile
-from flowood.train.config import RunConfig, TrainConfig, early_stopping_settings
+from flowood.train.config import RunConfig, TrainConfig, check_ood_names, early_stopping_settings
 from flowood.train.data import Standardizer, TensorBatches, load_split, split_validation
 from flowood.train.distributed import DistInfo, per_rank_batch, setup
 from flowood.train.early_stopping import EarlyStopper
@@ -94,11 +94,27 @@ def build_training(cfg: RunConfig, dist: DistInfo, device: torch.device, *, resu
     random.seed(cfg.seed)
 
     d, t = cfg.data, cfg.train
+    check_ood_names(d.ood, d.dataset, d.ood_classes, flag="data.ood")  # not after training, at `flowood evaluate`
     for name in d.ood:
         dataset_info(name, d.root)  # an unknown OOD name fails now, not at `flowood evaluate` after training
     train_ds = load_split(d, "train", limit=d.limit, classes=d.classes, seed=cfg.seed)
     test_ds = load_split(d, "test", limit=d.test_limit, classes=d.classes, seed=cfg.seed)
     kind, input_shape = train_ds.kind, tuple(train_ds.shape)
+    for name in d.ood:
+        info = dataset_info(name, d.root)
+        other = name != d.dataset  # held-out classes of the run's own set have its features by construction
+        if (
+            other
+            and kind == "vector"
+            and info.kind == "vector"
+            and info.shape is not None
+            and info.shape != input_shape
+        ):
+            # Typically a preset's OOD set kept after data.dataset was set to the user's own table.
+            raise ConfigError(
+                f"data.ood: {name} has {info.shape[0]} features but {d.dataset} has {input_shape[0]}; give OOD "
+                "sets of the same features (--set 'data.ood=[table:OTHER.csv]'), or none (--set data.ood=[])"
+            )
     train_x, test_x = train_ds.data, test_ds.data
     stopper = EarlyStopper(es) if (es := early_stopping_settings(t)) is not None else None
     val_x: Tensor | None = None
@@ -126,6 +142,8 @@ def build_training(cfg: RunConfig, dist: DistInfo, device: torch.device, *, resu
         ood_x = standardizer(ood.data.float()) if standardizer else ood.data
         ood_data = TensorBatches(ood_x, ood.kind, device)
     steps_per_epoch = train_data.num_batches(t.batch_size)
+    if len(train_data) == 0:
+        raise ConfigError(f"data.dataset {d.dataset}: the training split has no samples (check data.classes)")
     if steps_per_epoch == 0:
         raise ConfigError(
             f"train.batch_size={t.batch_size} is larger than the training set ({len(train_data)} samples)"

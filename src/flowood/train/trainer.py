@@ -103,7 +103,8 @@ class Trainer:
 
         The writing process holds the run directory's lock from here until :meth:`run` returns (or
         :meth:`close`). ``overwrite=False`` refuses a directory that already holds a run (``flowood train
-        --out`` without ``--force``); with True its files are removed first (see :class:`flowood.runs.RunDir`).
+        --out`` without ``--force``); with True its files are removed (see :class:`flowood.runs.RunDir`), once
+        the config, data and model have been built: a replacement that cannot start removes nothing.
         """
         self.cfg = cfg
         self.rundir = RunDir(run_dir)
@@ -134,6 +135,10 @@ class Trainer:
         self.heartbeat_seconds = 60.0
         self._last_heartbeat: tuple[float, int] | None = None
         s = build_training(cfg, self.dist, device or resolve_device(cfg.device), resume=resume)
+        if not resume and self.is_main and self.rundir.has_run_files():
+            # --force: the config, the data and the model were all built above, so a replacement that cannot
+            # work fails before the old run is removed.
+            self.rundir.clear()
         self.device, self.kind, self.input_shape, self.standardizer = s.device, s.kind, s.input_shape, s.standardizer
         self.train_data, self.test_data, self.val_data, self.ood_data = (
             s.train_data,
@@ -179,6 +184,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch,  # read by training_summary (the planned steps), not by resume
             "global_step": self.global_step,
             "nonfinite_steps": self.nonfinite_steps,
             "lr_scale": self.lr_scale,

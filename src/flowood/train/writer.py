@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from flowood.atomic import atomic_write_text
 from flowood.errors import RunWriteError
 from flowood.flows import NormalizingFlow
 from flowood.runs import RunDir
@@ -66,7 +67,7 @@ class RunWriter:
         if class_names:
             # String labels were mapped to codes 0..K-1; keep the mapping with the run.
             with write_errors(self.rundir.labels):
-                self.rundir.labels.write_text(json.dumps({"class_names": class_names}, indent=1))
+                atomic_write_text(self.rundir.labels, json.dumps({"class_names": class_names}, indent=1))
         if standardizer is not None:
             with write_errors(self.rundir.standardize):
                 standardizer.save(self.rundir.standardize)

@@ -8,10 +8,12 @@ exact archives); torchvision only downloads (``download=True``).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
+from flowood.atomic import atomic_write_npz
 from flowood.data.base import ArrayDataset
 from flowood.data.locate import (
     Root,
@@ -23,7 +25,7 @@ from flowood.data.locate import (
     torchvision_download,
 )
 from flowood.data.registry import Source, register
-from flowood.errors import DatasetError
+from flowood.errors import DatasetError, RunWriteError
 
 HOW = (
     "download 'img_align_celeba.zip' and 'list_eval_partition.txt' from the CelebA project page (Google Drive) "
@@ -115,11 +117,8 @@ def load_celeba(
         if not p.is_file():
             raise DatasetError(f"{name}: {p} is listed in {folder / PARTITION} but missing")
         images[i] = _read_image(p, crop, size)
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_file, images=images, source=np.array(str(folder.resolve())))
-    except OSError:  # a read-only cache only costs the next load its decoding time
-        pass
+    with contextlib.suppress(RunWriteError):  # a read-only or full cache costs the next load its decoding time
+        atomic_write_npz(cache_file, {"images": images, "source": np.array(str(folder.resolve()))})
     return ArrayDataset(images, None, kind="image", name=name, split=split, source=str(folder))
 
 
