@@ -196,6 +196,8 @@ class Scoring(_Part):
         batch_size: scoring batch size.
         seconds: wall time of the likelihood scoring, data loading included (auxiliary scores excluded).
         images: samples scored over all sets; images_per_second: their rate.
+        feature_seconds: wall time of the CNN feature extraction of the scored sets (shared by every feature
+            detector; ``None`` when no detector read features).
     """
 
     _FLAT: ClassVar[str | None] = "fast_path"
@@ -205,6 +207,7 @@ class Scoring(_Part):
     seconds: float | None = None
     images: int | None = None
     images_per_second: float | None = None
+    feature_seconds: float | None = None
 
     @property
     def precision(self) -> str:
@@ -220,6 +223,9 @@ class DetectorRun(_Part):
         facts: the detector's settings and fitted facts (e.g. ``M``, ``train_samples``, ``bandwidth``),
             written beside the other keys.
         seconds: wall time of fit + scoring.
+        fit_seconds, score_seconds: the two apart (a detector another one read is fitted where first read).
+        images_per_second: scoring throughput: the scored images over the detector's scoring time plus the
+            shared work it reads (the flow pass, the feature extraction, the detectors it combines).
         components_auroc: ``COMPONENT -> OOD KEY -> AUROC`` for detectors with components (per scale...).
     """
 
@@ -233,6 +239,9 @@ class DetectorRun(_Part):
     per_batch: bool
     facts: Mapping[str, Any] = field(default_factory=dict)
     seconds: float | None = None
+    fit_seconds: float | None = None
+    score_seconds: float | None = None
+    images_per_second: float | None = None
     components_auroc: Mapping[str, Mapping[str, float]] | None = None
 
 

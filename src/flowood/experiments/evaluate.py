@@ -38,7 +38,7 @@ from flowood.experiments.fit_context import EvaluationContext
 from flowood.experiments.runs import Run, load_run
 from flowood.experiments.scored_samples import scored_samples, scored_split
 from flowood.ood import detection_metrics, score_samples, summarize_scores
-from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors
+from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors, shared_score
 from flowood.perf import PRECISIONS, FastPath, resolve_fast_path
 from flowood.runs import RunDir
 from flowood.settings import check, setting
@@ -175,13 +175,15 @@ def evaluate_run(
         sets, records = _scored_sets(run, ood, opts, fast, quiet)
     seconds = time.perf_counter() - start
     context = EvaluationContext(
-        run, aux, evaluated=ood, device=device, batch_size=opts.batch_size, fast=fast, quiet=quiet
+        run, aux, evaluated=ood, device=device, batch_size=opts.batch_size, fast=fast, quiet=quiet, detectors=chosen
     )
     for det in chosen:
         det.check(context, sets)  # everything that cannot work fails before any auxiliary model trains
     with fast.backends():
+        feature_seconds = _features_of_sets(context, chosen, sets)
         runs = [_run_detector(det, context, sets) for det in chosen]
-    evaluation = _evaluation(run, sets, records, runs, fast, opts, seconds, aux)
+    costs = SharedCosts(seconds, feature_seconds, sum(len(s) for s in sets))
+    evaluation = _evaluation(run, sets, records, runs, fast, opts, costs, aux)
     if write:
         _write(run, evaluation, extra=len(chosen) > 1)
     return evaluation
@@ -219,21 +221,72 @@ def _record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None) -> 
     return SampleRecord(scored_split(run, name), limit, tuple(ds.conversions))
 
 
+def _uses(det: Detector, what: str) -> bool:
+    """Whether ``det``, or a detector it reads (``combined``'s inputs), asks for auxiliary ``what``."""
+    names = [det.info.name, *getattr(det.settings, "inputs", ())]
+    return any(what in DETECTORS[n].info.auxiliary for n in names)
+
+
+def _features_of_sets(context: EvaluationContext, chosen: list[Detector], sets: list[Samples]) -> float | None:
+    """Extract every scored set's CNN features once, before any detector runs, when a detector reads them (so
+    that no feature detector's own time includes them); returns the extraction's wall time (None: not needed).
+    A learned extractor is trained or reused first (a fit cost, not counted here)."""
+    if not any(_uses(det, "features") for det in chosen) or not context.is_image:
+        return None
+    if context.aux.features.is_learned:
+        context.learned_extractor()
+    start = time.perf_counter()
+    for s in sets:
+        context.features(s)
+    return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class SharedCosts:
+    """Work done once per evaluation and read by several detectors (wall seconds over ``images`` samples):
+    the run's flow pass (data loading included) and the CNN feature extraction of the scored sets."""
+
+    flow_seconds: float
+    feature_seconds: float | None
+    images: int
+
+
 @dataclass
 class _DetectorResult:
     detector: Detector
     scores: dict[str, np.ndarray]
     components: dict[str, dict[str, np.ndarray]]
-    seconds: float
+    fit_seconds: float
+    score_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.fit_seconds + self.score_seconds
 
 
 def _run_detector(det: Detector, context: EvaluationContext, sets: list[Samples]) -> _DetectorResult:
-    """Fit ``det`` on the run and score every set (its wall time includes the fit and auxiliary training)."""
+    """Fit ``det`` on the run (unless a detector that reads it fitted it already) and score every set, timing
+    the two apart (the fit includes auxiliary training; scoring is what a new image costs)."""
     start = time.perf_counter()
-    det.fit(context)
-    scores = {s.key: det.score(s) for s in sets}
+    context.fit(det)
+    fitted = time.perf_counter()
+    scores = {s.key: shared_score(det, s) for s in sets}
     components = {s.key: det.components(s) for s in sets}
-    return _DetectorResult(det, scores, components, time.perf_counter() - start)
+    return _DetectorResult(det, scores, components, fitted - start, time.perf_counter() - fitted)
+
+
+def images_per_second(r: _DetectorResult, results: list[_DetectorResult], costs: SharedCosts) -> float:
+    """Scoring throughput of one detector: the images scored over its own scoring time, plus the shared work it
+    reads — the flow pass (``reads_likelihood``), the feature extraction (``features``) — and the scoring time
+    of the detectors it combines."""
+    by_name = {x.detector.info.name: x for x in results}
+    names = [r.detector.info.name, *getattr(r.detector.settings, "inputs", ())]
+    seconds = r.score_seconds + sum(by_name[n].score_seconds for n in names[1:] if n in by_name)
+    if any(DETECTORS[n].info.reads_likelihood for n in names):
+        seconds += costs.flow_seconds
+    if costs.feature_seconds is not None and any("features" in DETECTORS[n].info.auxiliary for n in names):
+        seconds += costs.feature_seconds
+    return round(costs.images / max(seconds, 1e-9), 1)
 
 
 def _evaluation(
@@ -243,7 +296,7 @@ def _evaluation(
     results: list[_DetectorResult],
     fast: FastPath,
     opts: ScoringOptions,
-    seconds: float,
+    costs: SharedCosts,
     aux: AuxSettings,
 ) -> Evaluation:
     """The report and the arrays of one evaluation (``sets[0]`` is the in-distribution set)."""
@@ -267,9 +320,10 @@ def _evaluation(
         scoring=Scoring(
             fast.describe(),
             opts.batch_size,
-            seconds=round(seconds, 3),
+            seconds=round(costs.flow_seconds, 3),
             images=images,
-            images_per_second=round(images / max(seconds, 1e-9), 1),
+            images_per_second=round(images / max(costs.flow_seconds, 1e-9), 1),
+            feature_seconds=round(costs.feature_seconds, 3) if costs.feature_seconds is not None else None,
         ),
         in_distribution=InDistribution(
             run.config.data.dataset, BitsPerDim.from_json(summarize_scores(in_set.bpd)), records[0]
@@ -278,7 +332,7 @@ def _evaluation(
     )
     if len(results) > 1:
         report = report.with_(
-            scores={r.detector.info.name: _detector_run(r, sets) for r in results},
+            scores={r.detector.info.name: _detector_run(r, sets, results, costs) for r in results},
             score_settings=_settings_record(results, aux),
         )
     return Evaluation(
@@ -289,10 +343,20 @@ def _evaluation(
     )
 
 
-def _detector_run(r: _DetectorResult, sets: list[Samples]) -> DetectorRun:
-    """The report's entry of one detector: what it is, what its fit learnt, its wall time, its components' AUROCs."""
+def _detector_run(
+    r: _DetectorResult, sets: list[Samples], results: list[_DetectorResult], costs: SharedCosts
+) -> DetectorRun:
+    """The report's entry of one detector: what it is, what its fit learnt, its wall times and scoring throughput,
+    its components' AUROCs."""
     in_key = sets[0].key
-    described: dict[str, Any] = {**r.detector.info.describe(), **r.detector.facts(), "seconds": round(r.seconds, 2)}
+    described: dict[str, Any] = {
+        **r.detector.info.describe(),
+        **r.detector.facts(),
+        "seconds": round(r.seconds, 2),
+        "fit_seconds": round(r.fit_seconds, 2),
+        "score_seconds": round(r.score_seconds, 3),
+        "images_per_second": images_per_second(r, results, costs),
+    }
     comp_auroc: dict[str, dict[str, float]] = {}
     for s in sets[1:]:
         for comp, values in r.components[s.key].items():

@@ -7,13 +7,18 @@ it derives each auxiliary model's config (:mod:`flowood.experiments.aux_models`)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
+from flowood.data import dataset_info, pick_split
+from flowood.data.base import ArrayDataset
+from flowood.errors import ConfigError
 from flowood.experiments.aux_models import (
     AuxSettings,
     EmbeddingAuxFlow,
@@ -24,13 +29,16 @@ from flowood.experiments.aux_models import (
     member_config,
 )
 from flowood.experiments.derived_runs import train_or_reuse
+from flowood.experiments.learned_features import LearnedExtractor, learned_extractor
 from flowood.experiments.runs import Run, load_run
-from flowood.features import embed_dataset, extract_features
+from flowood.features import extract_features, write_embedding_split
 from flowood.ood import score_samples
-from flowood.ood.detectors import Samples
-from flowood.perf import FastPath
+from flowood.ood.detectors import DETECTORS, Detector, Samples, get_detector
+from flowood.perf import FastPath, cpu_threads
 from flowood.runs import RunDir
-from flowood.train.data import load_split
+from flowood.train.config import RunConfig
+from flowood.train.data import Standardizer, load_split
+from flowood.train.setup import training_part, vector_standardizer
 
 
 class EvaluationContext:
@@ -44,6 +52,7 @@ class EvaluationContext:
         batch_size: scoring batch size.
         fast: the evaluation's precision / memory format (auxiliary flows score eagerly, never compiled).
         quiet: no progress bars or auxiliary-training logs.
+        detectors: the evaluation's configured detectors (:meth:`detector` hands them out, fitted once).
     """
 
     def __init__(
@@ -56,6 +65,7 @@ class EvaluationContext:
         batch_size: int = 512,
         fast: FastPath | None = None,
         quiet: bool = False,
+        detectors: Sequence[Detector] = (),
     ) -> None:
         self.run = run
         self.aux = aux
@@ -72,7 +82,13 @@ class EvaluationContext:
         self.quiet = quiet
         self.input_transform: Callable[[Tensor], Tensor] | None = None if self.is_image else run.standardizer
         self._train: dict[int | None, Samples] = {}
-        self._train_features: np.ndarray | None = None
+        self._detectors: dict[str, Detector] = {d.info.name: d for d in detectors}
+        self._reference_data: ArrayDataset | None = None
+        self._reference_features: np.ndarray | None = None
+        self._calibration: dict[int | None, Samples] = {}
+        self._learned: LearnedExtractor | None = None
+        self._embedding_cfg: RunConfig | None = None
+        self._space: Standardizer | None = None
         self._flow_device = next(run.flow.parameters()).device
 
     def log(self, message: str) -> None:
@@ -132,54 +148,167 @@ class EvaluationContext:
 
     def describe_features(self) -> dict[str, Any]:
         f = self.aux.features
-        return {"extractor": f.extractor, "size": f.size, "train_limit": f.train_limit}
+        described: dict[str, Any] = {
+            "extractor": f.extractor,
+            "size": f.size,
+            "train_limit": f.train_limit,
+            "reference_split": self._reference_split(),
+        }
+        if f.is_learned:
+            described["learned"] = self.learned_extractor().describe()
+        return described
+
+    def _split_of(self, preferred: str) -> str | None:
+        """``preferred`` when the in-distribution dataset has it, else ``None``."""
+        d = self.run.config.data
+        return preferred if preferred in dataset_info(d.dataset, d.root).splits else None
+
+    def _reference_split(self) -> str:
+        """The training split's ``fit`` part (its ``val`` part calibrates), or the whole training split."""
+        return self._split_of("fit") or pick_split(self.run.config.data.dataset, "train")
+
+    def _reference(self) -> ArrayDataset:
+        """The reference images every feature model is fitted on: ``train_limit`` of the reference split."""
+        if self._reference_data is None:
+            d = self.run.config.data
+            limit = self.aux.features.train_limit
+            self._reference_data = load_split(
+                d, self._reference_split(), limit=limit, classes=d.classes, seed=self.run.config.seed
+            )
+        return self._reference_data
+
+    def calibration_samples(self, limit: int | None) -> Samples:
+        d = self.run.config.data
+        split = self._split_of("val")
+        if split is None:
+            raise ConfigError(
+                f"{d.dataset} has no val split to calibrate a combination on (no training images held out of the "
+                "feature models); choose a dataset with a training split"
+            )
+        if limit not in self._calibration:
+            ds = load_split(d, split, limit=limit, classes=d.classes, seed=self.run.config.seed)
+            seed = self.run.config.seed + 9
+            bpd = score_samples(
+                self.flow,
+                ds.data,
+                batch_size=self.batch_size,
+                seed=seed,
+                transform=self.input_transform,
+                fast=self.fast,
+            )
+            self._calibration[limit] = Samples(f"{d.dataset}/calibration", ds.data, ds.kind, bpd, noise_seed=seed)
+        return self._calibration[limit]
+
+    def learned_extractor(self) -> LearnedExtractor:
+        """The CNN learnt from the run's reference split (all of it, within the run's ``data.limit``), trained or
+        reused in ``RUN/features/<pipeline>/extractor``; its held-out accuracy is measured on the ``val`` part."""
+        if self._learned is None:
+            f, d = self.aux.features, self.run.config.data
+            seed = self.run.config.seed
+            ds = load_split(d, self._reference_split(), limit=d.limit, classes=d.classes, seed=seed)
+            val_split = self._split_of("val")
+            val = load_split(d, val_split, limit=2000, classes=d.classes, seed=seed) if val_split else None
+            with cpu_threads(1):  # one thread: the same network on every machine, whatever its load
+                self._learned = learned_extractor(
+                    self.files.learned_extractor(f.pipeline),
+                    ds.data,
+                    ds.labels.numpy(),
+                    f.learned,
+                    seed=seed,
+                    dataset=d.dataset,
+                    val=(val.data, val.labels.numpy()) if val is not None else None,
+                    log=self.log,
+                )
+        return self._learned
 
     def _extract(self, images: np.ndarray, label: str) -> np.ndarray:
         f = self.aux.features
+        if f.is_learned:
+            return extract_features(
+                images, self.learned_extractor().extractor, device=self.device, progress=not self.quiet,
+                desc=f"{label} {f.pipeline}",
+            )  # fmt: skip
         return extract_features(
             images, f.extractor, size=f.size, device=self.device, progress=not self.quiet, desc=f"{label} {f.pipeline}"
         )
 
     def features(self, samples: Samples | None) -> np.ndarray:
-        """CNN features of ``samples`` (cached on the set) or of the in-distribution training split (cached here;
-        both cached on disk by content)."""
+        """CNN features of ``samples`` (cached on the set) or of the reference images (cached here; both cached
+        on disk by content)."""
         key = f"features/{self.aux.features.pipeline}"
         if samples is None:
-            if self._train_features is None:
-                d = self.run.config.data
-                ds = load_split(
-                    d, "train", limit=self.aux.features.train_limit, classes=d.classes, seed=self.run.config.seed
-                )
-                self._train_features = self._extract(ds.data.numpy(), f"{d.dataset}/train")
-            return self._train_features
+            if self._reference_features is None:
+                ref = self._reference()
+                self._reference_features = self._extract(ref.data.numpy(), f"{self.in_dataset}/reference")
+            return self._reference_features
         if key not in samples.cache:
             samples.cache[key] = self._extract(samples.images(), samples.key)
         return samples.cache[key]
 
-    def embedding_flow(self) -> EmbeddingAuxFlow:
-        """The tabular flow on the features of ``RUN/embeddings/<dataset>/<pipeline>/{train,test}.npz`` in
-        ``RUN/embedding-flow`` (:func:`~.aux_models.embedding_flow_config`)."""
-        run, f = self.run, self.aux.features
-        d = run.config.data
-        folder = self.files.embeddings(d.dataset, f.pipeline)
-        for split, limit in (("train", f.train_limit), ("test", f.test_limit)):
-            # Cheap when written before: the features are cached by content.
-            embed_dataset(
-                d.dataset,
-                f.extractor,
-                [split],
-                folder / f"{split}.npz",
-                size=f.size,
-                device=self.device,
-                limit=limit,
-                data_root=d.root,
-                seed=run.config.seed,
-                classes=d.classes,
-                progress=not self.quiet,
+    def feature_labels(self) -> np.ndarray | None:
+        labels = self._reference().labels.numpy().astype(np.int64)
+        return labels if np.unique(labels[labels >= 0]).size >= 2 else None
+
+    def _embedding_folder(self) -> Path:
+        """``RUN/features/<pipeline>/{train,test}.npz``: the reference features and the test split's, the data of
+        the embedding flow (rewritten from the content-cached features, so always this evaluation's)."""
+        f, d = self.aux.features, self.run.config.data
+        folder = self.files.feature_pipeline(f.pipeline)
+        meta = {"dataset": d.dataset, "extractor": f.extractor, "pipeline": f.pipeline, "seed": self.run.config.seed}
+        ref = self._reference()
+        write_embedding_split(folder / "train.npz", "train", self.features(None), ref.labels.numpy(), meta)
+        test = load_split(d, "test", limit=f.test_limit, classes=d.classes, seed=self.run.config.seed)
+        feats = self._extract(test.data.numpy(), f"{d.dataset}/test")
+        write_embedding_split(folder / "test.npz", "test", feats, test.labels.numpy(), meta)
+        return folder
+
+    def _embedding_config(self) -> RunConfig:
+        if self._embedding_cfg is None:
+            folder = self._embedding_folder()
+            self._embedding_cfg = embedding_flow_config(
+                self.aux.embedding_flow, folder, seed=self.run.config.seed, device=self.device
             )
-        cfg = embedding_flow_config(self.aux.embedding_flow, folder, seed=run.config.seed, device=self.device)
-        train_or_reuse(
-            self.files.embedding_flow, cfg, quiet=self.quiet, log=self.log, label="embedding_likelihood: flow"
-        )
-        emb = load_run(self.files.embedding_flow, device=self._flow_device)
-        return EmbeddingAuxFlow(emb, self.features, self.batch_size, f)
+        return self._embedding_cfg
+
+    def _coordinates(self) -> Standardizer:
+        """The embedding flow's transform, fitted exactly as its training fits it on the reference features."""
+        if self._space is None:
+            cfg = self._embedding_config()
+            train_x, _ = training_part(cfg, torch.from_numpy(np.ascontiguousarray(self.features(None))))
+            std = vector_standardizer(cfg, train_x)
+            if std is None:
+                raise ConfigError(f"{self.aux.embedding_flow.preset}: an embedding preset must standardise its vectors")
+            self._space = std
+        return self._space
+
+    def feature_coordinates(self, samples: Samples | None) -> np.ndarray:
+        key = f"coordinates/{self.aux.features.pipeline}/{self.aux.embedding_flow.preset}"
+        if samples is not None and key in samples.cache:
+            return samples.cache[key]
+        x = torch.from_numpy(np.ascontiguousarray(self.features(samples), dtype=np.float32))
+        coords = self._coordinates()(x).numpy().astype(np.float64)
+        if samples is not None:
+            samples.cache[key] = coords
+        return coords
+
+    def detector(self, name: str, *, fit: bool = True) -> Detector:
+        det = self._detectors.get(name)
+        if det is None:
+            det = self._detectors[name] = DETECTORS[name]() if name in DETECTORS else get_detector(name)
+        if fit:
+            self.fit(det)
+        return det
+
+    def fit(self, det: Detector) -> None:
+        """Fit ``det`` unless it is fitted already (a detector another one read is fitted once)."""
+        if not det.fitted:
+            det.fit(self)
+
+    def embedding_flow(self) -> EmbeddingAuxFlow:
+        """The tabular flow on the pipeline's features (``RUN/features/<pipeline>/{train,test}.npz``) in
+        ``RUN/features/<pipeline>/embedding-flow`` (:func:`~.aux_models.embedding_flow_config`)."""
+        cfg = self._embedding_config()
+        directory = self.files.pipeline_embedding_flow(self.aux.features.pipeline)
+        train_or_reuse(directory, cfg, quiet=self.quiet, log=self.log, label="embedding_likelihood: flow")
+        emb = load_run(directory, device=self._flow_device)
+        return EmbeddingAuxFlow(emb, self.features, self.batch_size, self.aux.features)
