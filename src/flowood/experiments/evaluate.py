@@ -33,8 +33,10 @@ from flowood.evaluation import (
     SampleRecord,
     Scoring,
 )
+from flowood.experiments import provenance
 from flowood.experiments.aux_models import AuxSettings
 from flowood.experiments.fit_context import EvaluationContext
+from flowood.experiments.provenance import fingerprint
 from flowood.experiments.runs import Run, load_run
 from flowood.experiments.scored_samples import scored_samples, scored_split
 from flowood.ood import detection_metrics, score_samples, summarize_scores
@@ -211,14 +213,22 @@ def _scored_sets(
             progress=None if quiet else f"score {ds.name}",
         )  # fmt: skip
         sets.append(Samples(key, ds.data, ds.kind, bpd, noise_seed=seed, name=dataset))
-        records.append(_record(run, dataset, ds, limit))
+        records.append(_record(run, dataset, ds, limit, seed))
     return sets, records
 
 
-def _record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None) -> SampleRecord:
-    """What was scored for one set: its split, the limit asked for and every conversion the loader made
-    (channels, size, float pixels), so that ``report.json`` says when an OOD set is not what the user gave."""
-    return SampleRecord(scored_split(run, name), limit, tuple(ds.conversions))
+def _record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None, noise_seed: int) -> SampleRecord:
+    """What was scored for one set: its split, the limit asked for, every conversion the loader made (channels,
+    size, float pixels), the seeds and the fingerprint of the scored array, so that ``report.json`` says when an
+    OOD set is not what the user gave and two numbers can be matched to the samples they were computed on."""
+    return SampleRecord(
+        scored_split(run, name),
+        limit,
+        tuple(ds.conversions),
+        seed=run.config.seed,
+        noise_seed=noise_seed,
+        fingerprint=fingerprint(ds.data),
+    )
 
 
 def _uses(det: Detector, what: str) -> bool:
@@ -306,6 +316,7 @@ def _evaluation(
         metrics: dict[str, DetectorMetrics] = {}
         for r in results:
             m: dict[str, Any] = detection_metrics(r.scores[in_key], r.scores[s.key])
+            m["fingerprint"] = fingerprint(r.scores[in_key], r.scores[s.key])
             if r.detector.info.per_batch:
                 facts = r.detector.facts()
                 m.update({k: facts[k] for k in ("M", "num_batches") if k in facts})
@@ -329,6 +340,7 @@ def _evaluation(
             run.config.data.dataset, BitsPerDim.from_json(summarize_scores(in_set.bpd)), records[0]
         ),
         ood=ood,
+        provenance=provenance.current(),
     )
     if len(results) > 1:
         report = report.with_(
