@@ -239,16 +239,16 @@ def _uses(det: Detector, what: str) -> bool:
 
 def _features_of_sets(context: EvaluationContext, chosen: list[Detector], sets: list[Samples]) -> float | None:
     """Extract every scored set's CNN features once, before any detector runs, when a detector reads them (so
-    that no feature detector's own time includes them); returns the extraction's wall time (None: not needed).
-    A learned extractor is trained or reused first (a fit cost, not counted here)."""
+    that no feature detector's own time includes them); returns what extracting them costs, in wall seconds: the
+    extractor's time per image without the content cache (timed on a sample) times the images scored (``None``:
+    no detector reads features). A learned extractor is trained or reused first (a fit cost, not counted)."""
     if not any(_uses(det, "features") for det in chosen) or not context.is_image:
         return None
     if context.aux.features.is_learned:
         context.learned_extractor()
-    start = time.perf_counter()
     for s in sets:
         context.features(s)
-    return time.perf_counter() - start
+    return context.feature_seconds_per_image(sets[0].images()) * sum(len(s) for s in sets)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ it derives each auxiliary model's config (:mod:`flowood.experiments.aux_models`)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -221,16 +222,22 @@ class EvaluationContext:
                 )
         return self._learned
 
-    def _extract(self, images: np.ndarray, label: str) -> np.ndarray:
+    def _extract(self, images: np.ndarray, label: str, cache: bool = True) -> np.ndarray:
         f = self.aux.features
-        if f.is_learned:
-            return extract_features(
-                images, self.learned_extractor().extractor, device=self.device, progress=not self.quiet,
-                desc=f"{label} {f.pipeline}",
-            )  # fmt: skip
+        extractor = self.learned_extractor().extractor if f.is_learned else f.extractor
         return extract_features(
-            images, f.extractor, size=f.size, device=self.device, progress=not self.quiet, desc=f"{label} {f.pipeline}"
-        )
+            images, extractor, size=None if f.is_learned else f.size, device=self.device,
+            progress=not self.quiet and cache, desc=f"{label} {f.pipeline}", cache=cache,
+        )  # fmt: skip
+
+    def feature_seconds_per_image(self, images: np.ndarray, sample: int = 256) -> float:
+        """Wall seconds the feature extractor takes per image, timed on up to ``sample`` of ``images`` with the
+        content cache off (what a new image costs; the cache would make repeated evaluations look free)."""
+        part = images[:sample]
+        self._extract(part[:8], "warm-up", cache=False)  # weights loaded, kernels chosen: not per-image work
+        start = time.perf_counter()
+        self._extract(part, "timing", cache=False)
+        return (time.perf_counter() - start) / max(1, len(part))
 
     def features(self, samples: Samples | None) -> np.ndarray:
         """CNN features of ``samples`` (cached on the set) or of the reference images (cached here; both cached

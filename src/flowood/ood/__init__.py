@@ -4,6 +4,7 @@ from flowood.ood.likelihood import score_bits_per_dim, score_samples
 from flowood.ood.metrics import (
     detection_metrics,
     paired_auroc_difference,
+    paired_class_summary,
     paired_metric_differences,
     summarize_scores,
 )
@@ -11,6 +12,7 @@ from flowood.ood.metrics import (
 __all__ = [
     "detection_metrics",
     "paired_auroc_difference",
+    "paired_class_summary",
     "paired_metric_differences",
     "score_bits_per_dim",
     "score_samples",
