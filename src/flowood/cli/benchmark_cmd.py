@@ -23,6 +23,7 @@ def benchmark_command(
         None, "--max-minutes", help="Wall-clock safety cap on each flow's training; a cut flow makes results partial."
     ),
     rank_partial: bool = typer.Option(False, "--rank-partial", help="Rank detectors even on partially trained flows."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (fixed, so results do not depend on load)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or training logs."),
 ) -> None:
     """Train (or reuse) what the protocol needs and write leaderboard.md, leaderboard.json and report.html."""
@@ -38,6 +39,8 @@ def benchmark_command(
         return
     if not protocol:
         raise ConfigError("name a protocol: flowood benchmark fashionmnist --budget quick (see --list)")
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     if max_minutes is not None and max_minutes <= 0:
         raise ConfigError(f"--max-minutes must be > 0, got {max_minutes:g}")
     out = out or Path(f"benchmark-{Path(protocol).stem}-{budget}")
@@ -52,6 +55,7 @@ def benchmark_command(
         data_root=data_root,
         max_minutes=max_minutes,
         rank_partial=rank_partial,
+        threads=threads,
     )
     typer.echo(format_leaderboard(board))
     typer.echo(f"wrote {out}/leaderboard.md, {out}/leaderboard.json, {out}/report.html")

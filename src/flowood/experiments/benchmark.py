@@ -170,6 +170,7 @@ def run_benchmark(
     data_root: str | None = None,
     max_minutes: float | None = None,
     rank_partial: bool = False,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Run a protocol and write ``leaderboard.json``, ``leaderboard.md``, ``report.html`` and the model cards.
 
@@ -182,6 +183,8 @@ def run_benchmark(
         data_root: where datasets are looked for first.
         max_minutes: a wall-clock safety cap on each flow's training (part of its config); a flow it cuts is partial.
         rank_partial: rank detectors even when a flow is partial.
+        threads: torch CPU threads for everything (fixed, not chosen by the machine's load: float sums in another
+            order would change the trained weights, and the same command must give the same numbers anywhere).
 
     Returns:
         The leaderboard (``leaderboard.json``'s content).
@@ -207,7 +210,7 @@ def run_benchmark(
     log = None if quiet else (lambda m: print(f"[benchmark] {m}", flush=True))
     start_all, cpu_all = time.perf_counter(), _cpu_seconds()
     evaluated: list[tuple[Unit, dict[str, Evaluation], dict[str, Any]]] = []
-    with cpu_threads(None):
+    with cpu_threads(threads):
         for unit in units(p, out, present):
             cfg = main_config(p, list(unit.sets), device, data_root, unit, max_minutes)
             start, cpu = time.perf_counter(), _cpu_seconds()
@@ -240,6 +243,7 @@ def run_benchmark(
         cpu_seconds=_cpu_seconds() - cpu_all,
         rank_partial=rank_partial,
     )
+    board["threads"] = threads
     atomic_write_text(out / "leaderboard.json", json.dumps(board, indent=2))
     atomic_write_text(out / "leaderboard.md", format_leaderboard(board))
     for unit, evaluations, status in evaluated:
