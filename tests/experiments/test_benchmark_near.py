@@ -70,7 +70,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 def test_groups_rows_and_the_reference(bench) -> None:
-    out, board = bench
+    _out, board = bench
     assert board["ood"]["holdout"] == ["fashionmnist-mini[classes=1]", "fashionmnist-mini[classes=6]"]
     assert board["ood"]["far"] == ["mnist-mini"] and board["ood"]["shift"] == ["blur-1:fashionmnist-mini"]
     assert set(board["units"]) == {"all", "holdout-1", "holdout-6"}
@@ -97,8 +97,8 @@ def test_per_class_numbers_are_the_stored_scores_metrics(bench) -> None:
             np.load(out / "evaluations" / f"holdout-{c}" / "pretrained" / "scores.npz") as pretrained,
         ):
             key = f"fashionmnist-mini[classes={c}]"
-            ref = pretrained[f"knn@pretrained/fashionmnist-mini"], pretrained[f"knn@pretrained/{key}"]
-            det = learned[f"knn@learned/fashionmnist-mini"], learned[f"knn@learned/{key}"]
+            ref = pretrained["knn@pretrained/fashionmnist-mini"], pretrained[f"knn@pretrained/{key}"]
+            det = learned["knn@learned/fashionmnist-mini"], learned[f"knn@learned/{key}"]
             pairs.append((*ref, *det))
             row = next(r for r in board["results"] if r["detector"] == "knn@learned" and r["ood"] == key)
             assert row["auroc"] == pytest.approx(detection_metrics(*det)["auroc"])
