@@ -24,7 +24,7 @@ import yaml
 
 from flowood.errors import ConfigError, FieldError
 from flowood.experiments.aux_models import AuxSettings
-from flowood.experiments.benchmark import Protocol, load_protocol
+from flowood.experiments.protocol import Protocol, load_protocol
 from flowood.experiments.detector_settings import configure
 from flowood.experiments.embedding_demo import EmbeddingDemoSettings
 from flowood.experiments.evaluate import ScoringOptions
@@ -73,7 +73,13 @@ def _protocol_file(path: str, value: Any) -> object:
     folder = Path(tempfile.mkdtemp())
     budget = {"preset": "demo", path: value}
     text = yaml.safe_dump(
-        {"name": "p", "in_distribution": "fashionmnist-mini", "ood": {"far": ["glyphs"]}, "budgets": {"quick": budget}}
+        {
+            "name": "p",
+            "in_distribution": "fashionmnist-mini",
+            "ood": {"far": ["glyphs"]},
+            "detectors": ["log_likelihood", "dose"],
+            "budgets": {"quick": budget},
+        }
     )
     (folder / "p.yaml").write_text(text)
     return load_protocol(folder / "p.yaml", "quick")
