@@ -40,9 +40,9 @@ class LearnedSettings:
     """
 
     objective: str = setting("auto", choices=LEARNED_OBJECTIVES, doc="class, rotation, or auto (class if labelled)")
-    steps: int = setting(1500, ge=1, doc="optimiser steps (the budget)")
+    steps: int = setting(1000, ge=1, doc="optimiser steps (the budget)")
     batch_size: int = setting(128, ge=2, doc="images per step")
-    width: int = setting(32, ge=4, doc="channels of the first block (features: 4 x width)")
+    width: int = setting(16, ge=4, doc="channels of the first block (features: 4 x width)")
     lr: float = setting(1e-3, gt=0, doc="Adam learning rate")
 
     def __post_init__(self) -> None:
