@@ -98,22 +98,22 @@ class EvaluationContext:
 
     # ---------------------------------------------------------------------------------------- training data
 
-    def train_samples(self, limit: int | None) -> Samples:
+    def _scored_split(self, split: str, limit: int | None, seed_offset: int, key: str) -> Samples:
+        """``limit`` images of the in-distribution ``split`` (the run's classes, its seed) with their bits/dim
+        under the run's flow (dequantisation seeded ``seed + seed_offset``)."""
         d = self.run.config.data
-        caps = [c for c in (d.limit, limit) if c is not None]
+        ds = load_split(d, split, limit=limit, classes=d.classes, seed=self.run.config.seed)
+        seed = self.run.config.seed + seed_offset
+        bpd = score_samples(
+            self.flow, ds.data, batch_size=self.batch_size, seed=seed, transform=self.input_transform, fast=self.fast
+        )
+        return Samples(f"{d.dataset}/{key}", ds.data, ds.kind, bpd, noise_seed=seed)
+
+    def train_samples(self, limit: int | None) -> Samples:
+        caps = [c for c in (self.run.config.data.limit, limit) if c is not None]
         cap = min(caps) if caps else None
         if cap not in self._train:
-            ds = load_split(d, "train", limit=cap, classes=d.classes, seed=self.run.config.seed)
-            seed = self.run.config.seed + 7
-            bpd = score_samples(
-                self.flow,
-                ds.data,
-                batch_size=self.batch_size,
-                seed=seed,
-                transform=self.input_transform,
-                fast=self.fast,
-            )
-            self._train[cap] = Samples(f"{d.dataset}/train", ds.data, ds.kind, bpd, noise_seed=seed)
+            self._train[cap] = self._scored_split("train", cap, 7, "train")
         return self._train[cap]
 
     # ---------------------------------------------------------------------------------------- image flows
@@ -187,17 +187,7 @@ class EvaluationContext:
                 "feature models); choose a dataset with a training split"
             )
         if limit not in self._calibration:
-            ds = load_split(d, split, limit=limit, classes=d.classes, seed=self.run.config.seed)
-            seed = self.run.config.seed + 9
-            bpd = score_samples(
-                self.flow,
-                ds.data,
-                batch_size=self.batch_size,
-                seed=seed,
-                transform=self.input_transform,
-                fast=self.fast,
-            )
-            self._calibration[limit] = Samples(f"{d.dataset}/calibration", ds.data, ds.kind, bpd, noise_seed=seed)
+            self._calibration[limit] = self._scored_split(split, limit, 9, "calibration")
         return self._calibration[limit]
 
     def learned_extractor(self) -> LearnedExtractor:

@@ -292,26 +292,13 @@ def paired_class_summary(
         low, high = np.quantile(deltas, [tail, 1.0 - tail])
         return float(low), float(high)
 
-    mean_low, mean_high = interval(reps_b.mean(1) - reps_a.mean(1))
-    worst_low, worst_high = interval(reps_b.min(1) - reps_a.min(1))
-    common = {"level": level, "n_boot": n_boot}
+    def summary(b: float, a: float, deltas: np.ndarray) -> dict[str, float]:
+        low, high = interval(deltas)
+        return {"auroc": b, "reference": a, "delta": b - a, "low": low, "high": high, "level": level, "n_boot": n_boot}
+
+    worst = summary(float(full_b.min()), float(full_a.min()), reps_b.min(1) - reps_a.min(1))
+    worst.update(index=int(full_b.argmin()), reference_index=int(full_a.argmin()))
     return {
-        "mean": {
-            "auroc": float(full_b.mean()),
-            "reference": float(full_a.mean()),
-            "delta": float(full_b.mean() - full_a.mean()),
-            "low": mean_low,
-            "high": mean_high,
-            **common,
-        },
-        "worst": {
-            "auroc": float(full_b.min()),
-            "reference": float(full_a.min()),
-            "delta": float(full_b.min() - full_a.min()),
-            "low": worst_low,
-            "high": worst_high,
-            "index": int(full_b.argmin()),
-            "reference_index": int(full_a.argmin()),
-            **common,
-        },
+        "mean": summary(float(full_b.mean()), float(full_a.mean()), reps_b.mean(1) - reps_a.mean(1)),
+        "worst": worst,
     }

@@ -45,17 +45,24 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
+def _folder(name: str, root: Root, download: bool, folder: str, files: list[str], how: str, tv_class: str) -> Path:
+    """The first ``<base>/folder`` holding ``files`` (torchvision downloads the archive there when asked), or the
+    one-line missing error."""
+    found, looked = find_first(root, lambda base: [base / folder], lambda d: all((d / f).is_file() for f in files))
+    if found is None and download:
+        target = download_target(root)
+        looked.append(f"download into {target}")
+        torchvision_download(name, looked, how, tv_class, str(target), train=True, download=True)
+        found = target / folder
+    if found is None:
+        raise missing_error(name, looked, how)
+    return found
+
+
 def load_cifar10(name: str, split: str, root: Root, download: bool) -> ArrayDataset:
     """``train`` = the five data batches, ``test`` = ``test_batch``: uint8 ``(N, 3, 32, 32)``, labels 0..9."""
     files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    folder, looked = find_first(root, lambda base: [base / FOLDER], lambda d: all((d / f).is_file() for f in files))
-    if folder is None and download:
-        target = download_target(root)
-        looked.append(f"download into {target}")
-        torchvision_download(name, looked, HOW, "CIFAR10", str(target), train=True, download=True)
-        folder = target / FOLDER
-    if folder is None:
-        raise missing_error(name, looked, HOW)
+    folder = _folder(name, root, download, FOLDER, files, HOW, "CIFAR10")
     parts = [read_cifar_batch(folder / f) for f in files]
     data = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
@@ -71,14 +78,7 @@ FOLDER_100 = "cifar-100-python"
 
 def load_cifar100(name: str, split: str, root: Root, download: bool) -> ArrayDataset:
     """``train`` (50,000) or ``test`` (10,000): uint8 ``(N, 3, 32, 32)``, the 100 fine labels."""
-    folder, looked = find_first(root, lambda base: [base / FOLDER_100], lambda d: (d / split).is_file())
-    if folder is None and download:
-        target = download_target(root)
-        looked.append(f"download into {target}")
-        torchvision_download(name, looked, HOW_100, "CIFAR100", str(target), train=True, download=True)
-        folder = target / FOLDER_100
-    if folder is None:
-        raise missing_error(name, looked, HOW_100)
+    folder = _folder(name, root, download, FOLDER_100, [split], HOW_100, "CIFAR100")
     data, labels = read_cifar_batch(folder / split)
     return ArrayDataset(data, labels, kind="image", name=name, split=split, source=str(folder))
 

@@ -117,6 +117,7 @@ class Combined(Detector):
             if DETECTORS[name].info.per_batch:
                 raise ConfigError(f"combined.inputs: {name} scores batches, not samples; combine per-sample detectors")
             context.detector(name, fit=False).check(context, sets)
+        context.calibration_samples(self.settings.calibration_limit)  # a run without them fails before any fit
 
     def fit(self, context: FitContext) -> None:
         self.inputs = [context.detector(name) for name in self.settings.inputs]
