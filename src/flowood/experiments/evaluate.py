@@ -39,6 +39,7 @@ from flowood.experiments.fit_context import EvaluationContext
 from flowood.experiments.provenance import fingerprint
 from flowood.experiments.runs import Run, load_run
 from flowood.experiments.scored_samples import scored_samples, scored_split
+from flowood.experiments.throughput import SharedCosts, features_of_sets, images_per_second
 from flowood.ood import detection_metrics, score_samples, summarize_scores
 from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors, shared_score
 from flowood.perf import PRECISIONS, FastPath, resolve_fast_path
@@ -182,7 +183,7 @@ def evaluate_run(
     for det in chosen:
         det.check(context, sets)  # everything that cannot work fails before any auxiliary model trains
     with fast.backends():
-        feature_seconds = _features_of_sets(context, chosen, sets)
+        feature_seconds = features_of_sets(context, chosen, sets)
         runs = [_run_detector(det, context, sets) for det in chosen]
     costs = SharedCosts(seconds, feature_seconds, sum(len(s) for s in sets))
     evaluation = _evaluation(run, sets, records, runs, fast, opts, costs, aux)
@@ -231,36 +232,6 @@ def _record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None, noi
     )
 
 
-def _uses(det: Detector, what: str) -> bool:
-    """Whether ``det``, or a detector it reads (``combined``'s inputs), asks for auxiliary ``what``."""
-    names = [det.info.name, *getattr(det.settings, "inputs", ())]
-    return any(what in DETECTORS[n].info.auxiliary for n in names)
-
-
-def _features_of_sets(context: EvaluationContext, chosen: list[Detector], sets: list[Samples]) -> float | None:
-    """Extract every scored set's CNN features once, before any detector runs, when a detector reads them (so
-    that no feature detector's own time includes them); returns what extracting them costs, in wall seconds: the
-    extractor's time per image without the content cache (timed on a sample) times the images scored (``None``:
-    no detector reads features). A learned extractor is trained or reused first (a fit cost, not counted)."""
-    if not any(_uses(det, "features") for det in chosen) or not context.is_image:
-        return None
-    if context.aux.features.is_learned:
-        context.learned_extractor()
-    for s in sets:
-        context.features(s)
-    return context.feature_seconds_per_image(sets[0].images()) * sum(len(s) for s in sets)
-
-
-@dataclass(frozen=True)
-class SharedCosts:
-    """Work done once per evaluation and read by several detectors (wall seconds over ``images`` samples):
-    the run's flow pass (data loading included) and the CNN feature extraction of the scored sets."""
-
-    flow_seconds: float
-    feature_seconds: float | None
-    images: int
-
-
 @dataclass
 class _DetectorResult:
     detector: Detector
@@ -283,20 +254,6 @@ def _run_detector(det: Detector, context: EvaluationContext, sets: list[Samples]
     scores = {s.key: shared_score(det, s) for s in sets}
     components = {s.key: det.components(s) for s in sets}
     return _DetectorResult(det, scores, components, fitted - start, time.perf_counter() - fitted)
-
-
-def images_per_second(r: _DetectorResult, results: list[_DetectorResult], costs: SharedCosts) -> float:
-    """Scoring throughput of one detector: the images scored over its own scoring time, plus the shared work it
-    reads — the flow pass (``reads_likelihood``), the feature extraction (``features``) — and the scoring time
-    of the detectors it combines."""
-    by_name = {x.detector.info.name: x for x in results}
-    names = [r.detector.info.name, *getattr(r.detector.settings, "inputs", ())]
-    seconds = r.score_seconds + sum(by_name[n].score_seconds for n in names[1:] if n in by_name)
-    if any(DETECTORS[n].info.reads_likelihood for n in names):
-        seconds += costs.flow_seconds
-    if costs.feature_seconds is not None and any("features" in DETECTORS[n].info.auxiliary for n in names):
-        seconds += costs.feature_seconds
-    return round(costs.images / max(seconds, 1e-9), 1)
 
 
 def _evaluation(
