@@ -73,6 +73,8 @@ def test_groups_rows_and_the_reference(bench) -> None:
     _out, board = bench
     assert board["ood"]["holdout"] == ["fashionmnist-mini[classes=1]", "fashionmnist-mini[classes=6]"]
     assert board["ood"]["far"] == ["mnist-mini"] and board["ood"]["shift"] == ["blur-1:fashionmnist-mini"]
+    for unit in board["units"].values():  # what training the learned extractor cost, per run
+        assert unit["auxiliary_training_cpu_seconds"]["learned@learned"] > 0
     assert set(board["units"]) == {"all", "holdout-1", "holdout-6"}
     assert {"knn@pretrained", "knn@learned", "combined@pretrained", "combined@learned", "typicality_m1"} <= set(
         board["detectors"]

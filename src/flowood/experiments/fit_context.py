@@ -306,6 +306,8 @@ class EvaluationContext:
         ``RUN/features/<pipeline>/embedding-flow`` (:func:`~.aux_models.embedding_flow_config`)."""
         cfg = self._embedding_config()
         directory = self.files.pipeline_embedding_flow(self.aux.features.pipeline)
-        train_or_reuse(directory, cfg, quiet=self.quiet, log=self.log, label="embedding_likelihood: flow")
+        cpu = time.process_time()
+        derived = train_or_reuse(directory, cfg, quiet=self.quiet, log=self.log, label="embedding_likelihood: flow")
+        spent = time.process_time() - cpu if derived.action != "reused" else None
         emb = load_run(directory, device=self._flow_device)
-        return EmbeddingAuxFlow(emb, self.features, self.batch_size, self.aux.features)
+        return EmbeddingAuxFlow(emb, self.features, self.batch_size, self.aux.features, spent)

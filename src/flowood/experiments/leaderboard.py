@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -102,6 +102,7 @@ def build_board(
             "run_dir": str(unit.directory.resolve()),
             "held_out": unit.held_out,
             "training": status,
+            "auxiliary_training_cpu_seconds": auxiliary_training_cpu(evaluations.values()),
             "test_bits_per_dim": first.in_distribution.bits_per_dim.mean,
         }
         for evaluation in evaluations.values():
@@ -181,6 +182,22 @@ def build_board(
         "provenance": provenance,
     }
     return board
+
+
+def auxiliary_training_cpu(evaluations: Iterable[Evaluation]) -> dict[str, float | None]:
+    """CPU seconds spent training each auxiliary model of a run's evaluations that reports it: every learned
+    extractor (``learned@PIPELINE``, from its ``metrics.json``: when it was trained) and every embedding flow
+    (``embedding_flow@PIPELINE``, ``None`` when this evaluation reused it)."""
+    found: dict[str, float | None] = {}
+    for evaluation in evaluations:
+        for row, run in (evaluation.report.scores or {}).items():
+            pipeline = row.split("@")[1] if "@" in row else ""
+            learned = run.facts.get("learned")
+            if isinstance(learned, dict):
+                found[f"learned@{pipeline}"] = learned.get("training", {}).get("cpu_seconds")
+            if row.split("@")[0] == "embedding_likelihood" and "train_cpu_seconds" in run.facts:
+                found[f"embedding_flow@{pipeline}"] = run.facts["train_cpu_seconds"]
+    return found
 
 
 def _holdout_summary(
@@ -346,15 +363,22 @@ def _timing(board: dict[str, Any], dets: list[str]) -> list[str]:
         lines.append(f"| `{d}` | {info['seconds'] if info['seconds'] is not None else '-'} | {_ips(info)} |")
     lines += [
         "",
-        "| run | steps | stopped by | train wall / CPU s | evaluate wall / CPU s | test bits/dim |",
-        "|---|---|---|---|---|---|",
+        "| run | steps | stopped by | train wall / CPU s | auxiliary training CPU s | evaluate wall / CPU s | test "
+        "bits/dim |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, u in board["units"].items():
         t = u["training"]
         train = f"{t.get('train_seconds', 'reused')} / {t.get('train_cpu_seconds', '-')}"
         ev = f"{t.get('evaluate_seconds', '-')} / {t.get('evaluate_cpu_seconds', '-')}"
         steps = f"{t['steps']} of {t['max_steps']}" if t["max_steps"] else f"{t['steps']} ({t['epochs']} epochs)"
-        lines.append(f"| {md(label)} | {steps} | {t['stopped_by']} | {train} | {ev} | {u['test_bits_per_dim']:.3f} |")
+        aux = ", ".join(
+            f"{k} {v:.0f}" if v is not None else f"{k} reused" for k, v in u["auxiliary_training_cpu_seconds"].items()
+        )
+        lines.append(
+            f"| {md(label)} | {steps} | {t['stopped_by']} | {train} | {aux or '-'} | {ev} | "
+            f"{u['test_bits_per_dim']:.3f} |"
+        )
     m = board["machine"]
     lines += [
         "",
