@@ -22,6 +22,7 @@ from flowood.evaluation import (
     Scoring,
 )
 from flowood.flows import NormalizingFlow, build_flow
+from flowood.train.config import config_from_dict
 
 SHAPE = (1, 16, 16)
 """Image shape of the tests' flows: small so that the whole suite stays fast on 2 CPU cores."""
@@ -87,7 +88,7 @@ def write_png(path: Path, seed: int = 0) -> Path:
 def make_fake_run(run_dir: Path, flow_name: str = "realnvp") -> SimpleNamespace:
     """A run directory in the training contract's layout (config, metrics, report, samples, histogram).
 
-    Returns what ``load_run`` returns (``dir``, ``config``, ``flow``, ``metrics``, ``report``).
+    Returns what ``load_run`` returns (``dir``, the typed ``config``, ``flow``, ``metrics``, ``report``).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {
@@ -126,7 +127,8 @@ def make_fake_run(run_dir: Path, flow_name: str = "realnvp") -> SimpleNamespace:
     write_png(run_dir / "samples" / "epoch_001.png", 2)
     with (run_dir / "metrics.csv").open(newline="") as fh:
         metrics = list(csv.DictReader(fh))
-    return SimpleNamespace(dir=run_dir, config=config, flow=tiny_flow(flow_name), metrics=metrics, report=report)
+    typed = config_from_dict(config)
+    return SimpleNamespace(dir=run_dir, config=typed, flow=tiny_flow(flow_name), metrics=metrics, report=report)
 
 
 def finite(v: object) -> bool:

@@ -22,6 +22,7 @@ def test_presets_json(capsys):
     assert {"realnvp-celeba", "glow-fashionmnist", "glow-celeba"} <= set(rows)
 
 
+@pytest.mark.slow  # end to end
 def test_train_evaluate_resume_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--preset", "demo", "--epochs", "1", "--out", str(run), *TINY]) == 0

@@ -29,6 +29,7 @@ def _ll(flow, golden: Path, name: str) -> torch.Tensor:
         return flow.log_likelihood_8bit(images, torch.from_numpy(data["noise"]))
 
 
+@pytest.mark.slow  # end to end
 def test_convert_then_evaluate_visualize_report(golden, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["convert", str(golden / "realnvp.pt"), "--out", str(run), *REALNVP_FLAGS]

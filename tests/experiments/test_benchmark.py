@@ -79,6 +79,7 @@ budgets:
 """
 
 
+@pytest.mark.slow  # end to end
 def test_tiny_protocol_end_to_end(tmp_path: Path, capsys):
     proto = tmp_path / "tiny.yaml"
     proto.write_text(PROTOCOL.format(overrides=", ".join(TINY_OVERRIDES)))

@@ -25,6 +25,7 @@ TINY_PIXEL = [
 ]
 
 
+@pytest.mark.slow  # end to end
 def test_demo_embeddings_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(
         embedding_demo,

@@ -48,6 +48,7 @@ def tiny_aux(**kw) -> AuxSettings:
     return AuxSettings(**base)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # end to end
 def test_cli_scores_end_to_end(tiny_run: Path, capsys):
     args = ["evaluate", str(tiny_run), "--ood", "mnist-mini", "--limit", "64", "--device", "cpu", "--quiet"]
     args += ["--scores", "bits_per_dim,likelihood_ratio,input_complexity", "--scores", "typicality,waic"]
@@ -197,6 +198,7 @@ def test_vector_runs_reject_image_scores_and_run_the_others(tmp_path: Path):
     assert {"typicality", "waic"} <= set(report.ood[key].metrics)
 
 
+@pytest.mark.slow  # end to end
 def test_demo_all_scores_wiring(tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setattr(demo_mod, "DEMO_OOD_LIMIT", 48)
     monkeypatch.setattr(demo_mod, "demo_aux", tiny_aux)

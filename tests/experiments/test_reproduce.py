@@ -23,6 +23,7 @@ def out(tmp_path_factory):
     return tmp_path_factory.mktemp("reproduce")
 
 
+@pytest.mark.slow  # end to end
 @pytest.mark.parametrize("name", ["likelihood-failure", "latents", "couplings", "cycle-mask", "negative-training"])
 def test_image_experiments_write_results(out, name):
     result = reproduce(name, out, device="cpu", quiet=True, overrides=TINY)
@@ -100,6 +101,7 @@ def test_tabular_quick(out):
     assert result["holds"] is True and min(aurocs.values()) > 0.9
 
 
+@pytest.mark.slow  # end to end
 def test_embeddings_quick_with_tiny_extractor(out, monkeypatch):
     monkeypatch.setattr(
         embedding_demo,
@@ -135,6 +137,7 @@ def test_paper_budget_configs_validate(tmp_path, variant):
         assert cfg.train.epochs == 81 and cfg.train.lr == 5e-5
 
 
+@pytest.mark.slow  # end to end
 def test_rerun_continues_an_interrupted_training_and_reuses_a_finished_one(tmp_path, monkeypatch):
     """`reproduce` run again after a Ctrl-C continues from the checkpoint (no steps lost), and a model that
     finished training but was not evaluated is evaluated, not retrained."""

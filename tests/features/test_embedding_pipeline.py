@@ -16,6 +16,7 @@ from tests.conftest import write_embedding_file
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is as fast, shared CPUs stay free
 
 
+@pytest.mark.slow  # end to end
 def test_embed_train_evaluate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fm, mn, run = tmp_path / "fm.npz", tmp_path / "mn.npz", tmp_path / "run"
     common = ["--extractor", "random-cnn", "--limit", "120", "--no-progress", "--device", "cpu"]
