@@ -19,6 +19,8 @@ from flowood.experiments.benchmark import run_benchmark
 from flowood.experiments.provenance import fingerprint
 from flowood.ood import detection_metrics, paired_class_summary
 
+pytestmark = pytest.mark.slow
+
 TINY = """
 name: {name}
 description: a tiny near-OOD protocol

@@ -67,6 +67,7 @@ def test_feature_coordinates_are_the_embedding_flows_own(tiny_run: Path) -> None
     assert ctx.feature_coordinates(None).shape[1] == saved.out_dim
 
 
+@pytest.mark.slow
 def test_a_combined_input_is_fitted_once_and_shared(tiny_run: Path) -> None:
     knn = get_detector("knn", k=3)
     fits = []
@@ -127,6 +128,7 @@ def test_rotation_objective_without_labels(tiny_run: Path) -> None:
     assert got.metrics["objective"] == "rotation" and got.metrics["outputs"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["knn", "mahalanobis", "embedding_gaussian", "combined"])
 def test_feature_detectors_run_on_learned_features(tiny_run: Path, name: str) -> None:
     report = evaluate_run(
