@@ -127,6 +127,8 @@ def test_shifts_never_enter_the_ranking_or_the_means(bench) -> None:
     assert board["ranking"] == sorted(means, key=lambda r: means[r], reverse=True)
     md = (out / "leaderboard.md").read_text()
     assert "covariate shift (not OOD" in md and md.index("held-out classes") < md.index("covariate shift")
+    page = (out / "report.html").read_text()
+    assert "<h3>held-out classes</h3>" in page and "covariate shift (not OOD" in page and "knn@pretrained" in page
 
 
 def test_throughput_and_provenance_on_every_number(bench) -> None:
