@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from flowood.data import load_dataset
-from flowood.experiments.benchmark import run_benchmark
+from flowood.experiments.benchmark import format_leaderboard, run_benchmark
 from flowood.experiments.provenance import fingerprint
 from flowood.ood import detection_metrics, paired_class_summary
 
@@ -169,12 +169,14 @@ def test_a_second_run_reuses_every_flow_and_extractor(bench, tmp_path: Path) -> 
     assert [r["auroc"] for r in again["results"]] == [r["auroc"] for r in board["results"]]
 
 
-def test_names_are_escaped_in_the_markdown(tmp_path: Path) -> None:
-    text = TINY.format(name="'<script>alert(1)</script> | *x*'").replace("holdout: [1, 6]", "holdout: [1]")
-    (tmp_path / "p.yaml").write_text(text)
-    run_benchmark(tmp_path / "p.yaml", tmp_path / "out", device="cpu", quiet=True)
-    md = (tmp_path / "out" / "leaderboard.md").read_text()
-    assert "<script>" not in md and "&lt;script&gt;" in md and "\\| \\*x\\*" in md
+def test_names_are_escaped_in_the_markdown(bench) -> None:
+    """A protocol file is user input: its name, description and dataset names reach leaderboard.md escaped."""
+    _, board = bench
+    evil = dict(board, protocol="<script>alert(1)</script> | *x*", in_distribution="<img src=x onerror=alert(1)>")
+    evil["missing"] = [{"name": "<b>set</b>", "group": "far", "why": "`x`", "how_to_get": "[link](javascript:x)"}]
+    md = format_leaderboard(evil)
+    assert "<script>" not in md and "<img" not in md and "<b>" not in md and "](javascript" not in md
+    assert "&lt;script&gt;" in md and "\\| \\*x\\*" in md
 
 
 def test_a_clock_cut_flow_is_partial_and_not_ranked(tmp_path: Path) -> None:
