@@ -6,12 +6,15 @@ the demos, reproduce, benchmark, the HTML report) reads its attributes. On disk 
 flowood 0.1 wrote, plus ``schema_version``::
 
     schema_version    int, :data:`SCHEMA_VERSION` (absent in files written before it existed: version 1)
+    provenance        (version 2) {flowood_version, git_commit, command_line}: the code and command that wrote it
     run_dir           absolute path of the evaluated run
     model             the run config's ``model`` section
     metric_convention one sentence: score direction and positive class
     scoring           fast-path settings (device, precision, ...), batch_size, seconds, images, images_per_second
-    in_distribution   {dataset, bits_per_dim: {mean, median, std, n, nonfinite}, samples: {split, limit, conversions}}
-    ood               {KEY: {bits_per_dim, samples, metrics: {SCORE: {auroc, aupr_in, aupr_out, fpr95, nonfinite}}}}
+    in_distribution   {dataset, bits_per_dim: {mean, median, std, n, nonfinite},
+                       samples: {split, limit, conversions, seed, fingerprint}}
+    ood               {KEY: {bits_per_dim, samples, metrics: {SCORE: {auroc, aupr_in, aupr_out, fpr95, nonfinite,
+                       fingerprint}}}}
     scores            (with --scores) {SCORE: detector description, facts, seconds, components_auroc}
     score_settings    (with --scores) every detector's settings and the auxiliary models' (``aux``)
     training          how far the run's training got (stopped_by, steps, planned_steps)
@@ -35,8 +38,10 @@ from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type
 from flowood.atomic import atomic_write_text
 from flowood.errors import ReportError
 
-SCHEMA_VERSION = 1
-"""Version of the report layout written today. Files without the field are the same layout (version 1)."""
+SCHEMA_VERSION = 2
+"""Version of the report layout written today. Version 2 adds provenance (``provenance``, each set's ``seed`` and
+``fingerprint``, each metric's ``fingerprint``) and per-detector throughput; every key it adds is optional, so a
+version-1 file (or one without the field, which is version 1) loads as it is."""
 
 _Json = dict[str, Any]
 _P = TypeVar("_P", bound="_Part")
@@ -145,12 +150,27 @@ class BitsPerDim(_Part):
 
 @dataclass(frozen=True)
 class SampleRecord(_Part):
-    """What was scored for one set: the split, the ``--limit`` asked for (None: all) and every conversion
-    the loader made (channels, size, float pixels)."""
+    """What was scored for one set: the split, the ``--limit`` asked for (None: all), every conversion the loader
+    made (channels, size, float pixels: the resize/convert policy as applied), the seed of the subset and of the
+    dequantisation noise, and the SHA-256 fingerprint of the scored array (dtype, shape and bytes): two numbers
+    were computed on the same samples exactly when their fingerprints agree."""
 
     split: str
     limit: int | None
     conversions: tuple[str, ...] = ()
+    seed: int | None = None
+    noise_seed: int | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class Provenance(_Part):
+    """Which code and command computed a report: ``flowood_version``, ``git_commit`` (``+dirty`` with local
+    changes; None outside a checkout) and ``command_line``."""
+
+    flowood_version: str
+    git_commit: str | None
+    command_line: str
 
 
 @dataclass(frozen=True)
@@ -158,7 +178,8 @@ class DetectorMetrics(_Part):
     """Detection metrics of one score on one OOD set (in-distribution test set = positive class).
 
     ``nonfinite`` counts non-finite scores in both sets (ranked least in-distribution); per-batch detectors
-    also record their batch size ``M`` and ``num_batches``."""
+    also record their batch size ``M`` and ``num_batches``; ``fingerprint`` is the SHA-256 of the two score
+    arrays the metrics were computed from (in-distribution, then OOD)."""
 
     auroc: float
     aupr_in: float
@@ -167,6 +188,7 @@ class DetectorMetrics(_Part):
     nonfinite: int
     M: int | None = None
     num_batches: int | None = None
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +220,8 @@ class Scoring(_Part):
         batch_size: scoring batch size.
         seconds: wall time of the likelihood scoring, data loading included (auxiliary scores excluded).
         images: samples scored over all sets; images_per_second: their rate.
+        feature_seconds: wall time of the CNN feature extraction of the scored sets (shared by every feature
+            detector; ``None`` when no detector read features).
     """
 
     _FLAT: ClassVar[str | None] = "fast_path"
@@ -207,6 +231,7 @@ class Scoring(_Part):
     seconds: float | None = None
     images: int | None = None
     images_per_second: float | None = None
+    feature_seconds: float | None = None
 
     @property
     def precision(self) -> str:
@@ -222,6 +247,9 @@ class DetectorRun(_Part):
         facts: the detector's settings and fitted facts (e.g. ``M``, ``train_samples``, ``bandwidth``),
             written beside the other keys.
         seconds: wall time of fit + scoring.
+        fit_seconds, score_seconds: the two apart (a detector another one read is fitted where first read).
+        images_per_second: scoring throughput: the scored images over the detector's scoring time plus the
+            shared work it reads (the flow pass, the feature extraction, the detectors it combines).
         components_auroc: ``COMPONENT -> OOD KEY -> AUROC`` for detectors with components (per scale...).
     """
 
@@ -235,6 +263,9 @@ class DetectorRun(_Part):
     per_batch: bool
     facts: Mapping[str, Any] = field(default_factory=dict)
     seconds: float | None = None
+    fit_seconds: float | None = None
+    score_seconds: float | None = None
+    images_per_second: float | None = None
     components_auroc: Mapping[str, Mapping[str, float]] | None = None
 
 
@@ -322,6 +353,7 @@ class EvaluationReport(_Part):
         partial: one line per model behind these numbers (the run, an auxiliary model) whose training stopped
             short of its budget — the numbers are then for partly trained models; None when none did.
         conclusion, embedding_flow, embedding_conclusion: added by ``flowood demo``.
+        provenance: the code and command that computed it (None in files written before version 2).
         extra: top-level keys this version does not know (kept, and written back, unchanged).
     """
 
@@ -340,6 +372,7 @@ class EvaluationReport(_Part):
     conclusion: str | None = None
     embedding_flow: EmbeddingFlowSummary | None = None
     embedding_conclusion: str | None = None
+    provenance: Provenance | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -401,7 +434,7 @@ class EvaluationReport(_Part):
                 f"{source}: report schema_version {version!r} is not one this flowood reads "
                 f"(1..{SCHEMA_VERSION}); {hint}"
             )
-        # Version 1 is today's layout: nothing to convert. A later version converts older dicts here.
+        # Version 2 only adds optional keys to version 1: nothing to convert. A later version converts here.
         return replace(cls._read(data, "report", source), schema_version=SCHEMA_VERSION)
 
     def dumps(self) -> str:

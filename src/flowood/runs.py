@@ -14,6 +14,10 @@ A run directory (``flowood train --out DIR``)::
     ood_scores.npz           per-sample values of the other detectors, "DETECTOR/SET"
     background/ ensemble/member-K/ general/NAME/ embedding-flow/   auxiliary models of the detectors (each an
                              ordinary run directory), embeddings/NAME/…  their CNN features
+    features/PIPELINE/       one evaluation feature pipeline: train.npz / test.npz (the reference and test
+                             features), embedding-flow/ (the flow on them), extractor/ (a learned extractor:
+                             config.json, model.safetensors, metrics.json)
+    model_card.md, model_card.json   what the run is and how it scored (``flowood benchmark``)
     figures/                 written by ``flowood visualize``;  report.html by ``flowood report``
     .flowood.lock            held (``flock``) by the process writing the run; it holds that PID
 
@@ -123,6 +127,9 @@ class RunDir:
     GENERAL = "general"
     EMBEDDING_FLOW = "embedding-flow"
     EMBEDDINGS = "embeddings"
+    FEATURES = "features"
+    MODEL_CARD = "model_card.md"
+    MODEL_CARD_JSON = "model_card.json"
 
     OWNED = (
         CONFIG,
@@ -146,6 +153,9 @@ class RunDir:
         GENERAL,
         EMBEDDING_FLOW,
         EMBEDDINGS,
+        FEATURES,
+        MODEL_CARD,
+        MODEL_CARD_JSON,
     )
     """What ``--force`` removes: the files flowood writes into a run directory (the auxiliary models of its
     detectors included: they were derived from the run being replaced), nothing else. Folders are emptied of
@@ -261,6 +271,26 @@ class RunDir:
     def embeddings(self, dataset: str, pipeline: str) -> Path:
         """The CNN features of ``dataset`` computed by the feature ``pipeline`` (e.g. ``efficientnet-lite0-64px``)."""
         return self.path / self.EMBEDDINGS / path_safe(dataset) / path_safe(pipeline)
+
+    def feature_pipeline(self, pipeline: str) -> Path:
+        """Everything one evaluation feature pipeline computed for this run (``features/PIPELINE``)."""
+        return self.path / self.FEATURES / path_safe(pipeline)
+
+    def pipeline_embedding_flow(self, pipeline: str) -> Path:
+        """The tabular flow on the features of ``pipeline`` (a run directory)."""
+        return self.feature_pipeline(pipeline) / self.EMBEDDING_FLOW
+
+    def learned_extractor(self, pipeline: str) -> ExtractorDir:
+        """The CNN learnt from this run's training split for ``pipeline``."""
+        return ExtractorDir(self.feature_pipeline(pipeline) / "extractor")
+
+    @property
+    def model_card(self) -> Path:
+        return self.path / self.MODEL_CARD
+
+    @property
+    def model_card_json(self) -> Path:
+        return self.path / self.MODEL_CARD_JSON
 
     def sample_path(self, epoch: int) -> Path:
         """``samples/epoch_XXX.png`` for 1-based ``epoch``."""
@@ -559,3 +589,36 @@ class RunDir:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class ExtractorDir:
+    """The files of a learned feature extractor's directory (:mod:`flowood.experiments.learned_features`)."""
+
+    CONFIG = "config.json"
+    MODEL = "model.safetensors"
+    METRICS = "metrics.json"
+    OWNED = (CONFIG, MODEL, METRICS)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def config(self) -> Path:
+        """What the extractor was trained on and with (the reuse key)."""
+        return self.path / self.CONFIG
+
+    @property
+    def model(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    def clear(self) -> None:
+        """Remove the extractor's files (:attr:`OWNED`), nothing else."""
+        for name in self.OWNED:
+            try:
+                (self.path / name).unlink(missing_ok=True)
+            except OSError as err:
+                raise RunWriteError(f"cannot remove {self.path / name}: {_reason(err)}") from None

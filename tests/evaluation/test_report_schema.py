@@ -38,7 +38,7 @@ def test_unversioned_report_loads_and_writes_back_the_same_keys(path: Path) -> N
     old = json.loads(path.read_text())
     assert "schema_version" not in old
     report = EvaluationReport.load(path)
-    assert report.schema_version == SCHEMA_VERSION == 1
+    assert report.schema_version == SCHEMA_VERSION == 2  # read into today's layout
     again = report.to_json()
     assert again.pop("schema_version") == SCHEMA_VERSION
     assert _same_json(again, old), "the typed report must write the keys (and order) flowood always wrote"
@@ -100,7 +100,7 @@ def test_with_metrics_refuses_an_unknown_set() -> None:
 
 @pytest.mark.parametrize(
     ("version", "needle"),
-    [(SCHEMA_VERSION + 1, "upgrade flowood"), (0, "1..1"), ("1", "'1'"), (True, "True")],
+    [(SCHEMA_VERSION + 1, "upgrade flowood"), (0, f"1..{SCHEMA_VERSION}"), ("1", "'1'"), (True, "True")],
 )
 def test_newer_or_unknown_schema_is_one_line_naming_the_file(tmp_path: Path, version: object, needle: str) -> None:
     raw = json.loads((DATA / "report_demo_unversioned.json").read_text())
@@ -139,3 +139,14 @@ def test_truncated_or_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="not found"):
         EvaluationReport.load(tmp_path / "absent.json")
     assert RunDir(tmp_path / "no-run").read_report() is None
+
+
+@pytest.mark.parametrize("path", OLD_FILES, ids=lambda p: p.name)
+def test_version_1_reports_load_without_provenance(path: Path, tmp_path: Path) -> None:
+    old = json.loads(path.read_text())
+    (tmp_path / "v1.json").write_text(json.dumps({"schema_version": 1, **old}))
+    report = EvaluationReport.load(tmp_path / "v1.json")
+    assert report.provenance is None and report.in_distribution.samples is not None
+    assert report.in_distribution.samples.fingerprint is None
+    again = report.to_json()
+    assert again["schema_version"] == 2 and "provenance" not in again

@@ -55,13 +55,19 @@ def test_demo_embeddings_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
         args += ["--set", item]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "pixel flow" in printed and "embedding flow" in printed
+    assert "pixel flow" in printed and "embedding flow" in printed and "mahalanobis" in printed
 
     report = json.loads((out / "report.json").read_text())
     assert set(report["ood"]) == {"mnist-mini", "glyphs"}
     for name in ("mnist-mini", "glyphs"):
         metrics = report["ood"][name]["metrics"]
-        assert set(metrics) == {"log_likelihood", "embedding_log_likelihood"}
+        assert set(metrics) == {
+            "log_likelihood",
+            "embedding_log_likelihood",
+            "embedding_knn",
+            "embedding_mahalanobis",
+            "embedding_gaussian",
+        }  # the feature baselines beside the flow, on the same features (issue 23)
         assert set(metrics["embedding_log_likelihood"]) >= {"auroc", "aupr_in", "aupr_out", "fpr95"}
         assert report["embedding_flow"]["ood"][name]["bits_per_dim"]["n"] == 64
     summary = report["embedding_flow"]

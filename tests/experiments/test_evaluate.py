@@ -117,9 +117,10 @@ def test_embedding_likelihood_with_random_cnn(tiny_run: Path):
     assert report.scores is not None
     info = report.scores["embedding_likelihood"].facts
     assert info["extractor"] == "random-cnn" and info["size"] == 32
-    emb = tiny_run / "embedding-flow"
+    pipeline = tiny_run / "features" / "random-cnn-32px-train64-test32"
+    emb = pipeline / "embedding-flow"
     assert (emb / "standardize.json").is_file()
-    assert (tiny_run / "embeddings" / "fashionmnist-mini" / "random-cnn-32px-train64-test32" / "train.npz").is_file()
+    assert (pipeline / "train.npz").is_file() and (pipeline / "test.npz").is_file()
     stamp = (emb / "model.safetensors").stat().st_mtime_ns
     evaluate_run(tiny_run, ["mnist-mini"], aux=tiny_aux(), **kw)  # type: ignore[arg-type]
     assert (emb / "model.safetensors").stat().st_mtime_ns == stamp

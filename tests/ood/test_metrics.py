@@ -154,3 +154,23 @@ def test_paired_differences_detect_a_real_gain_and_nothing_else():
     )
     with pytest.raises(ValueError, match="same samples"):
         paired_metric_differences(a_in, a_ood, a_in[:10], a_ood)
+
+
+def test_paired_class_summary_mean_and_worst() -> None:
+    from flowood.ood import paired_class_summary
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for shift_a, shift_b in ((0.5, 1.5), (0.2, 0.6), (1.0, 2.0)):  # b separates every set better than a
+        noise_in, noise_ood = rng.standard_normal(300), rng.standard_normal(200)
+        pairs.append((noise_in + shift_a, noise_ood, noise_in + shift_b, noise_ood))
+    aurocs_a = [detection_metrics(p[0], p[1])["auroc"] for p in pairs]
+    aurocs_b = [detection_metrics(p[2], p[3])["auroc"] for p in pairs]
+    out = paired_class_summary(pairs, n_boot=300, seed=1)
+    assert out["mean"]["auroc"] == pytest.approx(np.mean(aurocs_b))
+    assert out["mean"]["delta"] == pytest.approx(np.mean(aurocs_b) - np.mean(aurocs_a))
+    assert 0 < out["mean"]["low"] <= out["mean"]["delta"] <= out["mean"]["high"]
+    assert out["worst"]["index"] == int(np.argmin(aurocs_b)) == 1 and out["worst"]["reference_index"] == 1
+    assert out["worst"]["delta"] == pytest.approx(min(aurocs_b) - min(aurocs_a)) and out["worst"]["low"] > 0
+    same = paired_class_summary([(p[0], p[1], p[0], p[1]) for p in pairs], n_boot=50)
+    assert same["mean"]["delta"] == same["mean"]["low"] == same["mean"]["high"] == 0.0

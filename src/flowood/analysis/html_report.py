@@ -457,15 +457,21 @@ def _benchmark_section(board: dict[str, Any]) -> str:
     wall times and the datasets that were missing."""
     by = {(r["detector"], r["ood"]): r for r in board.get("results", [])}
     dets = list(board.get("detectors", {}))
+    reference = html.escape(str(board.get("reference") or board.get("baseline") or "log_likelihood"))
     out = [
         '<section id="benchmark"><h2>Benchmark</h2>',
         f'<p class="meta">protocol {html.escape(str(board.get("protocol")))} · budget '
         f"{html.escape(str(board.get('budget')))} · in-distribution {html.escape(str(board.get('in_distribution')))}"
         f" · {html.escape(str(board.get('seconds')))} s</p>",
         '<p class="note">AUROC of each detector (higher = better; 0.5 = chance). In parentheses: the difference to '
-        "raw likelihood on the same samples with its paired-bootstrap 95 % interval.</p>",
+        f"<code>{reference}</code> on the same samples with its paired-bootstrap 95 % interval.</p>",
     ]
-    for group in ("near", "far"):
+    if board.get("partial"):
+        out.append(
+            '<p class="note warn"><b>Partial results</b>: a wall-clock cap cut a flow short of its step budget; '
+            "these are not the protocol's numbers.</p>"
+        )
+    for group in ("holdout", "near", "far", "shift"):
         sets = board.get("ood", {}).get(group) or []
         if not sets:
             continue
@@ -476,7 +482,10 @@ def _benchmark_section(board: dict[str, Any]) -> str:
                 r = by.get((d, s_))
                 cells.append(_auroc_cell(r["auroc"]) + _gain_text(r, "auroc") if r else "-")
             rows.append(cells)
-        out.append(f"<h3>{group} OOD</h3>" + _table(["detector", *map(html.escape, sets)], rows))
+        title = {"holdout": "held-out classes", "shift": "covariate shift (not OOD; reported apart)"}.get(
+            group, f"{group} OOD"
+        )
+        out.append(f"<h3>{title}</h3>" + _table(["detector", *map(html.escape, sets)], rows))
     rows = [
         [
             f"<code>{html.escape(r['detector'])}</code>",

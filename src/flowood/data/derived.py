@@ -11,7 +11,17 @@ name                       images
                            the old value)
 ``mutate-RATE-xK:NAME``    the same, with ``K >= 1`` mutated copies of every image of the ``train`` split,
                            concatenated copy after copy (other splits: one copy)
+``blur-SIGMA:NAME``        Gaussian blur of standard deviation ``SIGMA > 0`` pixels (separable kernel of
+                           radius ``ceil(3 SIGMA)``, edges reflected), rounded to 8 bits
+``jpeg-QUALITY:NAME``      compressed and decoded as JPEG (Pillow) at ``QUALITY`` in ``1..95``
+``shift-PIXELS:NAME``      each image translated by ``(dy, dx)``, each drawn uniformly from ``-PIXELS..PIXELS``
+                           (not both zero; seeded as ``mutate`` is), the uncovered border filled with 0
+``contrast-FACTOR:NAME``   ``mean + FACTOR (x - mean)`` per image and channel (``FACTOR`` in ``(0, 1]`` lowers
+                           contrast), rounded and clipped to ``0..255``
 =========================  ===========================================================================
+
+The last four are *covariate shifts*: the same objects, mildly degraded. ``flowood benchmark`` reports them in
+a group of their own (they are not semantic OOD sets and are never averaged with them).
 
 ``NAME`` is loaded with the same arguments (split, limit, classes, seed, channels, size, options) and the
 operation applied to what it returns, so a limit counts base images (``mutate-0.2-x2:NAME`` with ``limit=64``
@@ -40,6 +50,14 @@ DEFAULT_MUTATION_RATE = 0.2
 """Ren et al. 2019 chose μ in [0.1, 0.3] on FashionMNIST; flowood's default is 0.2."""
 MUTATE_SALT = 0x6D757461  # "muta": keeps these streams apart from every other seeded stream of the same seed
 FIXED_OPS = ("hflip", "vflip", "invert")
+SHIFT_OPS = {
+    "blur": ("SIGMA > 0 (pixels)", lambda v: 0 < v <= 32),
+    "jpeg": ("QUALITY in 1..95", lambda v: float(v).is_integer() and 1 <= v <= 95),
+    "shift": ("PIXELS in 1..16", lambda v: float(v).is_integer() and 1 <= v <= 16),
+    "contrast": ("FACTOR in (0, 1]", lambda v: 0 < v <= 1),
+}
+"""Covariate shifts ``OP-AMOUNT:NAME``: what AMOUNT means and its valid range."""
+SHIFT_SALT = 0x73686674  # "shft": the seed stream of shift's offsets
 _MUTATE_SYNTAX = "write mutate-RATE:NAME or mutate-RATE-xK:NAME (RATE in [0, 1], K >= 1), e.g. mutate-0.2:NAME"
 
 
@@ -84,13 +102,21 @@ class Derivation:
     op: str
     rate: float = 0.0
     copies: int = 1
+    amount: float = 0.0
 
     @property
     def prefix(self) -> str:
-        """The name's prefix, canonical: ``"hflip"``, ``"mutate-0.2"``, ``"mutate-0.2-x2"``."""
+        """The name's prefix, canonical: ``"hflip"``, ``"mutate-0.2"``, ``"mutate-0.2-x2"``, ``"blur-1"``."""
+        if self.op in SHIFT_OPS:
+            return f"{self.op}-{self.amount:g}"
         if self.op != "mutate":
             return self.op
         return f"mutate-{self.rate:g}" + (f"-x{self.copies}" if self.copies != 1 else "")
+
+    @property
+    def is_shift(self) -> bool:
+        """A covariate shift (blur, JPEG, translation, contrast) rather than a change of what is shown."""
+        return self.op in SHIFT_OPS
 
 
 def parse_derived(name: str) -> tuple[Derivation, str] | None:
@@ -102,13 +128,28 @@ def parse_derived(name: str) -> tuple[Derivation, str] | None:
     """
     prefix, sep, base = name.partition(":")
     key = prefix.strip().lower()
-    if not sep or not (key in FIXED_OPS or key == "mutate" or key.startswith("mutate-")):
+    op = key.split("-", 1)[0]
+    if not sep or not (key in FIXED_OPS or op == "mutate" or op in SHIFT_OPS):
         return None
     if not base.strip():
         raise DatasetError(f"{name}: name the dataset to derive from after the colon, e.g. {key}:fashionmnist-mini")
     if key in FIXED_OPS:
         return Derivation(key), base.strip()
+    if op in SHIFT_OPS:
+        return _parse_shift(name, key, op), base.strip()
     return _parse_mutate(name, key), base.strip()
+
+
+def _parse_shift(name: str, key: str, op: str) -> Derivation:
+    meaning, valid = SHIFT_OPS[op]
+    text = key[len(op) + 1 :] if key.startswith(f"{op}-") else ""
+    try:
+        amount = float(text)
+    except ValueError:
+        raise DatasetError(f"{name}: write {op}-AMOUNT:NAME with {meaning}, e.g. {op}-2:fashionmnist") from None
+    if not (math.isfinite(amount) and valid(amount)):
+        raise DatasetError(f"{name}: {op} needs {meaning}, got {text}")
+    return Derivation(op, amount=amount)
 
 
 def _parse_mutate(name: str, key: str) -> Derivation:
@@ -149,6 +190,10 @@ def derive(derivation: Derivation, ds: ArrayDataset, name: str, *, base_name: st
         x = ds.data.flip(-2)
     elif derivation.op == "invert":
         x = 255 - ds.data
+    elif derivation.is_shift:
+        x = torch.from_numpy(
+            covariate_shift(ds.data.numpy(), derivation, seed=[SHIFT_SALT, zlib.crc32(base_name.encode()), seed])
+        )
     else:
         copies = derivation.copies if ds.split == "train" else 1
         base = ds.data.numpy()
@@ -171,4 +216,65 @@ def derive(derivation: Derivation, ds: ArrayDataset, name: str, *, base_name: st
         class_names=ds.class_names,
     )
     out.conversions = list(ds.conversions)
+    return out
+
+
+def covariate_shift(images: np.ndarray, derivation: Derivation, seed: Sequence[int] = (0,)) -> np.ndarray:
+    """``uint8 (N, C, H, W)`` images under one covariate shift (module docstring), as a new uint8 array."""
+    op, amount = derivation.op, derivation.amount
+    if op == "blur":
+        return _blur(images, amount)
+    if op == "jpeg":
+        return _jpeg(images, int(amount))
+    if op == "shift":
+        return _translate(images, int(amount), np.random.default_rng(list(seed)))
+    if op == "contrast":
+        x = images.astype(np.float64)
+        mean = x.mean(axis=(2, 3), keepdims=True)
+        return np.clip(np.round(mean + amount * (x - mean)), 0, 255).astype(np.uint8)
+    raise ValueError(f"not a covariate shift: {op}")
+
+
+def _blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    radius = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = torch.from_numpy(images).double()
+    n, c, h, w = x.shape
+    x = x.reshape(n * c, 1, h, w)
+    pad = torch.nn.functional.pad(x, (radius, radius, 0, 0), mode="reflect" if w > radius else "replicate")
+    x = torch.nn.functional.conv2d(pad, kernel.view(1, 1, 1, -1))
+    pad = torch.nn.functional.pad(x, (0, 0, radius, radius), mode="reflect" if h > radius else "replicate")
+    x = torch.nn.functional.conv2d(pad, kernel.view(1, 1, -1, 1))
+    return x.reshape(n, c, h, w).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _jpeg(images: np.ndarray, quality: int) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    out = np.empty_like(images)
+    for i, img in enumerate(images):
+        grey = img.shape[0] == 1
+        pil = Image.fromarray(img[0] if grey else img.transpose(1, 2, 0), mode="L" if grey else "RGB")
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", quality=quality)
+        with Image.open(io.BytesIO(buf.getvalue())) as decoded:
+            arr = np.asarray(decoded.convert("L" if grey else "RGB"), dtype=np.uint8)
+        out[i] = arr[None] if grey else arr.transpose(2, 0, 1)
+    return out
+
+
+def _translate(images: np.ndarray, pixels: int, rng: np.random.Generator) -> np.ndarray:
+    out = np.zeros_like(images)
+    h, w = images.shape[2:]
+    for i, img in enumerate(images):
+        dy = dx = 0
+        while dy == 0 and dx == 0:
+            dy, dx = (int(v) for v in rng.integers(-pixels, pixels + 1, size=2))
+        src_y, dst_y = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+        src_x, dst_x = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+        out[i, :, dst_y, dst_x] = img[:, src_y, src_x]
     return out

@@ -90,7 +90,8 @@ def resolve(name: str) -> DatasetRef:
     raise DatasetError(
         f"unknown dataset {name!r}. Available: {', '.join(available_names())}; user data: folder:/path, "
         "npz:/path.npz, table:/path.csv?label=col, embeddings:/path.npz; derived: hflip:NAME, vflip:NAME, "
-        "invert:NAME, mutate-RATE:NAME"
+        "invert:NAME, mutate-RATE:NAME; shifted: blur-SIGMA:NAME, jpeg-QUALITY:NAME, shift-PIXELS:NAME, "
+        "contrast-FACTOR:NAME"
     )
 
 

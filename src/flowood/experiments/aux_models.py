@@ -259,6 +259,8 @@ class EmbeddingAuxFlow:
     features: Callable[[Samples], np.ndarray]
     batch_size: int
     pipeline: FeatureSettings
+    train_cpu_seconds: float | None = None
+    """CPU seconds this process spent training (or continuing) it now; ``None`` when it was reused."""
 
     @property
     def directory(self) -> Path:
@@ -277,4 +279,6 @@ class EmbeddingAuxFlow:
             "flow_dim": self.run.flow.num_dims,
             "transform": self.run.config.data.transform,
             "pca_dim": self.run.config.data.pca_dim,
+            "steps": self.run.steps,
+            "train_cpu_seconds": self.train_cpu_seconds,
         }

@@ -19,7 +19,10 @@ Layout written inside the demo directory::
     DEMO/embedding-flow/                                               # run dir: config.yaml, standardize.json...
 
 and ``DEMO/report.json`` gains, per OOD set, ``ood[NAME].metrics.embedding_log_likelihood`` (AUROC, AUPR-in,
-AUPR-out, FPR95 of the embedding flow on the same OOD set) plus a top-level ``embedding_flow`` summary.
+AUPR-out, FPR95 of the embedding flow on the same OOD set) plus a top-level ``embedding_flow`` summary, and the
+feature baselines on exactly the same feature arrays beside it (issue 23: every table with the embedding flow shows
+them): ``embedding_knn`` (``knn``), ``embedding_mahalanobis`` (``mahalanobis``) and ``embedding_gaussian`` (a
+Gaussian in the flow's own coordinates, its saved standardiser), computed by the registered detectors.
 Features are cached by content (``flowood.features``), so a rerun skips the CNN.
 """
 
@@ -28,12 +31,18 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from flowood.evaluation import EmbeddingFlowSummary, EmbeddingOOD, EvaluationReport
+import numpy as np
+import torch
+
+from flowood.evaluation import DetectorMetrics, EmbeddingFlowSummary, EmbeddingOOD, EvaluationReport
 from flowood.experiments.aux_models import EmbeddingFlowSettings, embedding_flow_config
 from flowood.experiments.derived_runs import train_or_reuse
 from flowood.experiments.evaluate import evaluate_run
 from flowood.features import FeatureSettings, embed_dataset, read_embeddings
+from flowood.ood import detection_metrics
+from flowood.ood.detectors import Samples, get_detector
 from flowood.perf import cpu_threads
 from flowood.runs import RunDir
 from flowood.settings import check, setting
@@ -43,6 +52,8 @@ from flowood.train.data import Standardizer
 IN_DATASET = "fashionmnist-mini"
 OOD_DATASETS = ("mnist-mini", "glyphs")
 METRIC_KEY = "embedding_log_likelihood"
+BASELINES = {"knn": "embedding_knn", "mahalanobis": "embedding_mahalanobis", "embedding_gaussian": "embedding_gaussian"}
+"""Feature detectors reported beside the embedding flow → their metric keys in the demo's report."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,9 @@ def run_embedding_demo(
         emb_report = evaluate_run(run_dir, ood, device=device).report
         timings["evaluate_seconds"] = time.perf_counter() - start
 
+    for name, metrics_by_key in feature_baselines(paths, RunDir(run_dir)).items():
+        for key, m in metrics_by_key.items():
+            report = report.with_metrics(name, key, m)
     by_name = dict(zip(OOD_DATASETS, ood, strict=True))
     per_set: dict[str, EmbeddingOOD] = {}
     for name, key in by_name.items():
@@ -165,6 +179,53 @@ def run_embedding_demo(
     partial = (*(report.partial or ()), *(emb_report.partial or ()))
     report = report.with_(embedding_flow=summary, partial=partial or None)
     return report.with_(embedding_conclusion=embedding_conclusion(report))
+
+
+@dataclass
+class FeatureArrays:
+    """A :class:`~flowood.ood.detectors.FitContext` over the demo's embedding files, for the feature detectors:
+    the training features (reference) and labels, each scored set's features by key, and the embedding flow's own
+    coordinates (its saved standardiser)."""
+
+    reference: np.ndarray
+    labels: np.ndarray | None
+    coordinates: Standardizer
+    by_key: dict[str, np.ndarray]
+
+    def features(self, samples: Samples | None) -> np.ndarray:
+        return self.reference if samples is None else self.by_key[samples.key]
+
+    def feature_labels(self) -> np.ndarray | None:
+        return self.labels
+
+    def feature_coordinates(self, samples: Samples | None) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(self.features(samples), dtype=np.float32))
+        return self.coordinates(x).numpy().astype(np.float64)
+
+    def describe_features(self) -> dict[str, Any]:
+        return {}
+
+
+def feature_baselines(paths: dict[str, Path], flow_run: RunDir) -> dict[str, dict[str, DetectorMetrics]]:
+    """OOD set → ``{BASELINES key: metrics}`` of ``knn``, ``mahalanobis`` and ``embedding_gaussian`` on the same
+    feature arrays the embedding flow was trained and evaluated on."""
+    train = read_embeddings(paths[IN_DATASET] / "train.npz")
+    ref = next(iter(train.embeddings.values()))
+    labels = next(iter(train.labels.values()), None)
+    if labels is not None and np.unique(labels[labels >= 0]).size < 2:
+        labels = None
+    sets = {IN_DATASET: paths[IN_DATASET] / "test.npz", **{n: paths[n] for n in OOD_DATASETS}}
+    by_key = {k: next(iter(read_embeddings(v).embeddings.values())) for k, v in sets.items()}
+    context = FeatureArrays(ref, labels, Standardizer.load(flow_run.standardize), by_key)
+    samples = {k: Samples(k, torch.zeros((len(v), 0)), "vector", np.zeros(len(v))) for k, v in by_key.items()}
+    out: dict[str, dict[str, DetectorMetrics]] = {n: {} for n in OOD_DATASETS}
+    for name, key in BASELINES.items():
+        det = get_detector(name)
+        det.fit(context)  # type: ignore[arg-type]  # the feature part of a FitContext is all these read
+        score_in = det.score(samples[IN_DATASET])
+        for ood in OOD_DATASETS:
+            out[ood][key] = DetectorMetrics.from_json(detection_metrics(score_in, det.score(samples[ood])))
+    return out
 
 
 def report_seed(out: Path) -> int:
@@ -217,15 +278,25 @@ def embedding_conclusion(report: EvaluationReport) -> str:
 
 
 def format_comparison(report: EvaluationReport) -> str:
-    """Plain-text side-by-side AUROC table (pixel RealNVP vs embedding flow)."""
+    """Plain-text side-by-side AUROC table: pixel RealNVP, embedding flow, and the feature baselines (kNN,
+    Mahalanobis, the Gaussian in the flow's coordinates: what the flow adds is its column minus the last)."""
     summary = report.embedding_flow
     features = f"{summary.extractor}@{summary.size}px" if summary is not None else "?@?px"
     head = f"OOD AUROC vs {report.in_distribution.dataset} test (pixel RealNVP | tabular flow on {features} features)"
-    lines = [head, f"{'OOD set':<16}{'pixel flow':>12}{'embedding flow':>16}"]
+    lines = [
+        head,
+        f"{'OOD set':<16}{'pixel flow':>12}{'embedding flow':>16}{'knn':>8}{'mahalanobis':>13}{'gaussian':>10}",
+    ]
+
+    def fmt(value: float | None, width: int) -> str:
+        return f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}"
+
     for name, pixel, emb in comparison_rows(report):
-        pix = f"{pixel:.3f}" if pixel is not None else "-"
-        em = f"{emb:.3f}" if emb is not None else "-"
-        lines.append(f"{name:<16}{pix:>12}{em:>16}")
+        base = [report.metrics(name, key) for key in BASELINES.values()]
+        auroc = [m.auroc if m is not None else None for m in base]
+        lines.append(
+            f"{name:<16}{fmt(pixel, 12)}{fmt(emb, 16)}{fmt(auroc[0], 8)}{fmt(auroc[1], 13)}{fmt(auroc[2], 10)}"
+        )
     if summary is not None:
         secs = summary.seconds
         lines.append(

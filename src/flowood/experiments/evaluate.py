@@ -34,12 +34,15 @@ from flowood.evaluation import (
     SampleRecord,
     Scoring,
 )
+from flowood.experiments import provenance
 from flowood.experiments.aux_models import AuxSettings
 from flowood.experiments.fit_context import EvaluationContext
+from flowood.experiments.provenance import fingerprint
 from flowood.experiments.runs import Run, load_run, training_summary
 from flowood.experiments.scored_samples import scored_samples, scored_split
+from flowood.experiments.throughput import SharedCosts, features_of_sets, images_per_second
 from flowood.ood import detection_metrics, score_samples, summarize_scores
-from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors
+from flowood.ood.detectors import DETECTORS, Detector, Samples, parse_detectors, shared_score
 from flowood.perf import PRECISIONS, FastPath, resolve_fast_path
 from flowood.runs import RunDir
 from flowood.settings import check, setting
@@ -212,13 +215,15 @@ def _evaluate_run(
                 f"{MIN_SAMPLES} on each side (raise --limit, or give a larger set)"
             )
     context = EvaluationContext(
-        run, aux, evaluated=ood, device=device, batch_size=opts.batch_size, fast=fast, quiet=quiet
+        run, aux, evaluated=ood, device=device, batch_size=opts.batch_size, fast=fast, quiet=quiet, detectors=chosen
     )
     for det in chosen:
         det.check(context, sets)  # everything that cannot work fails before any auxiliary model trains
     with fast.backends():
+        feature_seconds = features_of_sets(context, chosen, sets)
         runs = [_run_detector(det, context, sets) for det in chosen]
-    evaluation = _evaluation(run, sets, records, runs, fast, opts, seconds, aux)
+    costs = SharedCosts(seconds, feature_seconds, sum(len(s) for s in sets))
+    evaluation = _evaluation(run, sets, records, runs, fast, opts, costs, aux)
     training = training_summary(run.dir)
     partial = [f"the evaluated run {run.dir}: {training.describe()}"] if training and training.partial else []
     partial += context.partial  # auxiliary models cut short
@@ -250,14 +255,22 @@ def _scored_sets(
             progress=None if quiet else f"score {ds.name}",
         )  # fmt: skip
         sets.append(Samples(key, ds.data, ds.kind, bpd, noise_seed=seed, name=dataset))
-        records.append(_record(run, dataset, ds, limit))
+        records.append(_record(run, dataset, ds, limit, seed))
     return sets, records
 
 
-def _record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None) -> SampleRecord:
-    """What was scored for one set: its split, the limit asked for and every conversion the loader made
-    (channels, size, float pixels), so that ``report.json`` says when an OOD set is not what the user gave."""
-    return SampleRecord(scored_split(run, name), limit, tuple(ds.conversions))
+def _record(run: Run, name: str | None, ds: ArrayDataset, limit: int | None, noise_seed: int) -> SampleRecord:
+    """What was scored for one set: its split, the limit asked for, every conversion the loader made (channels,
+    size, float pixels), the seeds and the fingerprint of the scored array, so that ``report.json`` says when an
+    OOD set is not what the user gave and two numbers can be matched to the samples they were computed on."""
+    return SampleRecord(
+        scored_split(run, name),
+        limit,
+        tuple(ds.conversions),
+        seed=run.config.seed,
+        noise_seed=noise_seed,
+        fingerprint=fingerprint(ds.data),
+    )
 
 
 @dataclass
@@ -265,16 +278,23 @@ class _DetectorResult:
     detector: Detector
     scores: dict[str, np.ndarray]
     components: dict[str, dict[str, np.ndarray]]
-    seconds: float
+    fit_seconds: float
+    score_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.fit_seconds + self.score_seconds
 
 
 def _run_detector(det: Detector, context: EvaluationContext, sets: list[Samples]) -> _DetectorResult:
-    """Fit ``det`` on the run and score every set (its wall time includes the fit and auxiliary training)."""
+    """Fit ``det`` on the run (unless a detector that reads it fitted it already) and score every set, timing
+    the two apart (the fit includes auxiliary training; scoring is what a new image costs)."""
     start = time.perf_counter()
-    det.fit(context)
-    scores = {s.key: det.score(s) for s in sets}
+    context.fit(det)
+    fitted = time.perf_counter()
+    scores = {s.key: shared_score(det, s) for s in sets}
     components = {s.key: det.components(s) for s in sets}
-    return _DetectorResult(det, scores, components, time.perf_counter() - start)
+    return _DetectorResult(det, scores, components, fitted - start, time.perf_counter() - fitted)
 
 
 def _evaluation(
@@ -284,7 +304,7 @@ def _evaluation(
     results: list[_DetectorResult],
     fast: FastPath,
     opts: ScoringOptions,
-    seconds: float,
+    costs: SharedCosts,
     aux: AuxSettings,
 ) -> Evaluation:
     """The report and the arrays of one evaluation (``sets[0]`` is the in-distribution set)."""
@@ -294,6 +314,7 @@ def _evaluation(
         metrics: dict[str, DetectorMetrics] = {}
         for r in results:
             m: dict[str, Any] = detection_metrics(r.scores[in_key], r.scores[s.key])
+            m["fingerprint"] = fingerprint(r.scores[in_key], r.scores[s.key])
             if r.detector.info.per_batch:
                 facts = r.detector.facts()
                 m.update({k: facts[k] for k in ("M", "num_batches") if k in facts})
@@ -308,18 +329,20 @@ def _evaluation(
         scoring=Scoring(
             fast.describe(),
             opts.batch_size,
-            seconds=round(seconds, 3),
+            seconds=round(costs.flow_seconds, 3),
             images=images,
-            images_per_second=round(images / max(seconds, 1e-9), 1),
+            images_per_second=round(images / max(costs.flow_seconds, 1e-9), 1),
+            feature_seconds=round(costs.feature_seconds, 3) if costs.feature_seconds is not None else None,
         ),
         in_distribution=InDistribution(
             run.config.data.dataset, BitsPerDim.from_json(summarize_scores(in_set.bpd)), records[0]
         ),
         ood=ood,
+        provenance=provenance.current(),
     )
     if len(results) > 1:
         report = report.with_(
-            scores={r.detector.info.name: _detector_run(r, sets) for r in results},
+            scores={r.detector.info.name: _detector_run(r, sets, results, costs) for r in results},
             score_settings=_settings_record(results, aux),
         )
     return Evaluation(
@@ -330,10 +353,20 @@ def _evaluation(
     )
 
 
-def _detector_run(r: _DetectorResult, sets: list[Samples]) -> DetectorRun:
-    """The report's entry of one detector: what it is, what its fit learnt, its wall time, its components' AUROCs."""
+def _detector_run(
+    r: _DetectorResult, sets: list[Samples], results: list[_DetectorResult], costs: SharedCosts
+) -> DetectorRun:
+    """The report's entry of one detector: what it is, what its fit learnt, its wall times and scoring throughput,
+    its components' AUROCs."""
     in_key = sets[0].key
-    described: dict[str, Any] = {**r.detector.info.describe(), **r.detector.facts(), "seconds": round(r.seconds, 2)}
+    described: dict[str, Any] = {
+        **r.detector.info.describe(),
+        **r.detector.facts(),
+        "seconds": round(r.seconds, 2),
+        "fit_seconds": round(r.fit_seconds, 2),
+        "score_seconds": round(r.score_seconds, 3),
+        "images_per_second": images_per_second(r, results, costs),
+    }
     comp_auroc: dict[str, dict[str, float]] = {}
     for s in sets[1:]:
         for comp, values in r.components[s.key].items():

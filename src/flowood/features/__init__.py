@@ -8,7 +8,7 @@ See :mod:`flowood.features.extractors` for the registry and the preprocessing, :
 for batching and the cache, :mod:`flowood.features.embed` for the ``.npz`` format.
 """
 
-from flowood.features.embed import EmbeddingBundle, embed_dataset, read_embeddings
+from flowood.features.embed import EmbeddingBundle, embed_dataset, read_embeddings, write_embedding_split
 from flowood.features.extract import (
     cached_features,
     content_key,
@@ -50,4 +50,5 @@ __all__ = [
     "read_embeddings",
     "resolve_device",
     "resolve_extractor",
+    "write_embedding_split",
 ]

@@ -224,6 +224,30 @@ def embed_dataset(
     return out_path
 
 
+def write_embedding_split(
+    path: str | os.PathLike[str], split: str, features: np.ndarray, labels: np.ndarray, metadata: dict[str, Any]
+) -> Path:
+    """One split's features as an embedding file in this module's format (one ``split``; ``metadata`` says how they
+    were computed), written atomically; what an evaluation's feature pipeline hands its embedding flow."""
+    feats = np.ascontiguousarray(features, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    if feats.ndim != 2 or labels.shape != (feats.shape[0],):
+        raise DatasetError(f"{path}: features {feats.shape} and labels {labels.shape} do not pair up")
+    meta = {"format_version": FORMAT_VERSION, "splits": [split], "flowood_version": _version(), **metadata}
+    arrays: dict[str, Any] = {
+        f"{split}_embeddings": feats,
+        f"{split}_labels": labels,
+        "embeddings": feats,
+        "labels": labels,
+        "splits": np.array([split]),
+        "feature_dim": np.array(feats.shape[1], dtype=np.int64),
+        "metadata": np.array(json.dumps(meta)),
+    }
+    out = Path(path).expanduser()
+    atomic_write_npz(out, arrays)
+    return out
+
+
 def _version() -> str:
     from flowood.version import __version__
 

@@ -6,6 +6,7 @@ from flowood.ood.likelihood import score_bits_per_dim, score_samples
 from flowood.ood.metrics import (
     detection_metrics,
     paired_auroc_difference,
+    paired_class_summary,
     paired_metric_differences,
     summarize_scores,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "PytorchOODDetector",
     "detection_metrics",
     "paired_auroc_difference",
+    "paired_class_summary",
     "paired_metric_differences",
     "score_bits_per_dim",
     "score_samples",

@@ -80,6 +80,23 @@ def resolve_train_fast_path(t: TrainConfig, device: torch.device) -> FastPath:
     )
 
 
+def training_part(cfg: RunConfig, train_x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The training split as a run of ``cfg`` fits it: ``(train, None)``, or with early stopping ``(fit, val)``
+    (:func:`~flowood.train.data.split_validation`'s seeded carve)."""
+    es = early_stopping_settings(cfg.train)
+    if es is None:
+        return train_x, None
+    return split_validation(train_x, es.val_fraction, cfg.seed)
+
+
+def vector_standardizer(cfg: RunConfig, train_x: Tensor) -> Standardizer | None:
+    """The standardiser a vector run of ``cfg`` fits on the training part ``train_x`` (:func:`training_part`), or
+    ``None`` when ``data.standardize`` is off: the coordinates its flow models."""
+    if not cfg.data.standardize:
+        return None
+    return Standardizer.from_config(cfg.data, train_x.float())
+
+
 def build_training(cfg: RunConfig, dist: DistInfo, device: torch.device, *, resume: bool) -> TrainingSetup:
     """Build a run's data, model and optimiser (see the module docstring); ``resume`` skips what the
     checkpoint will overwrite (``train.init_from``, ActNorm's data-dependent initialisation).
@@ -117,14 +134,11 @@ def build_training(cfg: RunConfig, dist: DistInfo, device: torch.device, *, resu
             )
     train_x, test_x = train_ds.data, test_ds.data
     stopper = EarlyStopper(es) if (es := early_stopping_settings(t)) is not None else None
-    val_x: Tensor | None = None
-    if stopper is not None:
-        if dist.enabled:
-            raise ConfigError("train.early_stopping is single-process only; unset it under torchrun")
-        train_x, val_x = split_validation(train_x, stopper.settings.val_fraction, cfg.seed)
-    standardizer: Standardizer | None = None
-    if kind == "vector" and d.standardize:
-        standardizer = Standardizer.from_config(d, train_x.float())
+    if stopper is not None and dist.enabled:
+        raise ConfigError("train.early_stopping is single-process only; unset it under torchrun")
+    train_x, val_x = training_part(cfg, train_x)
+    standardizer = vector_standardizer(cfg, train_x) if kind == "vector" else None
+    if standardizer is not None:
         train_x, test_x = standardizer(train_x.float()), standardizer(test_x.float())
         val_x = standardizer(val_x.float()) if val_x is not None else None
         input_shape = (standardizer.out_dim,)

@@ -55,6 +55,10 @@ class FakeContext:
     general: KnownFlow | None = None
     embedding: KnownFlow | None = None
     feats: dict[str, np.ndarray] = field(default_factory=dict)
+    coords: dict[str, np.ndarray] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    calibration: Samples | None = None
+    configured: dict[str, Any] = field(default_factory=dict)
     num_dims: int = D
     is_image: bool = True
     in_dataset: str = "in"
@@ -87,6 +91,27 @@ class FakeContext:
 
     def features(self, samples: Samples | None) -> np.ndarray:
         return self.feats["train" if samples is None else samples.key]
+
+    def feature_labels(self) -> np.ndarray | None:
+        return self.labels
+
+    def feature_coordinates(self, samples: Samples | None) -> np.ndarray:
+        """``coords`` when given, else the features themselves (an identity transform)."""
+        key = "train" if samples is None else samples.key
+        return (self.coords or self.feats)[key]
+
+    def calibration_samples(self, limit: int | None) -> Samples:
+        self.asked.append(("calibration", limit))
+        assert self.calibration is not None
+        return self.calibration
+
+    def detector(self, name: str, *, fit: bool = True) -> Any:
+        from flowood.ood.detectors import get_detector
+
+        det = self.configured.setdefault(name, get_detector(name))
+        if fit and not det.fitted:
+            det.fit(self)
+        return det
 
     def describe_features(self) -> dict[str, Any]:
         return {"extractor": "known", "size": 8, "train_limit": None}

@@ -23,8 +23,10 @@ from flowood.ood.detectors.base import (
     get_detector,
     parse_detectors,
     register,
+    shared_score,
 )
 from flowood.ood.detectors.baseline import BitsPerDim, LogLikelihood
+from flowood.ood.detectors.combined import Combined, CombinedSettings, NormalScores
 from flowood.ood.detectors.complexity import (
     COMPRESSORS,
     CompressedSize,
@@ -34,8 +36,21 @@ from flowood.ood.detectors.complexity import (
     input_complexity,
 )
 from flowood.ood.detectors.dose import DoSE, DoSESettings, dose_statistics
-from flowood.ood.detectors.embedding import EmbeddingGaussian, EmbeddingGaussianSettings, EmbeddingLikelihood
+from flowood.ood.detectors.embedding import (
+    EmbeddingGaussian,
+    EmbeddingGaussianRaw,
+    EmbeddingGaussianSettings,
+    EmbeddingLikelihood,
+)
 from flowood.ood.detectors.ensemble import WAIC, WAICSettings, waic
+from flowood.ood.detectors.feature_space import (
+    KNN,
+    KNNSettings,
+    Mahalanobis,
+    MahalanobisSettings,
+    kth_neighbour_distance,
+    unit_rows,
+)
 from flowood.ood.detectors.flowstats import FlowStatistics, flow_statistics
 from flowood.ood.detectors.perscale import PerScale, coarse_minus_finest
 from flowood.ood.detectors.ratio import (
@@ -72,15 +87,22 @@ register(LatentTypicality)
 register(CompressedSize)
 register(EmbeddingGaussian)
 register(GeneralLikelihoodRatio)
+register(EmbeddingGaussianRaw)
+register(KNN)
+register(Mahalanobis)
+register(Combined)
 
 __all__ = [
     "AUXILIARY_MODELS",
     "COMPRESSORS",
     "DEFAULT_MUTATION_RATE",
     "DETECTORS",
+    "KNN",
     "WAIC",
     "AuxFlow",
     "BitsPerDim",
+    "Combined",
+    "CombinedSettings",
     "CompressedSize",
     "CompressionSettings",
     "Detector",
@@ -88,6 +110,7 @@ __all__ = [
     "DoSE",
     "DoSESettings",
     "EmbeddingGaussian",
+    "EmbeddingGaussianRaw",
     "EmbeddingGaussianSettings",
     "EmbeddingLikelihood",
     "FitContext",
@@ -95,11 +118,15 @@ __all__ = [
     "GeneralLikelihoodRatio",
     "GeneralLikelihoodRatioSettings",
     "InputComplexity",
+    "KNNSettings",
     "LatentTypicality",
     "LikelihoodRatio",
     "LikelihoodRatioSettings",
     "LogLikelihood",
+    "Mahalanobis",
+    "MahalanobisSettings",
     "NoSettings",
+    "NormalScores",
     "PerScale",
     "Samples",
     "Typicality",
@@ -116,12 +143,15 @@ __all__ = [
     "flow_statistics",
     "get_detector",
     "input_complexity",
+    "kth_neighbour_distance",
     "latent_typicality_scores",
     "likelihood_ratio",
     "mutate_images",
     "parse_detectors",
     "register",
+    "shared_score",
     "typicality_batches",
     "typicality_scores",
+    "unit_rows",
     "waic",
 ]

@@ -36,7 +36,7 @@ from flowood.errors import ConfigError
 from flowood.flows import NormalizingFlow
 from flowood.settings import build
 
-AUXILIARY_MODELS = ("background", "ensemble", "general", "features", "embedding_flow")
+AUXILIARY_MODELS = ("background", "ensemble", "general", "features", "embedding_flow", "detectors", "calibration")
 """What a :class:`FitContext` trains or computes for a detector beyond the run itself (``DetectorInfo.auxiliary``)."""
 
 
@@ -53,8 +53,11 @@ class DetectorInfo:
         reference: the paper that proposed it.
         per_batch: one score per batch of samples (typicality), not per sample.
         images_only: only defined for image runs.
-        auxiliary: the auxiliary models its fit asks the context for (names of :data:`AUXILIARY_MODELS`);
-            empty for detectors that need only the run's flow and training samples.
+        auxiliary: the auxiliary models its fit asks the context for (names of :data:`AUXILIARY_MODELS`;
+            ``detectors``: other detectors' outputs, ``calibration``: held-out in-distribution training
+            images); empty for detectors that need only the run's flow and training samples.
+        reads_likelihood: its score reads the run's flow likelihood (the evaluation's one flow pass is part of
+            its cost per image; ``False`` for detectors on CNN features alone).
     """
 
     name: str
@@ -66,6 +69,7 @@ class DetectorInfo:
     per_batch: bool = False
     images_only: bool = False
     auxiliary: tuple[str, ...] = ()
+    reads_likelihood: bool = True
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.auxiliary) - set(AUXILIARY_MODELS))
@@ -168,11 +172,32 @@ class FitContext(Protocol):
         """A tabular flow on the pretrained-CNN features (:meth:`features`) of the in-distribution training split."""
 
     def features(self, samples: Samples | None) -> np.ndarray:
-        """``(N, F)`` pretrained-CNN features of ``samples`` (``None``: of the in-distribution training split);
-        the extractor, input size and training images are the evaluation's (one feature pipeline per run)."""
+        """``(N, F)`` CNN features of ``samples`` (``None``: of the feature pipeline's *reference* images, a seeded
+        subset of the in-distribution training split's ``fit`` part); the extractor (pretrained, or learnt from
+        the run's own training split), input size and reference images are the evaluation's (one feature
+        pipeline per run, computed once per set)."""
+
+    def feature_labels(self) -> np.ndarray | None:
+        """``(N,)`` int64 class labels of the reference images, in the order of ``features(None)``; ``None``
+        when the run's training data are unlabelled (fewer than two distinct labels)."""
+
+    def feature_coordinates(self, samples: Samples | None) -> np.ndarray:
+        """``(N, K)`` features in the embedding flow's own coordinates: its preset's transform (unit norm,
+        centring, top principal components, whitening) fitted exactly as the embedding flow fits it on the
+        reference features; ``None``: the reference images."""
+
+    def calibration_samples(self, limit: int | None) -> Samples:
+        """A seeded subset (at most ``limit``) of in-distribution training images that no feature model was
+        fitted on (the ``val`` part of the training split; the run's own flow did train on them), with their
+        bits/dim under the run's flow. Raises :class:`~flowood.errors.ConfigError` when the dataset has none."""
+
+    def detector(self, name: str, *, fit: bool = True) -> Detector:
+        """The evaluation's detector ``name`` (configured as the evaluation configured it, else with default
+        settings), fitted unless ``fit`` is false: each is fitted once per evaluation and shared by every
+        detector that reads it."""
 
     def describe_features(self) -> dict[str, Any]:
-        """The feature pipeline's settings, for a detector's facts (extractor, size, training images)."""
+        """The feature pipeline's settings, for a detector's facts (extractor, size, reference images)."""
 
     def log(self, message: str) -> None:
         """A progress line (silent when quiet)."""
@@ -247,6 +272,15 @@ class Detector(ABC):
     def _check_fitted(self) -> None:
         if not self.fitted:
             raise RuntimeError(f"detector {self.info.name}: call fit(context) before score(samples)")
+
+
+def shared_score(det: Detector, samples: Samples) -> np.ndarray:
+    """``det.score(samples)``, computed once per detector instance and set (kept in ``samples.cache``), so that
+    the evaluation's row of a detector and every combination reading it share one computation."""
+    key = f"score/{det.info.name}/{id(det)}"
+    if key not in samples.cache:
+        samples.cache[key] = np.asarray(det.score(samples), dtype=np.float64)
+    return np.asarray(samples.cache[key])
 
 
 DETECTORS: dict[str, type[Detector]] = {}

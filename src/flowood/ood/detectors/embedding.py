@@ -1,5 +1,5 @@
-"""Scores on pretrained-CNN embeddings: a flow on the features (Kirichenko et al. 2020 §8) and the model-free
-full-covariance Gaussian on the same features.
+"""Scores on CNN embeddings: a flow on the features (Kirichenko et al. 2020 §8) and the model-free
+full-covariance Gaussian in the flow's own coordinates (and on the raw features).
 
 Both read the evaluation's one feature pipeline (:meth:`FitContext.features`: extractor, input size and the
 training images embedded are settings of the evaluation, not of a detector), so every feature detector of a
@@ -28,6 +28,7 @@ class EmbeddingLikelihood(Detector):
         "Kirichenko et al. 2020, section 8",
         images_only=True,
         auxiliary=("features", "embedding_flow"),
+        reads_likelihood=False,
     )
 
     def __init__(self, settings: Any = None, /, **values: Any) -> None:
@@ -49,7 +50,7 @@ class EmbeddingLikelihood(Detector):
 
 @dataclass(frozen=True)
 class EmbeddingGaussianSettings:
-    """Settings of ``embedding_gaussian``."""
+    """Settings of ``embedding_gaussian`` and ``embedding_gaussian_raw``."""
 
     reg_covar: float = setting(1e-4, gt=0, doc="added to the covariance's diagonal, in squared feature units")
 
@@ -58,18 +59,21 @@ class EmbeddingGaussianSettings:
 
 
 class EmbeddingGaussian(Detector):
-    """One full-covariance Gaussian (sklearn ``GaussianMixture(1, "full")``) on the CNN features."""
+    """One full-covariance Gaussian (sklearn ``GaussianMixture(1, "full")``) in the embedding flow's coordinates:
+    the density the flow starts from, so what the flow adds is its AUROC minus this one's."""
 
     info = DetectorInfo(
         "embedding_gaussian",
-        "log-density of the image's pretrained-CNN embedding under one full-covariance Gaussian fit to the "
-        "in-distribution training embeddings (no flow)",
+        "log-density of the image's CNN embedding, in the embedding flow's own coordinates (unit norm, centred, "
+        "top principal components, whitened), under one full-covariance Gaussian fit to the reference "
+        "embeddings (no flow: the fair baseline of embedding_likelihood)",
         "higher log N(embedding) = more in-distribution; returned as is",
-        "nats of the raw features",
-        "one CNN forward pass per image (cached, shared with embedding_likelihood); a closed-form fit",
+        "nats of the flow's coordinates",
+        "one CNN forward pass per image (cached, shared with every feature detector); a closed-form fit",
         "model-free baseline for embedding_likelihood (a Gaussian density on features, as in Lee et al. 2018)",
         images_only=True,
         auxiliary=("features",),
+        reads_likelihood=False,
     )
     Settings = EmbeddingGaussianSettings
     settings: EmbeddingGaussianSettings
@@ -81,10 +85,13 @@ class EmbeddingGaussian(Detector):
         self.train_count = 0
         self.pipeline: dict[str, Any] = {}
 
+    def _points(self, context: FitContext, samples: Samples | None) -> np.ndarray:
+        return np.asarray(context.feature_coordinates(samples), dtype=np.float64)
+
     def fit(self, context: FitContext) -> None:
-        feats = context.features(None)
+        feats = self._points(context, None)
         self.gmm = GaussianMixture(1, covariance_type="full", reg_covar=self.settings.reg_covar, random_state=0)
-        self.gmm.fit(np.asarray(feats, dtype=np.float64))
+        self.gmm.fit(feats)
         self.train_count = int(feats.shape[0])
         self.pipeline = context.describe_features()
         self.context = context
@@ -93,7 +100,27 @@ class EmbeddingGaussian(Detector):
     def score(self, samples: Samples) -> np.ndarray:
         self._check_fitted()
         assert self.gmm is not None and self.context is not None
-        return self.gmm.score_samples(np.asarray(self.context.features(samples), dtype=np.float64))
+        return self.gmm.score_samples(self._points(self.context, samples))
 
     def facts(self) -> dict[str, Any]:
         return {**super().facts(), **self.pipeline, "train_samples": self.train_count}
+
+
+class EmbeddingGaussianRaw(EmbeddingGaussian):
+    """The same Gaussian on the raw CNN features (no unit norm, no projection): ``embedding_gaussian`` up to 0.2."""
+
+    info = DetectorInfo(
+        "embedding_gaussian_raw",
+        "log-density of the image's raw CNN embedding under one full-covariance Gaussian fit to the reference "
+        "embeddings (no flow, no unit norm, no projection)",
+        "higher log N(embedding) = more in-distribution; returned as is",
+        "nats of the raw features",
+        "one CNN forward pass per image (cached, shared with every feature detector); a closed-form fit",
+        "model-free baseline (what embedding_gaussian computed until flowood 0.2)",
+        images_only=True,
+        auxiliary=("features",),
+        reads_likelihood=False,
+    )
+
+    def _points(self, context: FitContext, samples: Samples | None) -> np.ndarray:
+        return np.asarray(context.features(samples), dtype=np.float64)

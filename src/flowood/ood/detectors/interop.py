@@ -63,6 +63,7 @@ class _FlowContext:
         raise ConfigError("this detector needs auxiliary models; compute it with `flowood evaluate --scores`")
 
     background_flow = ensemble_member = general_flow = embedding_flow = features = describe_features = _no_aux
+    feature_labels = feature_coordinates = calibration_samples = detector = _no_aux
 
     def log(self, message: str) -> None:
         pass
