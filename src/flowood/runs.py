@@ -97,6 +97,39 @@ def _remove_if_empty(folder: Path) -> None:
         raise RunWriteError(f"--force: cannot remove {folder}: {_reason(err)}") from None
 
 
+class ExtractorDir:
+    """The files of a learned feature extractor's directory (:mod:`flowood.experiments.learned_features`)."""
+
+    CONFIG = "config.json"
+    MODEL = "model.safetensors"
+    METRICS = "metrics.json"
+    OWNED = (CONFIG, MODEL, METRICS)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def config(self) -> Path:
+        """What the extractor was trained on and with (the reuse key)."""
+        return self.path / self.CONFIG
+
+    @property
+    def model(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    def clear(self) -> None:
+        """Remove the extractor's files (:attr:`OWNED`), nothing else."""
+        for name in self.OWNED:
+            try:
+                (self.path / name).unlink(missing_ok=True)
+            except OSError as err:
+                raise RunWriteError(f"cannot remove {self.path / name}: {_reason(err)}") from None
+
+
 class RunDir:
     """Paths of one run directory and the operations that decide who may write it.
 
@@ -167,6 +200,7 @@ class RunDir:
         TENSORBOARD: ("events.out.tfevents.*",),
         FIGURES: ("latents.png", "coupling_layer_*.png", "coupling_stats.json", "samples.png", "histograms.png"),
         EMBEDDINGS: ("*/*/train.npz", "*/*/test.npz"),
+        FEATURES: ("*/train.npz", "*/test.npz", *(f"*/extractor/{name}" for name in ExtractorDir.OWNED)),
     }
     """The files flowood writes inside each of its folders (glob patterns): a user's own files there are kept."""
 
@@ -175,6 +209,7 @@ class RunDir:
         EMBEDDING_FLOW: ("",),
         ENSEMBLE: ("member-*",),
         GENERAL: ("*",),
+        FEATURES: (f"*/{EMBEDDING_FLOW}",),
     }
     """Folders (glob patterns below each name; ``""``: the folder itself) that hold auxiliary runs."""
 
@@ -542,30 +577,31 @@ class RunDir:
             )
         for name in self.OWNED:
             target = self.path / name
-            if name in self.RUN_FOLDERS:
-                for pattern in self.RUN_FOLDERS[name]:
-                    for sub in [target] if not pattern else sorted(target.glob(pattern)):
-                        if sub.is_dir() and not sub.is_symlink():
-                            child = RunDir(sub)
-                            child.clear()
-                            _remove(child.lock_file)
-                            _remove_if_empty(sub)
-                _remove_if_empty(target)
-            elif name in self.FOLDER_FILES:
-                if target.is_dir() and not target.is_symlink():
-                    for pattern in self.FOLDER_FILES[name]:
-                        for path in target.glob(pattern):
-                            _remove(path)
-                    for path in sorted(target.rglob("*.tmp"), reverse=True):
-                        if path.name.startswith("."):
-                            _remove(path)  # an interrupted atomic write of one of flowood's files
-                    for sub in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
-                        _remove_if_empty(sub)
-                    _remove_if_empty(target)
-                elif target.is_symlink() or target.exists():
+            if name not in self.RUN_FOLDERS and name not in self.FOLDER_FILES:
+                if target.is_symlink() or target.is_file():
                     _remove(target)
-            elif target.is_symlink() or target.is_file():
-                _remove(target)
+                continue
+            if target.is_symlink() or (target.exists() and not target.is_dir()):
+                if name in self.FOLDER_FILES:
+                    _remove(target)
+                continue
+            for pattern in self.RUN_FOLDERS.get(name, ()):
+                for sub in [target] if not pattern else sorted(target.glob(pattern)):
+                    if sub.is_dir() and not sub.is_symlink():
+                        child = RunDir(sub)
+                        child.clear()
+                        _remove(child.lock_file)
+                        _remove_if_empty(sub)
+            if target.is_dir():
+                for pattern in self.FOLDER_FILES.get(name, ()):
+                    for path in target.glob(pattern):
+                        _remove(path)
+                for path in sorted(target.rglob("*.tmp"), reverse=True):
+                    if path.name.startswith("."):
+                        _remove(path)  # an interrupted atomic write of one of flowood's files
+                for sub in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
+                    _remove_if_empty(sub)
+                _remove_if_empty(target)
         self.clean_stale_tmp()
 
     def clean_stale_tmp(self) -> list[Path]:
@@ -589,36 +625,3 @@ class RunDir:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-class ExtractorDir:
-    """The files of a learned feature extractor's directory (:mod:`flowood.experiments.learned_features`)."""
-
-    CONFIG = "config.json"
-    MODEL = "model.safetensors"
-    METRICS = "metrics.json"
-    OWNED = (CONFIG, MODEL, METRICS)
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    @property
-    def config(self) -> Path:
-        """What the extractor was trained on and with (the reuse key)."""
-        return self.path / self.CONFIG
-
-    @property
-    def model(self) -> Path:
-        return self.path / self.MODEL
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / self.METRICS
-
-    def clear(self) -> None:
-        """Remove the extractor's files (:attr:`OWNED`), nothing else."""
-        for name in self.OWNED:
-            try:
-                (self.path / name).unlink(missing_ok=True)
-            except OSError as err:
-                raise RunWriteError(f"cannot remove {self.path / name}: {_reason(err)}") from None

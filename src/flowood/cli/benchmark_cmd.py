@@ -50,8 +50,6 @@ def benchmark_command(
     checked = load_protocol(protocol, budget)  # the whole protocol is checked before anything is created
     resolve_device(device)
     out = out or Path(f"benchmark-{Path(protocol).stem}-{budget}")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is an existing file; choose a directory")
     with RunDir(out).hold_output("benchmark"):  # one benchmark writes OUT at a time
         board = run_benchmark(
             checked,
