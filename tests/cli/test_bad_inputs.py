@@ -750,11 +750,6 @@ ROWS: list[tuple[str, Setup, list[str]]] = [
         ["p.yaml", "pipelines.a.extractor"],
     ),
     (
-        "benchmark --out an existing file",
-        lambda t, r: ["benchmark", "fashionmnist", "--out", str(_file(t))],
-        ["--out", "existing file"],
-    ),
-    (
         "benchmark --max-minutes 0",
         lambda t, r: ["benchmark", "fashionmnist", "--max-minutes", "0", "--out", str(t / "b")],
         ["--max-minutes", "> 0"],
