@@ -147,3 +147,13 @@ def test_cli_refuses_a_model_key_one_architecture_lacks(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "num_couplings" in err and len(err.strip().splitlines()) == 1
+
+
+def test_paper_budget_is_equal_images_and_validates():
+    from flowood.train.config import config_from_dict
+
+    configs = contender_configs("paper")
+    typed = {name: config_from_dict(raw) for name, raw in configs.items()}
+    assert {cfg.train.epochs for cfg in typed.values()} == {modern_flows.PAPER_EPOCHS}
+    assert all(cfg.train.max_steps is None and cfg.data.dataset == "fashionmnist" for cfg in typed.values())
+    assert typed["jet"].model.name == "jet" and typed["tarflow"].model.name == "tarflow"
