@@ -104,8 +104,26 @@ def test_paired_interval_is_the_runs_own_scores(tiny):
 
 @pytest.mark.slow
 def test_rerun_reuses_models_and_gives_the_same_numbers(tiny):
+    """A rerun reuses the models and their saved evaluations (read back from the run's files) and, where the
+    evaluation is gone (jet's report), scores again: either way the same numbers."""
     out, result = tiny
-    again = run_tiny(out)
+    (out / "runs" / "modern-jet-quick" / "report.json").unlink()
+    said: list[str] = []
+    exp_dir = out / "modern-flows"
+    again = run_modern_flows(
+        out,
+        exp_dir,
+        "quick",
+        device="cpu",
+        quiet=True,
+        log=said.append,
+        configs=tiny_configs(),
+        scored=48,
+        attention_images=8,
+        latent_images=8,
+    )
+    assert sum("evaluation reused" in line for line in said) == 3
+    assert (out / "runs" / "modern-jet-quick" / "report.json").is_file()
     assert json.dumps(again["numbers"], sort_keys=True, default=float) == json.dumps(
         result["numbers"], sort_keys=True, default=float
     )

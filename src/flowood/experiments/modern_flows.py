@@ -241,13 +241,57 @@ def _copy(src: Path, dst: Path) -> str:
     return dst.name
 
 
-def _train_and_score(
-    name: str, cfg: RunConfig, run_dir: Path, limit: int | None, device: str, quiet: bool, log: Callable[[str], None]
+def saved_evaluation(
+    run_dir: Path, detectors: Sequence[str], ood: Sequence[str], limit: int | None
+) -> Evaluation | None:
+    """The evaluation already written in ``run_dir`` (``report.json``, ``scores.npz``, ``ood_scores.npz``) if it
+    scored exactly ``detectors`` on ``ood`` at ``limit``, else ``None``. Only valid for a run whose weights did not
+    change since (the caller checks that training reused the run)."""
+    files = RunDir(run_dir)
+    if not (files.report.is_file() and files.scores.is_file() and files.ood_scores.is_file()):
+        return None
+    report = EvaluationReport.load(files.report)
+    samples = [report.in_distribution.samples, *(e.samples for e in report.ood.values())]
+    if (
+        set(report.scores or {}) != set(detectors)
+        or list(report.ood) != list(ood)
+        or any(s is None or s.limit != limit for s in samples)
+    ):
+        return None
+    with np.load(files.scores) as bpd_file, np.load(files.ood_scores) as flat:
+        bits_per_dim = {k: bpd_file[k] for k in bpd_file.files}
+        scores: dict[str, dict[str, np.ndarray]] = {}
+        components: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+        for key in flat.files:
+            score, set_key = key.split("/", 1)
+            det, _, comp = score.partition(".")
+            if comp:
+                components.setdefault(det, {}).setdefault(set_key, {})[comp] = flat[key]
+            else:
+                scores.setdefault(det, {})[set_key] = flat[key]
+    return Evaluation(report, bits_per_dim, scores, components)
+
+
+def train_and_score(
+    name: str,
+    cfg: RunConfig,
+    run_dir: Path,
+    limit: int | None,
+    device: str = "auto",
+    quiet: bool = True,
+    log: Callable[[str], None] = print,
 ) -> Trained:
-    train_or_reuse(run_dir, cfg, quiet=quiet, log=log, label=f"modern-flows {name}")
+    """Train (or continue, or reuse: :func:`train_or_reuse`) one model and score it with :data:`DETECTORS`; an
+    evaluation already in the run is kept when the model was reused and it scored the same detectors, sets and
+    limit (as ``reproduce`` keeps its baseline's)."""
+    derived = train_or_reuse(run_dir, cfg, quiet=quiet, log=log, label=f"modern-flows {name}")
     flow = load_run(run_dir).flow
     detectors = [d for d in DETECTORS if d != "per_scale" or flow.latent_keeps]
-    # Always scored (about a minute per model on 2 cores): the detectors' outputs are not cached in the run.
+    if derived.action == "reused":
+        saved = saved_evaluation(run_dir, detectors, cfg.data.ood, limit)
+        if saved is not None:
+            log(f"modern-flows {name}: evaluation reused")
+            return Trained(name, run_dir, saved)
     evaluation = evaluate_run(
         run_dir, cfg.data.ood, detectors=detectors, scoring=ScoringOptions(limit=limit), device=device
     )
@@ -425,7 +469,7 @@ def run_modern_flows(
     models: dict[str, Trained] = {}
     for name, cfg in typed.items():
         log(f"modern-flows: {name}")
-        models[name] = _train_and_score(name, cfg, out / "runs" / f"modern-{name}-{budget}", limit, device, quiet, log)
+        models[name] = train_and_score(name, cfg, out / "runs" / f"modern-{name}-{budget}", limit, device, quiet, log)
     reference = REFERENCE if REFERENCE in models else next(iter(models))
     first = next(iter(models.values())).report
     in_set, first_ood = first.in_distribution.dataset, next(iter(first.ood))
