@@ -175,3 +175,42 @@ def test_paper_budget_is_equal_images_and_validates():
     assert {cfg.train.epochs for cfg in typed.values()} == {modern_flows.PAPER_EPOCHS}
     assert all(cfg.train.max_steps is None and cfg.data.dataset == "fashionmnist" for cfg in typed.values())
     assert typed["jet"].model.name == "jet" and typed["tarflow"].model.name == "tarflow"
+
+
+def test_quick_ood_falls_back_to_the_embedded_digits(monkeypatch):
+    import dataclasses
+
+    from flowood.data import dataset_info
+
+    def absent_10k(name, root=None):
+        info = dataset_info(name, root)
+        return info if name != "mnist-10k" else dataclasses.replace(info, available_now=False)
+
+    monkeypatch.setattr(modern_flows, "dataset_info", absent_10k)
+    assert contender_configs("quick")["jet"]["data"]["ood"] == ["mnist-mini", "glyphs"]
+    # an explicit choice is kept as it is
+    assert contender_configs("quick", overrides=["data.ood=[glyphs]"])["jet"]["data"]["ood"] == ["glyphs"]
+
+
+def test_reproduce_all_skips_modern_flows_without_its_data(tmp_path, monkeypatch, capsys):
+    """`reproduce all` keeps working on the embedded bundle alone: modern-flows is left out, saying why."""
+    import dataclasses
+
+    from flowood.data import dataset_info
+    from flowood.experiments import reproduce as reproduce_module
+
+    def no_full_fashion(name, root=None):
+        info = dataset_info(name, root)
+        return dataclasses.replace(info, available_now=False) if name == "fashionmnist" else info
+
+    ran: list[str] = []
+
+    def fake(name, out, **kwargs):
+        ran.append(name)
+        return {"holds": True, "claim": "x", "statement": "s", "seconds": 0.0}
+
+    monkeypatch.setattr(modern_flows, "dataset_info", no_full_fashion)
+    monkeypatch.setattr(reproduce_module, "reproduce", fake)
+    assert main(["reproduce", "all", "--out", str(tmp_path / "o"), "--device", "cpu"]) == 0
+    assert "[modern-flows] skipped: modern-flows needs dataset fashionmnist" in capsys.readouterr().out
+    assert "modern-flows" not in ran and ran == [n for n in reproduce_module.EXPERIMENTS if n != "modern-flows"]
