@@ -10,6 +10,9 @@ Budgets:
   epoch each: minutes per model on 2 CPU cores.
 * ``paper``: the original hyper-parameters and full datasets (FashionMNIST in; MNIST, notMNIST out), for a
   GPU; datasets must be available (``flowood datasets``).
+
+``modern-flows`` (issue 24) asks claims 1-2 of Transformer flows: RealNVP, Glow, TarFlow and Jet at an equal budget
+(:mod:`flowood.experiments.modern_flows`, which defines its own budgets and data: full FashionMNIST at ``quick``).
 """
 
 from __future__ import annotations
