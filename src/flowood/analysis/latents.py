@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,13 +43,31 @@ class LatentViews:
 
 
 @torch.no_grad()
-def compute_latents(flow: NormalizingFlow, images: Tensor) -> LatentViews:
-    """Map images in ``[0, 1]`` (``(N, C, H, W)``) through preprocessing and the flow."""
+def compute_latents(flow: NormalizingFlow, images: Tensor, noise: Tensor | None = None) -> LatentViews:
+    """Map images in ``[0, 1]`` (``(N, C, H, W)``) through preprocessing and the flow (``noise``: the
+    dequantisation noise, as in :meth:`~flowood.flows.flow.NormalizingFlow.preprocess_images`; default drawn)."""
     if flow.preprocess is None:
         raise ValueError(f"{flow.name} flow has no image preprocessing; latent images need an image flow")
-    x, _ = flow.preprocess_images(images.to(torch.float32))
+    x, _ = flow.preprocess_images(images.to(torch.float32), noise)
     z, _ = flow(x)
     return LatentViews(inputs=x, z=z, pieces=flow.split_latent(z))
+
+
+def latent_input_correlation(flow: NormalizingFlow, images: Tensor, noise: Tensor | None = None) -> np.ndarray:
+    """``(N,)`` Pearson correlation, per image, between the flow's input ``x`` (logit space) and its latent ``z`` on
+    the same grid (claim 2's number: near 1 when the latent still looks like the image, near 0 when it does not).
+
+    Args:
+        flow: an image flow in eval mode.
+        images: ``(N, C, H, W)`` in ``[0, 1]``.
+        noise: dequantisation noise like ``images`` (default: drawn).
+    """
+    views = compute_latents(flow, images, noise)
+    x = views.inputs.flatten(1).double().cpu().numpy()
+    z = views.z.flatten(1).double().cpu().numpy()
+    xc, zc = x - x.mean(1, keepdims=True), z - z.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant image has no correlation: NaN
+        return (xc * zc).sum(1) / np.sqrt((xc**2).sum(1) * (zc**2).sum(1))
 
 
 def latent_columns(flow: NormalizingFlow) -> list[str]:

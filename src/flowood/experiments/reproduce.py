@@ -10,6 +10,9 @@ Budgets:
   epoch each: minutes per model on 2 CPU cores.
 * ``paper``: the original hyper-parameters and full datasets (FashionMNIST in; MNIST, notMNIST out), for a
   GPU; datasets must be available (``flowood datasets``).
+
+``modern-flows`` (issue 24) asks claims 1-2 of Transformer flows: RealNVP, Glow, TarFlow and Jet at an equal budget
+(:mod:`flowood.experiments.modern_flows`, which defines its own budgets and data: full FashionMNIST at ``quick``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 import torch
 
 from flowood.analysis.couplings import coupling_statistics, default_layer_indices, plot_coupling
-from flowood.analysis.latents import compute_latents, plot_latents
+from flowood.analysis.latents import latent_input_correlation, plot_latents
 from flowood.atomic import atomic_write, atomic_write_text
 from flowood.devices import resolve_device
 from flowood.errors import ConfigError
@@ -35,6 +38,7 @@ from flowood.evaluation import EvaluationReport
 from flowood.experiments.derived_runs import train_or_reuse
 from flowood.experiments.embedding_demo import METRIC_KEY, run_embedding_demo
 from flowood.experiments.evaluate import ScoringOptions, evaluate_run
+from flowood.experiments.modern_flows import check_configs, contender_configs, run_modern_flows
 from flowood.experiments.runs import load_run
 from flowood.experiments.visualize import load_images
 from flowood.ood.metrics import paired_auroc_difference
@@ -172,14 +176,7 @@ def latents(ctx: Context, exp_dir: Path) -> dict[str, Any]:
     run_dir = ctx.model("baseline")
     flow = load_run(run_dir).flow
     data = _datasets(ctx, run_dir, 256)
-    corr = {}
-    for name, images in data.items():
-        views = compute_latents(flow, images)
-        x = views.inputs.flatten(1).double().numpy()
-        z = views.z.flatten(1).double().numpy()
-        xc, zc = x - x.mean(1, keepdims=True), z - z.mean(1, keepdims=True)
-        r = (xc * zc).sum(1) / np.sqrt((xc**2).sum(1) * (zc**2).sum(1))
-        corr[name] = float(np.nanmean(r))
+    corr = {name: float(np.nanmean(latent_input_correlation(flow, images))) for name, images in data.items()}
     path = plot_latents(flow, {k: v[:4] for k, v in data.items()}, exp_dir / "latents.png")
     holds = min(corr.values()) > 0.5
     return {
@@ -342,6 +339,13 @@ def tabular(ctx: Context, exp_dir: Path) -> dict[str, Any]:
     }
 
 
+def modern_flows(ctx: Context, exp_dir: Path) -> dict[str, Any]:
+    """RealNVP, Glow, TarFlow and Jet at an equal budget (:mod:`flowood.experiments.modern_flows`)."""
+    return run_modern_flows(
+        ctx.out, exp_dir, ctx.budget, device=ctx.device, quiet=ctx.quiet, overrides=ctx.overrides, log=ctx.log
+    )
+
+
 @dataclass(frozen=True)
 class Experiment:
     name: str
@@ -366,6 +370,9 @@ EXPERIMENTS: dict[str, Experiment] = {
             "negative-training", "6", "negative training against one OOD set: does it generalise?", negative_training
         ),
         Experiment("tabular", "7", "coupling flows detect OOD well on tables", tabular),
+        Experiment(
+            "modern-flows", "1-2+", "the failure in Transformer flows (TarFlow, Jet) at equal budget", modern_flows
+        ),
     ]
 }
 
@@ -380,10 +387,10 @@ def _summary_md(exp: Experiment, ctx: Context, result: dict[str, Any]) -> str:
         "",
         result["statement"],
         "",
-        "```json",
-        json.dumps(result["numbers"], indent=2, default=float)[:6000],
-        "```",
     ]
+    if result.get("table"):
+        lines += [result["table"]]
+    lines += ["```json", json.dumps(result["numbers"], indent=2, default=float)[:6000], "```"]
     lines += [f"![{f}]({f})" for f in result["figures"]]
     return "\n".join(lines) + "\n"
 
@@ -422,6 +429,8 @@ def check_arguments(names: list[str], budget: str, overrides: list[str], device:
             config_from_dict(ctx.config(variant))
         except ValueError as err:
             raise ConfigError(f"--set: {err}") from None
+    if "modern-flows" in names:
+        check_configs(contender_configs(budget, device, overrides))
 
 
 def reproduce(

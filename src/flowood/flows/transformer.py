@@ -13,6 +13,7 @@ state, so under bf16 autocast they may run in bf16 while the transforms and log-
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -66,6 +67,23 @@ class SelfAttention(nn.Module):
             causal = False  # the one query is the newest token: every cached key is in its past
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return self.proj(out.transpose(1, 2).reshape(b, t, w))
+
+    @torch.no_grad()
+    def attention_probs(self, h: Tensor, causal: bool = False) -> Tensor:
+        """``(B, T, width) -> (B, heads, T, T)``: the attention probabilities :meth:`forward` applies to ``h``
+        (row ``i``: how query token ``i`` weighs every key token ``j``; causal rows are zero above the diagonal).
+
+        For analysis only (:mod:`flowood.analysis.attention`): :meth:`forward` never calls it and keeps its fused
+        kernel, so recording attention cannot change the function a flow computes. Computed in fp32 as
+        ``softmax(q kᵀ / √d)``, the definition ``scaled_dot_product_attention`` implements.
+        """
+        b, t, w = h.shape
+        q, k, _ = self.qkv(h).float().reshape(b, t, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        logits = q @ k.transpose(-2, -1) / math.sqrt(w // self.heads)
+        if causal:
+            future = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
+            logits = logits.masked_fill(future, float("-inf"))
+        return logits.softmax(dim=-1)
 
 
 class TransformerLayer(nn.Module):
