@@ -60,6 +60,8 @@ class AffineCoupling(InvertibleModule):
     cond: Tensor
     change: Tensor
 
+    backprop = "invert"  # one-pass exact inverse: recomputed from its output (flowood.flows.invert)
+
     def __init__(
         self,
         mask: str,
