@@ -96,7 +96,7 @@ def test_blocks_past_the_tolerance_fall_back_with_a_warning(tmp_path):
 
 
 def test_memory_setting_is_checked():
-    with pytest.raises(ConfigError, match="train.memory"):
+    with pytest.raises(ConfigError, match=r"train\.memory"):
         _cfg("recompute")
-    with pytest.raises(ConfigError, match="train.invert_tolerance"):
+    with pytest.raises(ConfigError, match=r"train\.invert_tolerance"):
         _cfg("invert", invert_tolerance=0)
