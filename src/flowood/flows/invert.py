@@ -204,20 +204,27 @@ class _InvertedSegment(torch.autograd.Function):
         )
         for block in reversed(segment.blocks):
             module = block.module
-            with frozen_running_stats(block.norms), _rng_replay(block.rng), autocast, torch.no_grad():
-                x = module.inverse(y)
-            x = x.detach().requires_grad_(True)
+            fused = getattr(module, "reconstruct", None)
+            if fused is None:
+                with frozen_running_stats(block.norms), _rng_replay(block.rng), autocast, torch.no_grad():
+                    x = module.inverse(y)
+                leaves: tuple[Tensor, ...] = (x.detach().requires_grad_(True),)
             # The running statistics are restored only after the gradient: batch norm's autograd node keeps them.
             with frozen_running_stats(block.norms):
                 with _rng_replay(block.rng), autocast, torch.enable_grad():
-                    y_again, logdet = module(x)
+                    if fused is None:
+                        y_again, logdet = module(leaves[0])
+                    else:
+                        leaves, x, y_again, logdet = fused(y)
                 runner.record_residual(block.index, relative_error(y_again.detach(), y))
                 outputs, grads = [y_again], [grad_y]
                 if grad_logdet is not None and logdet.requires_grad:
                     outputs.append(logdet)
                     grads.append(grad_logdet)
-                found = torch.autograd.grad(outputs, [x, *block.params], grads, allow_unused=True)
-            grad_y = found[0] if found[0] is not None else torch.zeros_like(x)
+                found = torch.autograd.grad(outputs, [*leaves, *block.params], grads, allow_unused=True)
+            input_grads = [g for g in found[: len(leaves)] if g is not None]
+            grad_y = sum(input_grads[1:], input_grads[0]) if input_grads else torch.zeros_like(x)
+            found = (None, *found[len(leaves) :])
             for p, g in zip(block.params, found[1:], strict=True):
                 if g is None:
                     continue
