@@ -224,8 +224,7 @@ class _InvertedSegment(torch.autograd.Function):
                 found = torch.autograd.grad(outputs, [*leaves, *block.params], grads, allow_unused=True)
             input_grads = [g for g in found[: len(leaves)] if g is not None]
             grad_y = sum(input_grads[1:], input_grads[0]) if input_grads else torch.zeros_like(x)
-            found = (None, *found[len(leaves) :])
-            for p, g in zip(block.params, found[1:], strict=True):
+            for p, g in zip(block.params, found[len(leaves) :], strict=True):
                 if g is None:
                     continue
                 k = position[id(p)]
