@@ -17,7 +17,8 @@ step, each (configuration, mode) in a fresh process so that its peak RSS is its 
 ``--accuracy`` — gradients of ``invert`` vs ``store`` (relative L2 difference over all parameters) in float32 and
 under bf16 autocast (fp32 log-dets) for the ``demo``, ``glow-fashionmnist`` (tiny width) and spline presets, and
 the reconstruction errors :meth:`flowood.flows.invert.BackpropByInversion.check` measures at the paper presets'
-depths and widths (at initialisation: random st-networks).
+depths and widths; both at initialisation, with every all-zero parameter tensor (zero-initialised st-net output
+layers, which make each coupling the identity and its inverse exact) drawn from N(0, 0.01²).
 
 ``--curves N`` — the ``demo`` preset trained ``N`` steps in each mode from the same seed; the per-step training
 bits/dim compared.
@@ -163,6 +164,8 @@ def one(preset: str, key: str, depth: int, mode: str, batch: int, steps: int) ->
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for preset, key, depths in CONFIGS:
+        if args.only and preset not in args.only:
+            continue
         for depth in depths:
             for mode in ("store", "invert"):
                 cmd = [sys.executable, __file__, "--one", preset, key, str(depth), mode]
@@ -205,6 +208,22 @@ ACCURACY_PRESETS = [
     ("demo, spline couplings", "demo", {"coupling": "spline"}, SHAPE),
     ("tabular-spline-breast-cancer", "tabular-spline-breast-cancer", {}, (30,)),
 ]
+PERTURB_STD = 0.01
+
+
+@torch.no_grad()
+def _randomize_zero_layers(flow: NormalizingFlow, seed: int = 7) -> int:
+    """Give every all-zero parameter (zero-initialised st-net output layers: each coupling starts as the identity,
+    which inverts exactly and would measure nothing) N(0, PERTURB_STD²) values; returns how many tensors."""
+    g = torch.Generator().manual_seed(seed)
+    count = 0
+    for p in flow.parameters():
+        if p.numel() > 1 and not p.any():
+            p.copy_(torch.randn(p.shape, generator=g) * PERTURB_STD)
+            count += 1
+    return count
+
+
 RECONSTRUCTION_PRESETS = [
     ("realnvp-fashionmnist", SHAPE),
     ("glow-fashionmnist", SHAPE),
@@ -219,6 +238,7 @@ def accuracy(batch: int) -> list[dict[str, Any]]:
         for bf16 in (False, True):
             torch.manual_seed(0)
             flow = _flow(preset, overrides, shape)
+            perturbed = _randomize_zero_layers(flow)
             g = torch.Generator().manual_seed(1)
             x = torch.rand(batch, *shape, generator=g) if len(shape) == 3 else torch.randn(batch, *shape, generator=g)
             flow.train()
@@ -235,6 +255,7 @@ def accuracy(batch: int) -> list[dict[str, Any]]:
                 "preset": label,
                 "precision": "bf16 autocast" if bf16 else "fp32",
                 "relative_gradient_difference": _relative(store, invert),
+                "zero_tensors_randomized": perturbed,
                 "max_residual": float(flow.inversion.max_residual() or 0.0),
                 "fallback_warnings": flow.inversion.take_warnings(),
             }
@@ -248,6 +269,7 @@ def accuracy(batch: int) -> list[dict[str, Any]]:
         for bf16 in (False, True):
             torch.manual_seed(0)
             flow = _flow(preset, {}, shape)
+            perturbed = _randomize_zero_layers(flow)
             x = torch.rand(4, *shape, generator=torch.Generator().manual_seed(1))
             flow.train()
             flow.set_memory("invert")
@@ -257,21 +279,26 @@ def accuracy(batch: int) -> list[dict[str, Any]]:
                 z, _ = flow.preprocess_images(x)
                 errors = flow.inversion.check(z)
             local = [e for e in errors["local"] if e == e]
+            uncut = [e for e in errors["uncut"] if e == e]
             acc = [e for e in errors["accumulated"] if e == e]
             row = {
                 "what": "reconstruction",
                 "preset": preset,
                 "precision": "bf16 autocast" if bf16 else "fp32",
                 "blocks": len(flow.inversion.blocks),
+                "zero_tensors_randomized": perturbed,
                 "max_local_error": max(local),
+                "max_accumulated_error_uncut": max(uncut),
                 "max_accumulated_error": max(acc),
+                "stored": len(flow.inversion.stored),
+                "cuts": len(flow.inversion.cuts),
                 "fallback_warnings": flow.inversion.take_warnings(),
             }
             rows.append(row)
             print(
                 f"reconstruction {preset:22s} {row['precision']:13s} {row['blocks']:3d} blocks: max own error "
-                f"{row['max_local_error']:.1e}, max accumulated {row['max_accumulated_error']:.1e}, "
-                f"{len(row['fallback_warnings'])} fallbacks",
+                f"{row['max_local_error']:.1e}, max accumulated {row['max_accumulated_error_uncut']:.1e} uncut, "
+                f"{row['max_accumulated_error']:.1e} after {row['cuts']} cuts and {row['stored']} stored blocks",
                 flush=True,
             )
     return rows
@@ -331,6 +358,7 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="gradient and reconstruction errors")
     parser.add_argument("--curves", type=int, default=0, metavar="N", help="train the demo N steps in each mode")
     parser.add_argument("--skip-measure", action="store_true", help="only --accuracy / --curves")
+    parser.add_argument("--only", nargs="+", metavar="PRESET", help="measure only these of the configurations")
     parser.add_argument("--out", type=Path, help="write the rows as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -155,13 +155,16 @@ def test_an_inexact_block_keeps_storing_with_a_warning():
 
 
 def test_accumulated_error_cuts_the_segment():
-    # Each block alone is within the bound; their errors add up past it, so the walk back cuts the segment.
+    # Each block alone is within the bound; their errors add up past it at block 1's input (3 × 4e-4), so the walk
+    # back cuts after block 1: block 2's input is kept and every rebuilt input stays within the bound.
     body = FlowSequential(*(_Leaky(4e-4) for _ in range(4)))
     runner = BackpropByInversion(body, tolerance=1e-3)
     errors = runner.check(torch.randn(3, 4))
-    assert not runner.stored and runner.cuts
+    assert not runner.stored and runner.cuts == {2}
     assert all(e <= 1e-3 for e in errors["local"])
-    assert max(errors["accumulated"]) > 1e-3
+    assert max(errors["uncut"]) > 1e-3 >= max(errors["accumulated"])
+    assert runner._segments() == [[0, 1], [2, 3]]
+    assert "the input of block 1 is rebuilt with error" in runner.take_warnings()[0]
 
 
 def test_a_residual_past_the_bound_during_training_falls_back():
