@@ -12,7 +12,7 @@ step, each (configuration, mode) in a fresh process so that its peak RSS is its 
   backward recomputes one block at a time under the same hooks, so its transient graph is counted too);
 * ``rss_peak``: the process's peak resident memory during the measured steps minus its resident memory before
   them (weights, gradients and allocator caches included: an upper bound on what the mode needs);
-* ``img_s``: images per second of forward + backward, median of ``--steps`` timed steps after one warm-up.
+* ``img_s``: images per second of forward + backward, median of ``--steps`` timed steps after the counting step.
 
 ``--accuracy`` — gradients of ``invert`` vs ``store`` (relative L2 difference over all parameters) in float32 and
 under bf16 autocast (fp32 log-dets) for the ``demo``, ``glow-fashionmnist`` (tiny width) and spline presets, and
@@ -131,13 +131,7 @@ def one(preset: str, key: str, depth: int, mode: str, batch: int, steps: int) ->
         flow.log_likelihood(x[:8])  # ActNorm's data-dependent initialisation, as training does it first
     flow.set_memory(mode)
     rss0 = _rss()
-    _step(flow, x)  # warm-up (and the inversion check)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        _step(flow, x)
-        times.append(time.perf_counter() - t0)
-    rss_peak = _maxrss() - rss0
+    # The first step counts saved bytes (the hooks slow it down) and is the warm-up (and the inversion check).
     counter = SavedBytes(list(flow.parameters()))
     flow.zero_grad(set_to_none=True)
     with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
@@ -145,6 +139,12 @@ def one(preset: str, key: str, depth: int, mode: str, batch: int, steps: int) ->
         saved_fwd = counter.current
         loss.backward()
         del loss
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        _step(flow, x)
+        times.append(time.perf_counter() - t0)
+    rss_peak = _maxrss() - rss0
     warnings = flow.inversion.take_warnings() if flow.inversion is not None else []
     return {
         "preset": preset,
@@ -232,9 +232,9 @@ RECONSTRUCTION_PRESETS = [
 ]
 
 
-def accuracy(batch: int) -> list[dict[str, Any]]:
+def accuracy(batch: int, gradients: bool = True) -> list[dict[str, Any]]:
     rows = []
-    for label, preset, overrides, shape in ACCURACY_PRESETS:
+    for label, preset, overrides, shape in ACCURACY_PRESETS if gradients else ():
         for bf16 in (False, True):
             torch.manual_seed(0)
             flow = _flow(preset, overrides, shape)
@@ -356,6 +356,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per row (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--accuracy", action="store_true", help="gradient and reconstruction errors")
+    parser.add_argument("--reconstruction", action="store_true", help="only the reconstruction rows of --accuracy")
     parser.add_argument("--curves", type=int, default=0, metavar="N", help="train the demo N steps in each mode")
     parser.add_argument("--skip-measure", action="store_true", help="only --accuracy / --curves")
     parser.add_argument("--only", nargs="+", metavar="PRESET", help="measure only these of the configurations")
@@ -373,8 +374,8 @@ def main() -> None:
     }
     if not args.skip_measure:
         report["memory"] = measure(args)
-    if args.accuracy:
-        report["accuracy"] = accuracy(8)
+    if args.accuracy or args.reconstruction:
+        report["accuracy"] = accuracy(8, gradients=args.accuracy)
     if args.curves:
         report["curves"] = curves(args.curves)
     if args.out:

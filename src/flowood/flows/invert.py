@@ -69,9 +69,9 @@ MEMORY_MODES = ("store", "invert")
 DEFAULT_TOLERANCE = 1e-4
 """Default bound on a reconstruction error relative to the tensor's scale (see the module docstring): about 10³
 times float32's rounding. Measured at initialisation (zero-initialised output layers drawn at random): the paper's
-FashionMNIST RealNVP and Glow and CelebA RealNVP accumulate at most 5e-6 in float32 (no fallback), Glow-CelebA 5e-3
-(its segments are cut); under bf16 autocast accumulated errors reach 1e-3 – 1e-1, and cuts keep them under the
-bound (docs/memory.md)."""
+FashionMNIST RealNVP and Glow and CelebA RealNVP accumulate at most 5.1e-6 in float32 (no fallback), Glow-CelebA 95
+(5 cuts bring it to 7.2e-5); under bf16 autocast accumulated errors reach 1.6e-3 – 180, and cuts keep them under the
+bound (benchmarks/RESULTS.md, 2026-12-08)."""
 
 INVERT, FREE, STORE = "invert", "free", "store"
 
