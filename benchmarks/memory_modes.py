@@ -349,6 +349,41 @@ def curves(steps: int) -> dict[str, Any]:
     return out
 
 
+def per_block(batch: int) -> list[dict[str, Any]]:
+    """RealNVP FashionMNIST at 2 and 3 scales under ``invert``: bytes autograd holds while each block's recomputed
+    graph exists (read when its round-trip residual is recorded, inside the backward pass)."""
+    from flowood.flows.invert import BackpropByInversion
+
+    rows = []
+    for scales in (2, 3):
+        torch.manual_seed(0)
+        flow = _flow("realnvp-fashionmnist", {"num_scales": scales})
+        flow.set_memory("invert")
+        counter = SavedBytes(list(flow.parameters()))
+        live: dict[int, int] = {}
+        original = BackpropByInversion.record_residual
+
+        def record(
+            self: BackpropByInversion, index: int, error: Tensor, live=live, counter=counter, original=original
+        ) -> None:
+            live[index] = counter.current
+            original(self, index, error)
+
+        BackpropByInversion.record_residual = record  # type: ignore[method-assign]
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+                (-flow.log_likelihood(_images(batch)).mean()).backward()
+        finally:
+            BackpropByInversion.record_residual = original  # type: ignore[method-assign]
+        rows.append({"num_scales": scales, "batch": batch, "peak_bytes": counter.peak, "per_block_bytes": live})
+        print(
+            f"per block, num_scales={scales}, batch {batch}: peak {counter.peak / 1e6:.2f} MB; "
+            + ", ".join(f"{k}: {v / 1e6:.2f}" for k, v in sorted(live.items())),
+            flush=True,
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one", nargs=4, metavar=("PRESET", "KEY", "DEPTH", "MODE"), help=argparse.SUPPRESS)
@@ -357,6 +392,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--accuracy", action="store_true", help="gradient and reconstruction errors")
     parser.add_argument("--reconstruction", action="store_true", help="only the reconstruction rows of --accuracy")
+    parser.add_argument("--per-block", type=int, default=0, metavar="BATCH", help="RealNVP per-block peak (invert)")
     parser.add_argument("--curves", type=int, default=0, metavar="N", help="train the demo N steps in each mode")
     parser.add_argument("--skip-measure", action="store_true", help="only --accuracy / --curves")
     parser.add_argument("--only", nargs="+", metavar="PRESET", help="measure only these of the configurations")
@@ -376,6 +412,8 @@ def main() -> None:
         report["memory"] = measure(args)
     if args.accuracy or args.reconstruction:
         report["accuracy"] = accuracy(8, gradients=args.accuracy)
+    if args.per_block:
+        report["per_block"] = per_block(args.per_block)
     if args.curves:
         report["curves"] = curves(args.curves)
     if args.out:
