@@ -190,3 +190,18 @@ def test_declared_kinds():
     assert {backprop_kind(m) for m in maf.transform} == {"store"}  # D sequential passes to invert
     with pytest.raises(ValueError, match="memory must be one of store, invert"):
         flow.set_memory("recompute")
+
+
+def test_a_deep_copy_inverts_its_own_blocks():
+    import copy
+
+    flow = _tiny("glow")
+    flow.set_memory("invert")
+    twin = copy.deepcopy(flow)  # e.g. an EMA copy (AveragedModel deep-copies the flow)
+    assert twin.inversion is not None and twin.inversion.body is twin.transform
+    own = {id(m) for m in twin.transform.modules()}
+    assert all(id(b) in own for b in twin.inversion.blocks)
+    x = _batch(twin)
+    _init(twin, x)
+    _, grads, _, _ = _step(twin, x)
+    assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
