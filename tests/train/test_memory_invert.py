@@ -85,7 +85,8 @@ def test_invert_under_bf16_autocast_trains_like_store(tmp_path):
     # which Adam's first step turns into ±lr whichever the mode (measured: 2e-3 on those biases, at lr 1e-3).
     train(_cfg("store", GLOW, precision="bf16"), tmp_path / "store", quiet=True)
     result = train(_cfg("invert", GLOW, precision="bf16"), tmp_path / "invert", quiet=True)
-    assert not result.notes
+    # bf16 rounding flips amplify reconstruction errors: the check may cut a segment (keep one tensor), not store.
+    assert all("its own input is kept (one tensor)" in note for note in result.notes)
     _same_curves(tmp_path / "store", tmp_path / "invert")
 
 
