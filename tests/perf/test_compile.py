@@ -25,7 +25,9 @@ from tests.train.conftest import tiny_raw
 def aot_eager(monkeypatch):
     original = FastPath.prepare_model
     monkeypatch.setattr(
-        FastPath, "prepare_model", lambda self, flow, backend="aot_eager": original(self, flow, backend=backend)
+        FastPath,
+        "prepare_model",
+        lambda self, flow, backend="aot_eager", also=(): original(self, flow, backend=backend, also=also),
     )
     torch._dynamo.reset()
     counters.clear()
@@ -71,6 +73,24 @@ def test_compiled_training_does_not_recompile_per_step(tmp_path, aot_eager, mode
     assert samples.shape == (2, *trainer.flow.input_shape) and torch.isfinite(samples).all()
     # Parameter names are unchanged by in-place compilation.
     assert not any("_orig_mod" in k for k in trainer.flow.state_dict())
+
+
+def test_compiled_blocks_under_memory_invert(tmp_path, aot_eager):
+    # train.memory=invert calls the blocks one by one (forward, and the recomputation in the backward pass): each
+    # is compiled, training runs them compiled and gives store's first step.
+    model = {"name": "glow", "num_scales": 1, "num_steps": 1, "mid_channels": 4, "num_blocks": 1, "init_zeros": False}
+    values = {}
+    for memory in ("store", "invert"):
+        cfg = config_from_dict(
+            tiny_raw(model=model, compile=True, memory=memory, epochs=1, max_steps=1, sample_every=0)
+        )
+        trainer = Trainer(cfg, tmp_path / memory, quiet=True)
+        if memory == "invert":
+            assert trainer.flow.inversion is not None
+            assert all(getattr(b, "_compiled_call_impl", None) is not None for b in trainer.flow.inversion.recomputed)
+        values[memory] = trainer.run().train_bpd
+    assert values["invert"] == pytest.approx(values["store"], rel=1e-6)
+    assert _graphs() >= 3  # the transform and the blocks
 
 
 @pytest.mark.slow

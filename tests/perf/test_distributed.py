@@ -70,15 +70,16 @@ DDP_MODELS = {
 
 
 @pytest.mark.timeout(HANG_SECONDS)
-@pytest.mark.parametrize("model", sorted(DDP_MODELS))
-def test_torchrun_two_processes_match_one_process(tmp_path, model):
+@pytest.mark.parametrize(("model", "memory"), [*((m, "store") for m in sorted(DDP_MODELS)), ("realnvp", "invert")])
+def test_torchrun_two_processes_match_one_process(tmp_path, model, memory):
+    """``memory=invert``: the two ranks backpropagate by inversion and still match one process that stores."""
     runner = _torchrun()
     if runner is None:
         pytest.skip("torchrun not found")
     raw = tiny_raw(model=DDP_MODELS[model], epochs=1, batch_size=32)
     raw["data"]["limit"] = 96
     cfg_path = tmp_path / "tiny.yaml"
-    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg_path.write_text(yaml.safe_dump({**raw, "train": {**raw["train"], "memory": memory}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     cmd = [
         *runner,

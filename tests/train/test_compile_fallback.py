@@ -21,7 +21,9 @@ def _failing_backend(gm, example_inputs):
 def broken_compiler(monkeypatch):
     original = FastPath.prepare_model
     monkeypatch.setattr(
-        FastPath, "prepare_model", lambda self, flow, backend=None: original(self, flow, backend=_failing_backend)
+        FastPath,
+        "prepare_model",
+        lambda self, flow, backend=None, also=(): original(self, flow, backend=_failing_backend, also=also),
     )
     torch._dynamo.reset()
     yield
@@ -46,7 +48,7 @@ def test_failing_first_compiled_step_falls_back_to_eager(tmp_path, broken_compil
 
 
 def test_failing_compile_call_falls_back_to_eager(tmp_path, monkeypatch, capsys):
-    def no_compiler(self, flow, backend="inductor"):
+    def no_compiler(self, flow, backend="inductor", also=()):
         raise RuntimeError("Dynamo is not supported on this Python")
 
     monkeypatch.setattr(FastPath, "prepare_model", no_compiler)

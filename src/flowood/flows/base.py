@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,14 @@ class InvertibleModule(nn.Module):
     """A bijection with a tractable log-determinant.
 
     Subclasses implement ``forward(x) -> (y, logdet)`` and ``inverse(y) -> x``.
+
+    ``backprop`` says how training with ``train.memory: invert`` (:mod:`flowood.flows.invert`) treats the module:
+    ``"invert"`` when ``inverse`` is one pass and exact up to rounding, so the backward pass may rebuild the input
+    from the output and recompute the forward; ``"free"`` for permutations autograd saves nothing for; ``"store"``
+    (the default, so a new module is safe until it declares otherwise) keeps its activations.
     """
+
+    backprop: ClassVar[str] = "store"
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

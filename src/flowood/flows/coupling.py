@@ -60,6 +60,8 @@ class AffineCoupling(InvertibleModule):
     cond: Tensor
     change: Tensor
 
+    backprop = "invert"  # one-pass exact inverse: recomputed from its output (flowood.flows.invert)
+
     def __init__(
         self,
         mask: str,
@@ -126,6 +128,40 @@ class AffineCoupling(InvertibleModule):
             s = s * self.change
             t = t * self.change
             return y * (-s).exp() - t
+
+    def reconstruct(self, y: Tensor) -> tuple[tuple[Tensor, ...], Tensor, Tensor, Tensor]:
+        """The input of output ``y`` rebuilt and the forward recomputed under autograd, the st-network run once.
+
+        For :mod:`flowood.flows.invert`: the conditioning entries of ``y`` are those of the input (they pass through
+        unchanged), so ``s`` and ``t`` are computed once, from a leaf standing for them, and serve both the inverse
+        and the recomputed forward (the generic path runs the st-network twice). Returns ``(leaves, x, y_again,
+        logdet)``: two full-shaped leaves whose gradients add up to the input's (each is used only on its own
+        entries), the rebuilt input ``x`` (no graph), and the recomputed forward ``(y_again, logdet)``.
+        """
+        cond_leaf = y.detach().requires_grad_(True)
+        if self.mask_type == "channel":
+            y_change, _ = self._split_channels(y.detach())
+            _, x_id = self._split_channels(cond_leaf)
+            s, t = self._st(x_id)
+            with float32_region(y):
+                x_change = (y_change * (-s.detach()).exp() - t.detach()).detach()
+                change_leaf = self._join_channels(x_change, torch.zeros_like(x_id)).requires_grad_(True)
+                x_change_in, _ = self._split_channels(change_leaf)
+                y_again = self._join_channels((x_change_in + t) * s.exp(), x_id)
+                x = self._join_channels(x_change, x_id.detach())
+                return (cond_leaf, change_leaf), x, y_again, _logdet_sum(s)
+        x_cond = cond_leaf * self.cond
+        s, t = self._st(x_cond)
+        with float32_region(y):
+            s = s * self.change
+            t = t * self.change
+            x_hat = (y.detach() * (-s.detach()).exp() - t.detach()).detach()
+            change_leaf = x_hat.requires_grad_(True)
+            # The entries outside ``change`` pass through (the conditioning ones and, for the quadrant mask, two more
+            # quadrants); each leaf is used on its own entries only, and the sum is x_hat exactly (one term is 0).
+            x = cond_leaf * (1 - self.change) + change_leaf * self.change
+            y_again = (x + t) * s.exp()
+            return (cond_leaf, change_leaf), x_hat, y_again, _logdet_sum(s)
 
     @torch.no_grad()
     def internals(self, x: Tensor) -> CouplingInternals:

@@ -16,6 +16,7 @@ from flowood.flows.base import (
     standard_normal_log_prob,
     zero_logdet,
 )
+from flowood.flows.invert import DEFAULT_TOLERANCE, MEMORY_MODES, BackpropByInversion
 from flowood.flows.multiscale import innermost_scale_squeezes, original_order_latent, split_latent_scales
 from flowood.flows.preprocess import Dequantize, LogitTransform, bits_per_dim
 
@@ -50,6 +51,24 @@ class NormalizingFlow(nn.Module):
         self.config = dict(config)
         self.preprocess = preprocess
         self.latent_keeps = list(latent_keeps or [])
+        self.inversion: BackpropByInversion | None = None
+
+    @property
+    def memory(self) -> str:
+        """``store`` (autograd keeps every activation) or ``invert`` (see :meth:`set_memory`)."""
+        return "invert" if self.inversion is not None else "store"
+
+    def set_memory(self, mode: str, tolerance: float = DEFAULT_TOLERANCE) -> None:
+        """Choose how a forward pass under autograd keeps activations for its backward pass.
+
+        ``invert``: the body's invertible blocks keep none; the backward pass rebuilds each block's input from its
+        output and recomputes it (:class:`~flowood.flows.invert.BackpropByInversion`, with ``tolerance`` its bound
+        on the relative reconstruction error), so activation memory does not grow with depth. Forward passes without
+        gradients (evaluation, scoring, sampling) are unaffected. ``store``: autograd's default.
+        """
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {mode!r}")
+        self.inversion = BackpropByInversion(self.transform, tolerance) if mode == "invert" else None
 
     @property
     def num_dims(self) -> int:
@@ -69,6 +88,8 @@ class NormalizingFlow(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (B, *input_shape) -> (z (B, *input_shape), logdet (B,))``."""
         self._check(x)
+        if self.inversion is not None and torch.is_grad_enabled():
+            return self.inversion(x)
         return self.transform(x)
 
     def inverse(self, z: Tensor) -> Tensor:

@@ -20,6 +20,8 @@ class InvConv1x1(InvertibleModule):
     Initialised to a random rotation so the layer starts volume preserving.
     """
 
+    backprop = "invert"  # one-pass exact inverse: recomputed from its output (flowood.flows.invert)
+
     def __init__(self, num_channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(_random_rotation(num_channels))
@@ -49,6 +51,7 @@ class InvConv1x1LU(InvertibleModule):
     """
 
     perm: Tensor
+    backprop = "invert"  # one-pass exact inverse: recomputed from its output (flowood.flows.invert)
     sign_s: Tensor
     lower_mask: Tensor
     eye: Tensor

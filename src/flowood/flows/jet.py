@@ -130,6 +130,7 @@ class JetCoupling(InvertibleModule):
 
     cond_index: Tensor
     change_index: Tensor
+    backprop = "invert"  # one-pass exact inverse: recomputed from its output (flowood.flows.invert)
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ class ActNorm(InvertibleModule):
     """
 
     initialized: Tensor
+    backprop = "invert"  # one-pass exact inverse: recomputed from its output (flowood.flows.invert)
 
     def __init__(self, num_channels: int, scale: float = 1.0, eps: float = 1e-6) -> None:
         super().__init__()

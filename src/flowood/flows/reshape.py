@@ -67,6 +67,8 @@ def unsqueeze2d(x: Tensor, factor: int = 2) -> Tensor:
 class Squeeze(InvertibleModule):
     """Invertible space-to-depth; log-determinant 0."""
 
+    backprop = "free"  # a permutation: autograd saves nothing for it (flowood.flows.invert)
+
     def __init__(self, factor: int = 2) -> None:
         super().__init__()
         self.factor = factor
@@ -80,6 +82,8 @@ class Squeeze(InvertibleModule):
 
 class Unsqueeze(InvertibleModule):
     """Depth-to-space, the inverse of :class:`Squeeze`; log-determinant 0."""
+
+    backprop = "free"  # a permutation: autograd saves nothing for it (flowood.flows.invert)
 
     def __init__(self, factor: int = 2) -> None:
         super().__init__()

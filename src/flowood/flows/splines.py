@@ -159,6 +159,8 @@ class SplineCoupling(InvertibleModule):
         tail_bound: ``B``: the spline acts on ``[-B, B]``, the identity elsewhere.
     """
 
+    backprop = "invert"  # one-pass exact inverse: recomputed from its output (flowood.flows.invert)
+
     cond: Tensor
     change: Tensor
     change_index: Tensor

@@ -31,7 +31,7 @@ trainer passes on as ``exact=True`` (so TF32 and cuDNN autotuning are off on CUD
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -152,20 +152,21 @@ class FastPath:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def prepare_model(self, flow: nn.Module, *, backend: str = "inductor") -> nn.Module:
+    def prepare_model(self, flow: nn.Module, *, backend: str = "inductor", also: Sequence[nn.Module] = ()) -> nn.Module:
         """Apply memory format and compilation to ``flow`` in place and return it.
 
         Compilation wraps ``flow.transform`` (:meth:`torch.nn.Module.compile`, in place), so parameter
-        names, checkpoints, ``inverse`` and ``sample`` are unaffected.
+        names, checkpoints, ``inverse`` and ``sample`` are unaffected. ``also``: submodules compiled too, e.g. the
+        blocks that ``train.memory=invert`` calls one by one instead of calling the transform.
         """
         if self.channels_last:
             flow.to(memory_format=torch.channels_last)
         if self.compile:
-            target = getattr(flow, "transform", flow)
-            if self.compile_mode == "default":
-                target.compile(backend=backend)
-            else:
-                target.compile(backend=backend, mode=self.compile_mode)
+            for target in (getattr(flow, "transform", flow), *also):
+                if self.compile_mode == "default":
+                    target.compile(backend=backend)
+                else:
+                    target.compile(backend=backend, mode=self.compile_mode)
         return flow
 
     def describe(self) -> dict[str, object]:

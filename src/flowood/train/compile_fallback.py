@@ -15,9 +15,10 @@ WARNING = "torch.compile failed ({reason}); training continues eagerly. Set trai
 
 
 def uncompile(flow: nn.Module) -> None:
-    """Undo :meth:`torch.nn.Module.compile` on the flow's transform (what ``FastPath.prepare_model`` compiled)."""
-    for module in (getattr(flow, "transform", None), flow):
-        if module is not None and getattr(module, "_compiled_call_impl", None) is not None:
+    """Undo :meth:`torch.nn.Module.compile` on the flow's transform and every other submodule
+    ``FastPath.prepare_model`` compiled (the blocks of ``train.memory=invert``)."""
+    for module in flow.modules():
+        if getattr(module, "_compiled_call_impl", None) is not None:
             module._compiled_call_impl = None
 
 

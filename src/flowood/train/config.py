@@ -17,6 +17,7 @@ from typing import Any
 from flowood.atomic import atomic_write_text
 from flowood.errors import ConfigError, FieldError
 from flowood.flows.architectures import available_flows, flow_options
+from flowood.flows.invert import DEFAULT_TOLERANCE, MEMORY_MODES
 from flowood.perf import LR_SCALINGS, PRECISIONS, exact_settings
 from flowood.settings import as_config_error, build, check, coerce, setting
 
@@ -162,6 +163,13 @@ class TrainConfig:
     # Learning rate for the global batch: lr × f(batch_size / reference_batch_size), f from lr_scaling.
     lr_scaling: str = setting("none", choices=LR_SCALINGS)
     reference_batch_size: int | None = setting(None, ge=1)
+    # What the backward pass keeps: store (autograd keeps every activation) or invert (each invertible block keeps
+    # none: its input is rebuilt from its output by its inverse and the block recomputed, so activation memory does
+    # not grow with depth; flowood.flows.invert, docs/memory.md).
+    memory: str = setting("store", choices=MEMORY_MODES)
+    # train.memory=invert: bound on a reconstruction error relative to the tensor's scale (max|a-b| / max(max|b|, 1));
+    # a block above it keeps storing, with a warning.
+    invert_tolerance: float = setting(DEFAULT_TOLERANCE, gt=0, lt=1, doc="relative reconstruction error bound")
     # Data-parallel (torchrun) only: synchronise batch-norm statistics across GPUs.
     sync_batchnorm: bool = False
     # Early stopping on a validation split held out of the training split: {patience, val_fraction, min_delta}

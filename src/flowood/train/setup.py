@@ -180,9 +180,13 @@ def build_training(cfg: RunConfig, dist: DistInfo, device: torch.device, *, resu
     if not resume:
         init_data_dependent(flow, train_data, cfg, kind, dequant_gen)
     ema = build_ema(flow, t.ema_decay) if t.ema_decay else None
+    # After the EMA copy: evaluation runs without gradients, where inversion changes nothing.
+    flow.set_memory(t.memory, t.invert_tolerance)
     warnings: list[str] = []
     try:
-        fast.prepare_model(flow)  # compiles the transform in place (lazily, on first call)
+        # Compiles the transform in place (lazily, on first call); under train.memory=invert also each block,
+        # which the training forward calls one by one.
+        fast.prepare_model(flow, also=flow.inversion.recomputed if flow.inversion is not None else ())
     except Exception as err:
         if not fast.compile:
             raise

@@ -18,7 +18,7 @@ from flowood.flows import NormalizingFlow
 from flowood.perf import FastPath
 from flowood.train.config import RunConfig
 from flowood.train.distributed import DistInfo, all_reduce_sum
-from flowood.train.objective import compute_loss
+from flowood.train.objective import compute_loss, unwrap_flow
 from flowood.train.optim import clip_gradients
 
 
@@ -37,6 +37,9 @@ class StepReading:
     """Under ``torchrun``: whether any rank had run out of ``train.max_minutes`` (None in one process)."""
     signal: bool | None = None
     """Under ``torchrun``: whether any rank had received SIGINT/SIGTERM (None in one process)."""
+    inversion_residual: float | None = None
+    """``train.memory=invert``: this rank's largest round-trip residual of a recomputed block so far
+    (:meth:`flowood.flows.invert.BackpropByInversion.max_residual`); ``None`` in ``store`` mode."""
 
 
 def set_learning_rate(
@@ -105,6 +108,11 @@ def measure(
     wanted.update(ok=loss_finite & torch.isfinite(grad_norm), loss_finite=loss_finite, train_bpd=train_bpd)
     if "ood_train_bpd" in logs:
         wanted["ood_train_bpd"] = logs["ood_train_bpd"]
+    inversion = unwrap_flow(model).inversion
+    residual = inversion.max_residual() if inversion is not None else None
+    if residual is not None:
+        # Read with the rest; each rank judges its own blocks (a fallback changes memory, not the gradients).
+        wanted["inversion_residual"] = residual
     # The only host sync of the step: every value the host needs from it, read together.
     host = dict(zip(wanted, torch.stack([v.float() for v in wanted.values()]).tolist(), strict=True))
     return StepReading(
@@ -114,6 +122,7 @@ def measure(
         ood_train_bpd=host.get("ood_train_bpd"),
         time_up=bool(host["time_up"]) if dist.enabled else None,
         signal=bool(host["signal"]) if "signal" in host else None,
+        inversion_residual=host.get("inversion_residual"),
     )
 
 

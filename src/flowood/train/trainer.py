@@ -239,6 +239,7 @@ class Trainer:
         if reading.signal is not None and self._signals is not None:
             self._signals.agreed = reading.signal
         self._step_ood_bpd = reading.ood_train_bpd
+        self._check_inversion(reading.inversion_residual)
         if not reading.ok and self.scaler is not None and reading.loss_finite:
             # fp16 loss-scale overflow: the scaler lowers its scale (its update below); not a divergence.
             self.optimizer.zero_grad(set_to_none=True)
@@ -262,6 +263,17 @@ class Trainer:
         step.advance_schedule(self.scheduler)
         self.global_step += 1
         return reading.train_bpd if reading.ok else float("nan")
+
+    def _check_inversion(self, residual: float | None) -> None:
+        """``train.memory=invert``: blocks whose reconstruction went past ``train.invert_tolerance`` keep storing
+        from the next step; every fallback (also those of the first step's check) is reported once."""
+        inversion = self.flow.inversion
+        if inversion is None:
+            return
+        if residual is not None and residual > inversion.tolerance:
+            inversion.fall_back()
+        for warning in inversion.take_warnings():
+            self._note(warning, prefix="warning")
 
     def _heartbeat(self, bpd: float) -> None:
         """Without a terminal, log one plain progress line every ``heartbeat_seconds`` of training."""
