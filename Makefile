@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/flowood demo
 
+# One worker per core (pytest-xdist), a test file per worker at a time: module fixtures are built once.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # The edit loop: everything but the end-to-end tests marked slow (`make test`, which CI runs, runs them all).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
 
 # The suite on other PyTorch releases (torch 2.4.1, the declared floor, and 2.11.0); venvs in .venv-compat/.
 test-compat:
