@@ -128,7 +128,12 @@ AUX_CASES = {
         "glyphs",
         lambda r: r / "general" / "glyphs",
     ),
-    "embedding flow": (lambda: get_detector("embedding_likelihood"), "embedding-flow", lambda r: r / "embedding-flow"),
+    # Since issue 23 the embedding flow lives in its feature pipeline's folder: RUN/features/<pipeline>/embedding-flow.
+    "embedding flow": (
+        lambda: get_detector("embedding_likelihood"),
+        "embedding-flow",
+        lambda r: next((r / "features").glob("*/embedding-flow")),
+    ),
 }
 
 
