@@ -128,6 +128,7 @@ class RunDir:
     EMBEDDING_FLOW = "embedding-flow"
     EMBEDDINGS = "embeddings"
     FEATURES = "features"
+    EXTRACTOR = "extractor"
     MODEL_CARD = "model_card.md"
     MODEL_CARD_JSON = "model_card.json"
 
@@ -282,7 +283,7 @@ class RunDir:
 
     def learned_extractor(self, pipeline: str) -> ExtractorDir:
         """The CNN learnt from this run's training split for ``pipeline``."""
-        return ExtractorDir(self.feature_pipeline(pipeline) / "extractor")
+        return ExtractorDir(self.feature_pipeline(pipeline) / self.EXTRACTOR)
 
     @property
     def model_card(self) -> Path:
@@ -542,7 +543,9 @@ class RunDir:
             )
         for name in self.OWNED:
             target = self.path / name
-            if name in self.RUN_FOLDERS:
+            if name == self.FEATURES:
+                self._clear_features(target)
+            elif name in self.RUN_FOLDERS:
                 for pattern in self.RUN_FOLDERS[name]:
                     for sub in [target] if not pattern else sorted(target.glob(pattern)):
                         if sub.is_dir() and not sub.is_symlink():
@@ -567,6 +570,30 @@ class RunDir:
             elif target.is_symlink() or target.is_file():
                 _remove(target)
         self.clean_stale_tmp()
+
+    PIPELINE_FILES: ClassVar[tuple[str, ...]] = ("train.npz", "test.npz")
+    """The feature arrays flowood writes in each ``features/PIPELINE`` folder."""
+
+    def _clear_features(self, target: Path) -> None:
+        """``features/``: in each pipeline folder the embedding flow (a run), the learned extractor and the feature
+        arrays, all derived from the run being replaced (a new run must not reuse them); other files are kept."""
+        if not target.is_dir() or target.is_symlink():
+            return
+        for pipeline in sorted(p for p in target.iterdir() if p.is_dir() and not p.is_symlink()):
+            flow = pipeline / self.EMBEDDING_FLOW
+            if flow.is_dir() and not flow.is_symlink():
+                child = RunDir(flow)
+                child.clear()
+                _remove(child.lock_file)
+                _remove_if_empty(flow)
+            extractor = pipeline / self.EXTRACTOR
+            if extractor.is_dir() and not extractor.is_symlink():
+                ExtractorDir(extractor).clear()
+                _remove_if_empty(extractor)
+            for name in self.PIPELINE_FILES:
+                _remove(pipeline / name)
+            _remove_if_empty(pipeline)
+        _remove_if_empty(target)
 
     def clean_stale_tmp(self) -> list[Path]:
         """Remove temporary files that interrupted atomic writes left (``.NAME.XXXX.tmp``, ``config.yaml.tmp``)."""

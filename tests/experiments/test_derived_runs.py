@@ -176,7 +176,8 @@ def test_an_interrupted_benchmark_continues_its_main_flow(tmp_path, monkeypatch)
     assert main(_benchmark(protocol, out)) == 0
     assert load_run(out / "run").steps == 2  # finished, not reused half-trained
     board = json.loads((out / "leaderboard.json").read_text())
-    assert board["main_model"]["train_seconds"] != "reused"
+    training = board["units"]["main"]["training"]  # issue 23's leaderboard: one entry per unit
+    assert "train_seconds" in training and training["stopped_by"] != "reused" and not training["partial"]
     assert (out / "report.html").is_file()
 
 
