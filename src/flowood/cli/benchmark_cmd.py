@@ -51,7 +51,10 @@ def benchmark_command(
     resolve_device(device)
     out = out or Path(f"benchmark-{Path(protocol).stem}-{budget}")
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is an existing file; choose a directory")
+        raise ConfigError(
+            f"--out {out} is a file: an existing file cannot hold the output; give a directory for "
+            "`flowood benchmark`'s output"
+        )
     with RunDir(out).hold_output("benchmark"):  # one benchmark writes OUT at a time
         board = run_benchmark(
             checked,

@@ -59,6 +59,6 @@ def command_line() -> str:
 
 def current() -> Provenance:
     """The provenance of numbers computed now by this process."""
-    from flowood import __version__
+    from flowood.version import __version__
 
     return Provenance(flowood_version=__version__, git_commit=git_commit(), command_line=command_line())
