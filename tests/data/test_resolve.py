@@ -48,7 +48,8 @@ def test_look_up_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_and_empty_names_are_one_line() -> None:
-    with pytest.raises(DatasetError, match=r"unknown dataset 'imagenet'.*Available: mnist, fashionmnist") as err:
+    listed = r"unknown dataset 'imagenet'.*Available: mnist, mnist-10k, fashionmnist"
+    with pytest.raises(DatasetError, match=listed) as err:
         resolve("imagenet")
     assert "\n" not in str(err.value) and "folder:/path" in str(err.value) and "mutate-RATE:NAME" in str(err.value)
     for empty in ("", "  "):
