@@ -138,3 +138,20 @@ def test_cli_list_and_errors(tmp_path: Path, capsys):
         assert main(["benchmark", "cifar10", "--out", str(tmp_path / "c"), "--device", "cpu", "--quiet"]) == 2
         err = capsys.readouterr().err
         assert "cifar10" in err and "not on this machine" in err
+
+
+def test_auxiliary_training_cpu_labels_rows_with_and_without_a_pipeline():
+    """A protocol without pipelines (``fashionmnist``) has plain rows: its embedding flow is ``embedding_flow``, not
+    ``embedding_flow@`` (the leaderboard printed a dangling ``@``)."""
+    from types import SimpleNamespace
+
+    from flowood.experiments.leaderboard import auxiliary_training_cpu
+
+    def evaluation(row: str, facts: dict) -> SimpleNamespace:
+        return SimpleNamespace(report=SimpleNamespace(scores={row: SimpleNamespace(facts=facts)}))
+
+    learned = {"learned": {"training": {"cpu_seconds": 5.0}}}
+    plain = [evaluation("embedding_likelihood", {"train_cpu_seconds": 14.0}), evaluation("knn", learned)]
+    assert auxiliary_training_cpu(plain) == {"embedding_flow": 14.0, "learned": 5.0}
+    piped = [evaluation("embedding_likelihood@pretrained", {"train_cpu_seconds": None}), evaluation("knn@l", learned)]
+    assert auxiliary_training_cpu(piped) == {"embedding_flow@pretrained": None, "learned@l": 5.0}

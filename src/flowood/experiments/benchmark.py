@@ -192,7 +192,10 @@ def run_benchmark(
     p = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, budget)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is an existing file; choose a directory")
+        raise ConfigError(
+            f"--out {out} is a file: an existing file cannot hold the output; give a directory for "
+            "`flowood benchmark`'s output"
+        )
     missing_in = dataset_status(p.in_distribution, data_root)
     if missing_in is not None:
         raise DatasetError(

@@ -187,16 +187,18 @@ def build_board(
 def auxiliary_training_cpu(evaluations: Iterable[Evaluation]) -> dict[str, float | None]:
     """CPU seconds spent training each auxiliary model of a run's evaluations that reports it: every learned
     extractor (``learned@PIPELINE``, from its ``metrics.json``: when it was trained) and every embedding flow
-    (``embedding_flow@PIPELINE``, ``None`` when this evaluation reused it)."""
+    (``embedding_flow@PIPELINE``, ``None`` when this evaluation reused it); ``learned`` / ``embedding_flow`` in a
+    protocol without pipelines."""
     found: dict[str, float | None] = {}
     for evaluation in evaluations:
         for row, run in (evaluation.report.scores or {}).items():
-            pipeline = row.split("@")[1] if "@" in row else ""
+            # A protocol without pipelines has plain rows: its models are ``learned`` / ``embedding_flow``.
+            at = "@" + row.split("@")[1] if "@" in row else ""
             learned = run.facts.get("learned")
             if isinstance(learned, dict):
-                found[f"learned@{pipeline}"] = learned.get("training", {}).get("cpu_seconds")
+                found[f"learned{at}"] = learned.get("training", {}).get("cpu_seconds")
             if row.split("@")[0] == "embedding_likelihood" and "train_cpu_seconds" in run.facts:
-                found[f"embedding_flow@{pipeline}"] = run.facts["train_cpu_seconds"]
+                found[f"embedding_flow{at}"] = run.facts["train_cpu_seconds"]
     return found
 
 
