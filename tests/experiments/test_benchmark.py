@@ -155,3 +155,16 @@ def test_auxiliary_training_cpu_labels_rows_with_and_without_a_pipeline():
     assert auxiliary_training_cpu(plain) == {"embedding_flow": 14.0, "learned": 5.0}
     piped = [evaluation("embedding_likelihood@pretrained", {"train_cpu_seconds": None}), evaluation("knn@l", learned)]
     assert auxiliary_training_cpu(piped) == {"embedding_flow@pretrained": None, "learned@l": 5.0}
+
+
+def test_run_benchmark_holds_its_output_lock(tmp_path):
+    """``run_benchmark`` (the API, not only the CLI) takes OUT's lock before it writes: a second writer is refused
+    with one line naming the holder, and nothing is trained."""
+    from flowood.errors import RunInUseError
+    from flowood.experiments.benchmark import run_benchmark
+    from flowood.runs import RunDir
+
+    out = tmp_path / "out"
+    with RunDir(out).hold_output("benchmark"), pytest.raises(RunInUseError):
+        run_benchmark("fashionmnist", out, device="cpu", quiet=True)
+    assert not (out / "run").exists()

@@ -45,23 +45,21 @@ def benchmark_command(
         raise ConfigError(f"--max-minutes must be > 0, got {max_minutes:g}")
     from flowood.devices import resolve_device
     from flowood.experiments.protocol import load_protocol
-    from flowood.runs import RunDir
 
     checked = load_protocol(protocol, budget)  # the whole protocol is checked before anything is created
     resolve_device(device)
     out = out or Path(f"benchmark-{Path(protocol).stem}-{budget}")
-    with RunDir(out).hold_output("benchmark"):  # one benchmark writes OUT at a time
-        board = run_benchmark(
-            checked,
-            out,
-            budget=budget,
-            device=device,
-            quiet=quiet,
-            data_root=data_root,
-            max_minutes=max_minutes,
-            rank_partial=rank_partial,
-            threads=threads,
-        )
+    board = run_benchmark(  # holds OUT's lock while it writes there
+        checked,
+        out,
+        budget=budget,
+        device=device,
+        quiet=quiet,
+        data_root=data_root,
+        max_minutes=max_minutes,
+        rank_partial=rank_partial,
+        threads=threads,
+    )
     typer.echo(format_leaderboard(board))
     typer.echo(f"wrote {out}/leaderboard.md, {out}/leaderboard.json, {out}/report.html")
 

@@ -176,7 +176,8 @@ def run_benchmark(
 
     Args:
         protocol: a shipped name, a YAML file or a loaded :class:`Protocol`.
-        out: the output directory (created; an existing *file* there is refused).
+        out: the output directory (created and locked while the benchmark writes there; an existing *file* there is
+            refused).
         budget: the protocol's budget (``quick``, ``full``).
         device: ``auto``, ``cpu`` or ``cuda``.
         quiet: no progress lines.
@@ -191,11 +192,30 @@ def run_benchmark(
     """
     p = protocol if isinstance(protocol, Protocol) else load_protocol(protocol, budget)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(
-            f"--out {out} is a file: an existing file cannot hold the output; give a directory for "
-            "`flowood benchmark`'s output"
+    with RunDir(out).hold_output("benchmark"):  # a file as OUT is one line; one benchmark writes OUT at a time
+        return _run_locked(
+            p,
+            out,
+            device=device,
+            quiet=quiet,
+            data_root=data_root,
+            max_minutes=max_minutes,
+            rank_partial=rank_partial,
+            threads=threads,
         )
+
+
+def _run_locked(
+    p: Protocol,
+    out: Path,
+    *,
+    device: str,
+    quiet: bool,
+    data_root: str | None,
+    max_minutes: float | None,
+    rank_partial: bool,
+    threads: int,
+) -> dict[str, Any]:
     missing_in = dataset_status(p.in_distribution, data_root)
     if missing_in is not None:
         raise DatasetError(
